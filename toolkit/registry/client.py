@@ -1,0 +1,540 @@
+"""An OCI distribution API client: auth, bounded retries, and digest checks on everything read.
+
+Three layers, as in regclient: references (reference.py), this HTTP transport, and the
+manifest types (manifest.py). Every request is counted so a merge can report its cost.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import ipaddress
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+import requests
+
+from .auth import Challenge, Credentials, parse_challenge, resolve_credentials
+from .manifest import MANIFEST_ACCEPT, compute_digest, media_type_of
+
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# Refresh a bearer token this long before it expires, so it cannot lapse in flight.
+TOKEN_MARGIN_SECONDS = 5.0
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+
+class RegistryError(Exception):
+    """Anything the registry refused or we could not complete; the message names the URL."""
+
+
+class NotFoundError(RegistryError):
+    pass
+
+
+class AuthError(RegistryError):
+    pass
+
+
+class DigestMismatchError(RegistryError):
+    pass
+
+
+class TransportError(RegistryError):
+    """Connection failures or retryable statuses that outlasted the retry budget."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    base_delay: float = 0.25
+    max_delay: float = 8.0
+    # A Retry-After longer than this is cut short: a CI job should fail, not hang for an hour.
+    max_retry_after: float = 30.0
+
+    def delay(self, attempt: int, retry_after: str | None) -> float:
+        if retry_after:
+            seconds = _parse_retry_after(retry_after)
+            if seconds is not None:
+                return min(max(seconds, 0.0), self.max_retry_after)
+        backoff = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+        # Full jitter spreads retries of parallel CI jobs hitting the same registry.
+        return float(backoff / 2 + random.uniform(0, backoff / 2))  # noqa: S311
+
+
+def _parse_retry_after(value: str) -> float | None:
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when.timestamp() - time.time()
+
+
+@dataclass(frozen=True)
+class FetchedManifest:
+    raw: bytes
+    media_type: str
+    digest: str
+
+
+@dataclass
+class _Token:
+    value: str
+    expires_at: float
+    scopes: frozenset[str]
+
+
+@dataclass
+class RequestStats:
+    registry: int = 0
+    token: int = 0
+    retries: int = 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def pull_scope(repository: str) -> str:
+    return f"repository:{repository}:pull"
+
+
+def push_scope(repository: str) -> str:
+    return f"repository:{repository}:pull,push"
+
+
+class RegistryClient:
+    """Talks to one registry. Not thread-safe; use one per thread."""
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        insecure: bool = False,
+        credentials: Credentials | None = None,
+        use_env_credentials: bool = True,
+        retry: RetryPolicy | None = None,
+        timeout: float = 30.0,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        # --insecure means plain HTTP; otherwise HTTPS with certificates verified.
+        self.base_url = f"{'http' if insecure else 'https'}://{registry}"
+        self.credentials = credentials
+        if credentials is None and use_env_credentials:
+            self.credentials = resolve_credentials(registry)
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.session.verify = True
+        self._sleep = sleep
+        self._clock = clock
+        self._use_basic = False
+        self._bearer_challenge: Challenge | None = None
+        self._tokens: list[_Token] = []
+        self.stats = RequestStats()
+
+    # ----------------------------------------------------------------- transport
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        body: bytes | None = None,
+        stream: bool = False,
+        already_done: Callable[[], bool] | None = None,
+        kind: str = "registry",
+    ) -> requests.Response | None:
+        """One logical request, retried on connection errors, 408, 429 and 5xx.
+
+        A request with a body is never re-sent blindly: the first try may have taken effect
+        before the connection dropped, so `already_done` is asked first. Returns None when it
+        says the effect is already there.
+        """
+        last_problem = ""
+        for attempt in range(1, self.retry.attempts + 1):
+            if attempt > 1 and body is not None:
+                if already_done is None:
+                    raise TransportError(
+                        f"{method} {url}: {last_problem}; not re-sending a request body whose "
+                        "effect cannot be checked"
+                    )
+                if already_done():
+                    return None
+            retry_after: str | None = None
+            try:
+                if kind == "token":
+                    self.stats.token += 1
+                else:
+                    self.stats.registry += 1
+                response = self.session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=body,
+                    stream=stream,
+                    timeout=self.timeout,
+                    allow_redirects=method in ("GET", "HEAD"),
+                )
+            except requests.exceptions.SSLError as exc:
+                raise TransportError(
+                    f"{method} {url}: TLS verification failed ({_short(exc)}); "
+                    "use --insecure only for a plain-HTTP registry you trust"
+                ) from None
+            except (
+                requests.exceptions.ConnectionError,
+                requests.exceptions.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
+                last_problem = f"connection failed ({_short(exc)})"
+            else:
+                if response.status_code not in RETRYABLE_STATUS:
+                    return response
+                last_problem = f"HTTP {response.status_code}"
+                retry_after = response.headers.get("Retry-After")
+                response.close()
+            if attempt < self.retry.attempts:
+                self.stats.retries += 1
+                self._sleep(self.retry.delay(attempt, retry_after))
+        raise TransportError(f"{method} {url}: {last_problem} after {self.retry.attempts} attempts")
+
+    def _request(
+        self,
+        method: str,
+        repository: str,
+        path: str,
+        *,
+        scopes: Iterable[str],
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+        stream: bool = False,
+        already_done: Callable[[], bool] | None = None,
+    ) -> requests.Response | None:
+        url = f"{self.base_url}/v2/{repository}/{path}"
+        wanted = frozenset(scopes)
+        sent_auth: str | None = None
+        for _ in range(3):
+            request_headers = dict(headers or {})
+            sent_auth = self._auth_header(wanted)
+            if sent_auth:
+                request_headers["Authorization"] = sent_auth
+            response = self._send(
+                method,
+                url,
+                headers=request_headers,
+                body=body,
+                stream=stream,
+                already_done=already_done,
+            )
+            if response is None or response.status_code != 401:
+                return response
+            challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
+            response.close()
+            self._answer_challenge(challenge, wanted, sent_auth, url)
+        raise AuthError(f"{method} {url}: still unauthorized after authenticating")
+
+    # ----------------------------------------------------------------- auth
+
+    def _auth_header(self, scopes: frozenset[str]) -> str | None:
+        if self._use_basic and self.credentials:
+            return self.credentials.basic_header()
+        if self._bearer_challenge is None:
+            return None
+        token = self._token_for(scopes)
+        if token is None:
+            # Expired or never fetched for these scopes: fetch now rather than eat a 401.
+            token = self._fetch_token(self._bearer_challenge, scopes)
+        return f"Bearer {token.value}"
+
+    def _token_for(self, scopes: frozenset[str]) -> _Token | None:
+        now = self._clock()
+        for token in self._tokens:
+            if scopes <= token.scopes and token.expires_at - TOKEN_MARGIN_SECONDS > now:
+                return token
+        return None
+
+    def _answer_challenge(
+        self, challenge: Challenge | None, scopes: frozenset[str], sent_auth: str | None, url: str
+    ) -> None:
+        if challenge is None:
+            raise AuthError(f"{url}: 401 without a WWW-Authenticate challenge")
+        if challenge.scheme == "basic":
+            if self.credentials is None:
+                raise AuthError(
+                    f"{url}: the registry needs credentials; set REGISTRY_USER/REGISTRY_PASSWORD "
+                    "or log in (~/.docker/config.json)"
+                )
+            if sent_auth and sent_auth.startswith("Basic"):
+                raise AuthError(
+                    f"{url}: credentials for user {self.credentials.username!r} "
+                    f"(from {self.credentials.source}) were rejected"
+                )
+            self._use_basic = True
+            return
+        if challenge.scheme != "bearer":
+            raise AuthError(f"{url}: unsupported auth scheme {challenge.scheme!r}")
+        if sent_auth and sent_auth.startswith("Bearer") and self._bearer_challenge == challenge:
+            # A token we sent was refused: it expired early or lacks a scope. Drop it and retry
+            # once with a fresh one; a second refusal is final.
+            refused = sent_auth.removeprefix("Bearer ")
+            if not any(t.value == refused for t in self._tokens):
+                raise AuthError(f"{url}: a freshly issued token was refused (insufficient scope?)")
+            self._tokens = [t for t in self._tokens if t.value != refused]
+        self._bearer_challenge = challenge
+        extra = challenge.params.get("scope", "")
+        wanted = scopes | frozenset(s for s in extra.split(" ") if s)
+        self._fetch_token(challenge, wanted)
+
+    def _check_realm(self, realm: str) -> None:
+        parts = urlsplit(realm)
+        if parts.scheme == "https":
+            return
+        registry = urlsplit(self.base_url)
+        if (
+            parts.scheme == "http"
+            and parts.netloc == registry.netloc
+            and _is_loopback(parts.hostname or "")
+        ):
+            return
+        raise AuthError(
+            f"refusing token realm {realm!r}: a token realm is only followed over https, or to "
+            f"the registry's own loopback address ({registry.netloc})"
+        )
+
+    def _fetch_token(self, challenge: Challenge, scopes: frozenset[str]) -> _Token:
+        realm = challenge.params.get("realm", "")
+        if not realm:
+            raise AuthError(f"{self.registry}: bearer challenge without a realm")
+        self._check_realm(realm)
+        query: list[tuple[str, str]] = []
+        if challenge.params.get("service"):
+            query.append(("service", challenge.params["service"]))
+        query += [("scope", s) for s in sorted(scopes)]
+        headers = {"Accept": "application/json"}
+        if self.credentials:
+            headers["Authorization"] = self.credentials.basic_header()
+        url = f"{realm}{'&' if '?' in realm else '?'}{urlencode(query)}"
+        response = self._send("GET", url, headers=headers, kind="token")
+        assert response is not None  # a GET has no body, so it is never "already done"
+        if response.status_code in (401, 403):
+            who = f"user {self.credentials.username!r}" if self.credentials else "anonymous access"
+            raise AuthError(f"token service {realm} refused {who} (HTTP {response.status_code})")
+        if response.status_code != 200:
+            raise AuthError(f"token service {realm}: HTTP {response.status_code}")
+        try:
+            data = response.json()
+            value = data.get("token") or data.get("access_token")
+            expires_in = float(data.get("expires_in") or 60)
+        except (ValueError, AttributeError, TypeError):
+            value = None
+        if not value:
+            raise AuthError(f"token service {realm}: response has no token")
+        # The spec's minimum lifetime is 60 s; take the server's word, measured on our clock.
+        token = _Token(str(value), self._clock() + expires_in, scopes)
+        self._tokens = [t for t in self._tokens if not t.scopes <= scopes] + [token]
+        return token
+
+    # ----------------------------------------------------------------- API
+
+    def ping(self) -> None:
+        """GET /v2/: reachability and auth scheme, for status commands (the merge skips it)."""
+        response = self._send("GET", f"{self.base_url}/v2/", headers={})
+        assert response is not None
+        if response.status_code not in (200, 401):
+            raise RegistryError(f"{self.base_url}/v2/: HTTP {response.status_code}")
+
+    def head_manifest(self, repository: str, reference: str) -> str | None:
+        """The digest a tag or digest resolves to, or None if it does not exist."""
+        response = self._request(
+            "HEAD",
+            repository,
+            f"manifests/{reference}",
+            scopes=[pull_scope(repository)],
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+        assert response is not None
+        if response.status_code == 404:
+            return None
+        _raise_for(response, f"HEAD manifest {repository}:{reference}")
+        return response.headers.get("Docker-Content-Digest")
+
+    def get_manifest(self, repository: str, reference: str) -> FetchedManifest:
+        where = f"{self.registry}/{repository}{'@' if ':' in reference else ':'}{reference}"
+        response = self._request(
+            "GET",
+            repository,
+            f"manifests/{reference}",
+            scopes=[pull_scope(repository)],
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+        assert response is not None
+        if response.status_code == 404:
+            raise NotFoundError(f"{where}: manifest not found")
+        _raise_for(response, f"GET manifest {where}")
+        raw = response.content
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise RegistryError(f"{where}: manifest larger than {MAX_MANIFEST_BYTES} bytes")
+        expected = reference if ":" in reference else response.headers.get("Docker-Content-Digest")
+        digest = _verify(raw, expected, where)
+        return FetchedManifest(
+            raw, media_type_of(raw, response.headers.get("Content-Type")), digest
+        )
+
+    def get_blob(self, repository: str, digest: str, *, max_bytes: int = MAX_CONFIG_BYTES) -> bytes:
+        where = f"{self.registry}/{repository}@{digest}"
+        response = self._request(
+            "GET", repository, f"blobs/{digest}", scopes=[pull_scope(repository)], stream=True
+        )
+        assert response is not None
+        with response:
+            if response.status_code == 404:
+                raise NotFoundError(f"{where}: blob not found")
+            _raise_for(response, f"GET blob {where}")
+            chunks: list[bytes] = []
+            total = 0
+            for chunk in response.iter_content(65536):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise RegistryError(f"{where}: blob larger than {max_bytes} bytes")
+                chunks.append(chunk)
+        raw = b"".join(chunks)
+        _verify(raw, digest, where)
+        return raw
+
+    def download_blob(self, repository: str, digest: str, destination: Path) -> None:
+        """Stream a (layer) blob to a file, hashing as it goes; the file is removed on mismatch."""
+        where = f"{self.registry}/{repository}@{digest}"
+        algorithm, _, expected_hex = digest.partition(":")
+        hasher = hashlib.new(algorithm)
+        response = self._request(
+            "GET", repository, f"blobs/{digest}", scopes=[pull_scope(repository)], stream=True
+        )
+        assert response is not None
+        with response:
+            if response.status_code == 404:
+                raise NotFoundError(f"{where}: blob not found")
+            _raise_for(response, f"GET blob {where}")
+            with destination.open("wb") as out:
+                for chunk in response.iter_content(1 << 20):
+                    hasher.update(chunk)
+                    out.write(chunk)
+        if hasher.hexdigest() != expected_hex:
+            destination.unlink(missing_ok=True)
+            raise DigestMismatchError(f"{where}: content does not match its digest")
+
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        response = self._request(
+            "HEAD", repository, f"blobs/{digest}", scopes=[pull_scope(repository)]
+        )
+        assert response is not None
+        if response.status_code == 404:
+            return False
+        _raise_for(response, f"HEAD blob {repository}@{digest}")
+        return True
+
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> None:
+        """Cross-repository mount: the registry links the blob; no bytes pass through us."""
+        query = urlencode({"mount": digest, "from": from_repository})
+        response = self._request(
+            "POST",
+            repository,
+            f"blobs/uploads/?{query}",
+            scopes=[push_scope(repository), pull_scope(from_repository)],
+            body=b"",
+            headers={"Content-Length": "0"},
+            already_done=lambda: self.blob_exists(repository, digest),
+        )
+        if response is None or response.status_code == 201:
+            return
+        if response.status_code == 202:
+            # The registry opened an upload instead of mounting: close it, leave nothing behind.
+            location = response.headers.get("Location", "")
+            if location:
+                cancel = location if "://" in location else f"{self.base_url}{location}"
+                self._send("DELETE", cancel, headers=self._auth_only(repository))
+            raise RegistryError(
+                f"{self.registry}: could not mount {digest} from {from_repository} into "
+                f"{repository} (the registry does not allow cross-repository mounts here, or "
+                f"these credentials cannot read {from_repository})"
+            )
+        _raise_for(response, f"mount {digest} from {from_repository} into {repository}")
+
+    def _auth_only(self, repository: str) -> dict[str, str]:
+        header = self._auth_header(frozenset([push_scope(repository)]))
+        return {"Authorization": header} if header else {}
+
+    def put_manifest(self, repository: str, reference: str, raw: bytes, media_type: str) -> str:
+        """PUT a manifest under a tag or digest; returns its digest (checked against the reply)."""
+        digest = compute_digest(raw)
+        response = self._request(
+            "PUT",
+            repository,
+            f"manifests/{reference}",
+            scopes=[push_scope(repository)],
+            headers={"Content-Type": media_type},
+            body=raw,
+            already_done=lambda: self.head_manifest(repository, reference) == digest,
+        )
+        if response is None:
+            return digest
+        _raise_for(response, f"PUT manifest {self.registry}/{repository}:{reference}")
+        echoed = response.headers.get("Docker-Content-Digest")
+        if echoed and echoed != digest:
+            raise DigestMismatchError(
+                f"{self.registry}/{repository}:{reference}: registry stored {echoed}, "
+                f"we sent {digest}"
+            )
+        return digest
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) < 160 else text[:157] + "..."
+
+
+def _raise_for(response: requests.Response, what: str) -> None:
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    detail = ""
+    try:
+        errors = response.json().get("errors") or []
+        detail = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
+    except (ValueError, AttributeError):
+        pass
+    message = f"{what}: HTTP {status}" + (f" ({detail})" if detail else "")
+    if status in (401, 403):
+        raise AuthError(message)
+    if status == 404:
+        raise NotFoundError(message)
+    raise RegistryError(message)
+
+
+def _verify(raw: bytes, expected: str | None, where: str) -> str:
+    """Digest of `raw`, checked against what was asked for (or what the registry claimed)."""
+    algorithm = expected.partition(":")[0] if expected else "sha256"
+    if algorithm not in ("sha256", "sha512"):
+        algorithm = "sha256"
+        expected = None
+    actual = compute_digest(raw, algorithm)
+    if expected and actual != expected:
+        raise DigestMismatchError(
+            f"{where}: content does not match its digest (expected {expected}, got {actual})"
+        )
+    return actual

@@ -1,0 +1,253 @@
+"""Pure merge logic: resolved sources in, one index (and its checks) out. No I/O here.
+
+The engine (engine.py) reads the registry and hands this module what it found; everything
+that decides *what* to write lives here so it can be tested without a registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from .manifest import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    REFERENCE_DIGEST,
+    Descriptor,
+    ImageManifest,
+    Platform,
+    canonical_json,
+    compute_digest,
+)
+from .reference import Reference, ReferenceError, parse_reference, validate_tag
+
+AttestationMode = Literal["keep", "strip"]
+
+
+class MergeError(ValueError):
+    """The sources cannot be merged as asked; the message names the source and the reason."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """`[PLATFORM=]REF` as the caller gave it."""
+
+    text: str
+    reference: Reference
+    expected: Platform | None
+
+    @classmethod
+    def parse(cls, text: str, *, target: Reference | None = None) -> SourceSpec:
+        platform_text, eq, ref_text = text.partition("=")
+        if not eq:
+            platform_text, ref_text = "", text
+        try:
+            expected = Platform.parse(platform_text) if platform_text else None
+        except ValueError as exc:
+            raise MergeError(f"source {text!r}: {exc}") from None
+        if target is not None and ref_text[:1] in (":", "@"):
+            # A bare `:tag` or `@digest` names an image in the target's repository: what a CI
+            # job that pushed by digest has in hand.
+            ref_text = f"{target.registry}/{target.repository}{ref_text}"
+        try:
+            reference = parse_reference(ref_text)
+        except ReferenceError as exc:
+            raise MergeError(f"source {text!r}: {exc}") from None
+        return cls(text, reference, expected)
+
+
+@dataclass(frozen=True)
+class ResolvedImage:
+    """One platform image, read from the registry: its manifest and the platform its config says."""
+
+    source: SourceSpec
+    repository: str
+    digest: str
+    media_type: str
+    size: int
+    raw_manifest: bytes
+    manifest: ImageManifest
+    platform: Platform
+    # What an index source's descriptor claimed, if the image came out of an index.
+    claimed_platform: Platform | None = None
+    annotations: tuple[tuple[str, str], ...] = ()
+
+    def descriptor(self) -> Descriptor:
+        return Descriptor(
+            self.media_type, self.digest, self.size, self.platform, dict(self.annotations)
+        )
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    spec: SourceSpec
+    digest: str
+    media_type: str
+    images: tuple[ResolvedImage, ...]
+    # Attestation manifests of an index source (buildx provenance/SBOM), as descriptors.
+    attestations: tuple[Descriptor, ...] = ()
+    # Non-platform entries dropped (unknown/unknown without an attestation annotation).
+    ignored: tuple[Descriptor, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChildTag:
+    tag: str
+    target_tag: str
+    digest: str
+    media_type: str
+    raw_manifest: bytes
+
+
+@dataclass(frozen=True)
+class MergePlan:
+    targets: tuple[Reference, ...]
+    media_type: str
+    index: bytes
+    digest: str
+    children: tuple[ResolvedImage, ...]
+    attestations: tuple[Descriptor, ...]
+    child_tags: tuple[ChildTag, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def platforms(self) -> tuple[Platform, ...]:
+        return tuple(child.platform for child in self.children)
+
+
+def select_images(source: ResolvedSource) -> tuple[ResolvedImage, ...]:
+    """The images a source contributes, after checking them against the caller's expectation."""
+    name = source.spec.text
+    for image in source.images:
+        if image.platform.is_unknown:
+            raise MergeError(
+                f"source {name!r}: image {image.digest} has platform {image.platform}, "
+                "which is not a runnable platform"
+            )
+        if image.claimed_platform is not None and image.claimed_platform != image.platform:
+            raise MergeError(
+                f"source {name!r}: index entry {image.digest} claims {image.claimed_platform} "
+                f"but its config says {image.platform}"
+            )
+    if not source.images:
+        raise MergeError(f"source {name!r}: contains no platform image")
+    expected = source.spec.expected
+    if expected is None:
+        return source.images
+    actual = [image.platform for image in source.images]
+    if actual != [expected]:
+        what = ", ".join(str(p) for p in actual)
+        raise MergeError(
+            f"source {name!r}: expected {expected}, but the image is {what} — pushing it "
+            f"under {expected} would end in 'exec format error' on {expected} hosts"
+        )
+    return source.images
+
+
+def plan_merge(
+    targets: Sequence[Reference],
+    sources: Sequence[ResolvedSource],
+    *,
+    attestations: AttestationMode = "keep",
+    child_tags: bool = True,
+) -> MergePlan:
+    if not targets:
+        raise MergeError("no target given")
+    if not sources:
+        raise MergeError("no source given: pass at least one --source")
+    first = targets[0]
+    for target in targets:
+        if target.digest or not target.tag:
+            raise MergeError(f"target {target}: must be a tag, not a digest")
+        if (target.registry, target.repository) != (first.registry, first.repository):
+            raise MergeError(
+                f"targets {first} and {target}: all targets must be tags of one repository"
+            )
+
+    children: list[ResolvedImage] = []
+    by_platform: dict[Platform, ResolvedImage] = {}
+    warnings: list[str] = []
+    for source in sources:
+        for image in select_images(source):
+            other = by_platform.get(image.platform)
+            if other is not None:
+                raise MergeError(
+                    f"sources {other.source.text!r} and {source.spec.text!r} are both "
+                    f"{image.platform}: an index holds one image per platform"
+                )
+            by_platform[image.platform] = image
+            children.append(image)
+        for ignored in source.ignored:
+            warnings.append(
+                f"source {source.spec.text!r}: ignored {ignored.digest} (platform "
+                f"{ignored.platform or 'none'}, not an image platform nor an attestation)"
+            )
+
+    kept = _attestations(sources, children, attestations)
+    descriptors = [child.descriptor() for child in children] + list(kept)
+    media_types = {d.media_type for d in descriptors}
+    # A Docker manifest list may only hold Docker manifests; anything OCI makes it an OCI index.
+    media_type = DOCKER_LIST if media_types == {DOCKER_MANIFEST} else OCI_INDEX
+    index = canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": media_type,
+            "manifests": [d.to_json() for d in descriptors],
+        }
+    )
+    tags = _child_tags(targets, children) if child_tags else ()
+    return MergePlan(
+        targets=tuple(targets),
+        media_type=media_type,
+        index=index,
+        digest=compute_digest(index),
+        children=tuple(children),
+        attestations=kept,
+        child_tags=tags,
+        warnings=tuple(warnings),
+    )
+
+
+def _attestations(
+    sources: Sequence[ResolvedSource], children: Sequence[ResolvedImage], mode: AttestationMode
+) -> tuple[Descriptor, ...]:
+    if mode == "strip":
+        return ()
+    included = {child.digest for child in children}
+    kept: list[Descriptor] = []
+    for source in sources:
+        own = {image.digest for image in source.images}
+        for attestation in source.attestations:
+            subject = attestation.annotations.get(REFERENCE_DIGEST)
+            if subject is None or subject not in own:
+                raise MergeError(
+                    f"source {source.spec.text!r}: attestation {attestation.digest} refers to "
+                    f"{subject or 'nothing'}, which is not an image of that source"
+                )
+            # Kept only while the image it describes is in the new index.
+            if subject in included:
+                kept.append(attestation)
+    return tuple(kept)
+
+
+def _child_tags(
+    targets: Sequence[Reference], children: Sequence[ResolvedImage]
+) -> tuple[ChildTag, ...]:
+    tags: list[ChildTag] = []
+    for target in targets:
+        assert target.tag is not None
+        for child in children:
+            name = f"{target.tag}-{child.platform.tag_suffix}"
+            try:
+                validate_tag(name)
+            except ReferenceError:
+                raise MergeError(
+                    f"child tag {name!r} for target {target} is not a valid tag (too long?); "
+                    "use a shorter target tag or --no-child-tags"
+                ) from None
+            tags.append(
+                ChildTag(name, target.tag, child.digest, child.media_type, child.raw_manifest)
+            )
+    return tuple(tags)

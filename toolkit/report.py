@@ -1,0 +1,87 @@
+"""The only place that prints: human tables on stderr, machine output (digests, JSON) on stdout.
+
+Keeping stdout for the one value a CI job captures (`digest=$(archfleet merge-manifest …)`)
+means the tables never end up inside a variable.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .registry.engine import MergeResult
+from .registry.verify import VerifyReport
+
+_err = Console(stderr=True, highlight=False)
+
+
+def short(digest: str) -> str:
+    """`sha256:0123456789ab`: enough to recognise, short enough for a table."""
+    algorithm, _, encoded = digest.partition(":")
+    return f"{algorithm}:{encoded[:12]}"
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def emit_value(value: str) -> None:
+    sys.stdout.write(value + "\n")
+
+
+def error(message: str) -> None:
+    _err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+
+
+def merge_summary(result: MergeResult) -> None:
+    plan = result.plan
+    mode = "dry run — nothing written" if result.dry_run else "merged"
+    table = Table(title=f"{mode}: {', '.join(str(t) for t in plan.targets)}", title_justify="left")
+    table.add_column("platform")
+    table.add_column("digest")
+    table.add_column("source")
+    for child in plan.children:
+        table.add_row(str(child.platform), short(child.digest), child.source.text)
+    for attestation in plan.attestations:
+        table.add_row("attestation", short(attestation.digest), "")
+    _err.print(table)
+    for warning in plan.warnings:
+        _err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+    verb = "would write" if result.dry_run else "wrote"
+    if result.index_written:
+        _err.print(f"{verb} index to: {', '.join(result.index_written)}")
+    if result.index_unchanged:
+        _err.print(f"already up to date: {', '.join(result.index_unchanged)}")
+    if result.child_tags_written:
+        _err.print(f"{verb} child tags: {', '.join(result.child_tags_written)}")
+    _err.print(
+        f"index {plan.digest} ({plan.media_type}); {result.registry_requests} registry requests"
+    )
+
+
+def verify_summary(report: VerifyReport) -> None:
+    table = Table(title=f"verify {report.target}", title_justify="left")
+    table.add_column("platform")
+    table.add_column("digest")
+    table.add_column("config")
+    table.add_column("binary")
+    table.add_column("result")
+    for child in report.children:
+        binary = f"{child.binary} ({child.binary_architecture})" if child.binary else "-"
+        table.add_row(
+            str(child.claimed),
+            short(child.digest),
+            str(child.config_platform or "?"),
+            binary,
+            "[green]ok[/]" if not child.problems else "[red]wrong[/]",
+        )
+    _err.print(table)
+    if report.ok:
+        _err.print(f"[green]ok[/]: {report.target} = {report.digest}")
+    else:
+        for problem in report.all_problems:
+            _err.print(f"[red]problem:[/] {problem}", soft_wrap=True)
