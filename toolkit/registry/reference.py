@@ -92,7 +92,10 @@ def parse_reference(text: str) -> Reference:
 
     name, at, digest = text.partition("@")
     if at:
-        validate_digest(digest)
+        try:
+            validate_digest(digest)
+        except ReferenceError as exc:
+            raise ReferenceError(f"invalid image reference {original!r}: {exc}") from None
 
     registry = DEFAULT_REGISTRY
     first, slash, rest = name.partition("/")
