@@ -397,29 +397,44 @@ class RegistryClient:
         )
 
     def get_blob(self, repository: str, digest: str, *, max_bytes: int = MAX_CONFIG_BYTES) -> bytes:
+        """A small blob (a config), read whole: a cut-off body is retried like a dropped line."""
         where = f"{self.registry}/{repository}@{digest}"
         response = self._request(
-            "GET", repository, f"blobs/{digest}", scopes=[pull_scope(repository)], stream=True
+            "GET", repository, f"blobs/{digest}", scopes=[pull_scope(repository)]
         )
         assert response is not None
-        with response:
-            if response.status_code == 404:
-                raise NotFoundError(f"{where}: blob not found")
-            _raise_for(response, f"GET blob {where}")
-            chunks: list[bytes] = []
-            total = 0
-            for chunk in response.iter_content(65536):
-                total += len(chunk)
-                if total > max_bytes:
-                    raise RegistryError(f"{where}: blob larger than {max_bytes} bytes")
-                chunks.append(chunk)
-        raw = b"".join(chunks)
+        if response.status_code == 404:
+            raise NotFoundError(f"{where}: blob not found")
+        _raise_for(response, f"GET blob {where}")
+        raw = response.content
+        if len(raw) > max_bytes:
+            raise RegistryError(f"{where}: blob larger than {max_bytes} bytes")
         _verify(raw, digest, where)
         return raw
 
     def download_blob(self, repository: str, digest: str, destination: Path) -> None:
-        """Stream a (layer) blob to a file, hashing as it goes; the file is removed on mismatch."""
+        """Stream a (layer) blob to a file, hashing as it goes; the file is removed on mismatch.
+
+        The body is read after `_send` returns, so a connection cut mid-body is retried here.
+        """
         where = f"{self.registry}/{repository}@{digest}"
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                self._download_once(repository, digest, destination, where)
+                return
+            except (
+                requests.exceptions.ConnectionError,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
+                destination.unlink(missing_ok=True)
+                if attempt == self.retry.attempts:
+                    raise TransportError(
+                        f"GET blob {where}: body cut off ({_short(exc)}) after {attempt} attempts"
+                    ) from None
+                self.stats.retries += 1
+                self._sleep(self.retry.delay(attempt, None))
+
+    def _download_once(self, repository: str, digest: str, destination: Path, where: str) -> None:
         algorithm, _, expected_hex = digest.partition(":")
         hasher = hashlib.new(algorithm)
         response = self._request(
