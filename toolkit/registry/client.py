@@ -22,7 +22,8 @@ from .auth import Challenge, Credentials, parse_challenge, resolve_credentials
 from .manifest import MANIFEST_ACCEPT, compute_digest, media_type_of
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-# Refresh a bearer token this long before it expires, so it cannot lapse in flight.
+# Renew a bearer token this long before it expires (at most a quarter of its lifetime), so it
+# cannot lapse in flight.
 TOKEN_MARGIN_SECONDS = 5.0
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
@@ -87,7 +88,7 @@ class FetchedManifest:
 @dataclass
 class _Token:
     value: str
-    expires_at: float
+    renew_at: float
     scopes: frozenset[str]
 
 
@@ -247,7 +248,11 @@ class RegistryClient:
             challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
             response.close()
             self._answer_challenge(challenge, wanted, sent_auth, url)
-        raise AuthError(f"{method} {url}: still unauthorized after authenticating")
+        who = f"user {self.credentials.username!r}" if self.credentials else "anonymous"
+        raise AuthError(
+            f"{method} {url}: refused after authenticating as {who}; these credentials lack "
+            f"the rights {' '.join(sorted(wanted))}"
+        )
 
     # ----------------------------------------------------------------- auth
 
@@ -265,7 +270,7 @@ class RegistryClient:
     def _token_for(self, scopes: frozenset[str]) -> _Token | None:
         now = self._clock()
         for token in self._tokens:
-            if scopes <= token.scopes and token.expires_at - TOKEN_MARGIN_SECONDS > now:
+            if scopes <= token.scopes and token.renew_at > now:
                 return token
         return None
 
@@ -346,7 +351,8 @@ class RegistryClient:
         if not value:
             raise AuthError(f"token service {realm}: response has no token")
         # The spec's minimum lifetime is 60 s; take the server's word, measured on our clock.
-        token = _Token(str(value), self._clock() + expires_in, scopes)
+        margin = min(TOKEN_MARGIN_SECONDS, expires_in / 4)
+        token = _Token(str(value), self._clock() + expires_in - margin, scopes)
         self._tokens = [t for t in self._tokens if not t.scopes <= scopes] + [token]
         return token
 

@@ -1,0 +1,67 @@
+"""Shared fixtures: ONE real registry (Debian's docker-registry on loopback) and real per-arch
+images built by buildah for the whole session. Tests use their own target tags/repositories."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from toolkit.lab.images import BuiltImage, build_image
+from toolkit.lab.registry import LocalRegistry, start_registry
+
+_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def lab_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    registry = start_registry(tmp_path_factory.mktemp("registry"))
+    yield registry
+    registry.stop()
+
+
+@dataclass(frozen=True)
+class LabImages:
+    """Real images in `<registry>/src`, by role."""
+
+    registry: LocalRegistry
+    amd64: BuiltImage
+    arm64: BuiltImage  # built with a RUN step executed under QEMU
+    arm_v7: BuiltImage
+    lying_arm64: BuiltImage  # config says arm64, /bin/busybox is amd64
+    docker_amd64: BuiltImage  # Docker v2 schema 2 media types
+    docker_arm64: BuiltImage
+
+    def ref(self, image: BuiltImage) -> str:
+        return f"{self.registry.address}/src@{image.digest}"
+
+
+@pytest.fixture(scope="session")
+def lab_images(lab_registry: LocalRegistry) -> LabImages:
+    base = f"{lab_registry.address}/src"
+    return LabImages(
+        registry=lab_registry,
+        amd64=build_image("linux/amd64", f"{base}:amd64"),
+        arm64=build_image("linux/arm64", f"{base}:arm64", run_step=True),
+        arm_v7=build_image("linux/arm/v7", f"{base}:arm-v7"),
+        lying_arm64=build_image(
+            "linux/arm64", f"{base}:lying-arm64", binary_platform="linux/amd64"
+        ),
+        docker_amd64=build_image("linux/amd64", f"{base}:docker-amd64", manifest_format="docker"),
+        docker_arm64=build_image("linux/arm64", f"{base}:docker-arm64", manifest_format="docker"),
+    )
+
+
+@pytest.fixture
+def unique_tag(request: pytest.FixtureRequest) -> str:
+    """A target tag no other test writes."""
+    name = request.node.name.replace("[", "-").replace("]", "").replace("_", "-")[:60]
+    return f"t{next(_names)}-{name}".lower()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
