@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from .lab.demo import DemoReport
 from .registry.engine import MergeResult
 from .registry.verify import VerifyReport
 
@@ -85,3 +86,58 @@ def verify_summary(report: VerifyReport) -> None:
     else:
         for problem in report.all_problems:
             _err.print(f"[red]problem:[/] {problem}", soft_wrap=True)
+
+
+def progress(message: str) -> None:
+    _err.print(f"[dim]·[/] {message}", soft_wrap=True)
+
+
+def demo_json(result: DemoReport) -> dict[str, Any]:
+    return {
+        "ok": result.ok,
+        "registry": result.registry,
+        "target": result.target,
+        "kept": result.kept,
+        "builds": [
+            {"platform": b.platform, "digest": b.digest, "seconds": round(b.seconds, 2)}
+            for b in result.builds
+        ],
+        "merge": result.merge.to_json() if result.merge else None,
+        "mergeRequests": result.merge_requests,
+        "verify": result.verify.to_json() if result.verify else None,
+        "clients": [
+            {"platform": c.platform, "expected": c.expected, "resolved": c.resolved, "ok": c.ok}
+            for c in result.clients
+        ],
+    }
+
+
+def demo_summary(result: DemoReport) -> None:
+    table = Table(title=f"archfleet demo: {result.target}", title_justify="left")
+    table.add_column("platform")
+    table.add_column("build")
+    table.add_column("pushed digest")
+    table.add_column("entrypoint binary")
+    table.add_column("skopeo client gets")
+    checks = {c.platform: c for c in result.clients}
+    children = {str(c.claimed): c for c in result.verify.children} if result.verify else {}
+    for build in result.builds:
+        check = checks.get(build.platform)
+        child = children.get(build.platform)
+        binary = f"{child.binary_architecture}" if child and child.binary_architecture else "?"
+        got = "?" if check is None else ("[green]its own image[/]" if check.ok else "[red]WRONG[/]")
+        table.add_row(build.platform, f"{build.seconds:.1f} s", short(build.digest), binary, got)
+    _err.print(table)
+    if result.merge:
+        tags = result.merge.index_written + result.merge.child_tags_written
+        _err.print(
+            f"index {result.merge.plan.digest} written with {result.merge_requests} registry "
+            f"requests (tags: {', '.join(tags)})"
+        )
+    if result.verify and not result.verify.ok:
+        for problem in result.verify.all_problems:
+            _err.print(f"[red]problem:[/] {problem}", soft_wrap=True)
+    _err.print("see for yourself:" if result.kept else "with --keep, see for yourself:")
+    for check in result.clients:
+        _err.print(f"  {check.command}", soft_wrap=True)
+    _err.print("[green]ok[/]" if result.ok else "[red]failed[/]")

@@ -2,10 +2,11 @@
 
 from invoke.collection import Collection
 
-from . import manifest
+from . import demo, manifest
 
 namespace = Collection()
 namespace.add_task(manifest.merge_manifest)
 namespace.add_task(manifest.verify_manifest)
+namespace.add_task(demo.demo)
 
 __all__ = ["namespace"]
