@@ -15,6 +15,7 @@ import re
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Mapping
@@ -60,6 +61,8 @@ class LocalRegistry:
     pid: int
     config_path: Path
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+    # Serving HTTPS (an `http: tls:` section in its config).
+    tls: bool = False
 
     @property
     def address(self) -> str:
@@ -67,7 +70,7 @@ class LocalRegistry:
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}"
+        return f"{'https' if self.tls else 'http'}://{self.address}"
 
     @property
     def running(self) -> bool:
@@ -279,6 +282,7 @@ def _start_once(
         pid=process.pid,
         config_path=config_path,
         _process=process,
+        tls=bool(config.get("http", {}).get("tls")),
     )
     try:
         _wait_until_ready(registry, process, start_timeout)
@@ -303,7 +307,7 @@ def _wait_until_ready(
                 f"registry exited with status {process.returncode} before answering on "
                 f"{registry.url}/v2/; config {registry.config_path}; log tail:\n{tail}"
             )
-        status = _probe(registry.host, registry.port)
+        status = _probe(registry.host, registry.port, tls=registry.tls)
         if status in (200, 401) and process.poll() is None:
             answers += 1
             # Another server on the port could answer for a registry that failed to bind:
@@ -319,8 +323,14 @@ def _wait_until_ready(
     )
 
 
-def _probe(host: str, port: int) -> int | str:
-    connection = http.client.HTTPConnection(host, port, timeout=1.0)
+def _probe(host: str, port: int, *, tls: bool = False) -> int | str:
+    connection: http.client.HTTPConnection
+    if tls:
+        # Readiness only: the certificate is the caller's business (often self-signed here).
+        insecure = ssl._create_unverified_context()  # noqa: S323
+        connection = http.client.HTTPSConnection(host, port, timeout=1.0, context=insecure)
+    else:
+        connection = http.client.HTTPConnection(host, port, timeout=1.0)
     try:
         connection.request("GET", "/v2/")
         return connection.getresponse().status

@@ -94,7 +94,7 @@ def merge_manifest(
 )
 def verify_manifest(
     c: Context,
-    target: str,
+    target: str = "",
     platforms: str = "",
     insecure: bool = False,
     check_binaries: bool = False,
@@ -102,6 +102,8 @@ def verify_manifest(
 ) -> None:
     """Check a multi-arch tag: each platform present once, each child really that arch."""
     with user_errors():
+        if not target:
+            raise MergeError("--target is required: the tag to check (REGISTRY/REPO:TAG)")
         reference = parse_reference(target)
         try:
             required = [Platform.parse(p) for p in platforms.split(",") if p.strip()]
