@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import archfleet
 from toolkit.lab.images import BuiltImage, build_image
 from toolkit.lab.registry import LocalRegistry, start_registry
 
@@ -37,6 +38,20 @@ class LabImages:
 
     def ref(self, image: BuiltImage) -> str:
         return f"{self.registry.address}/src@{image.digest}"
+
+    def seed(self, tag: str) -> str:
+        """An earlier index under `src:<tag>`: what a refused or failed merge must leave as is."""
+        run = archfleet(
+            "merge-manifest",
+            "--insecure",
+            "--no-child-tags",
+            "--target",
+            f"{self.registry.address}/src:{tag}",
+            "--source",
+            f"@{self.amd64.digest}",
+        )
+        assert run.code == 0, run.stderr
+        return run.stdout.strip()
 
 
 @pytest.fixture(scope="session")

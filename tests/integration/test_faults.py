@@ -56,21 +56,6 @@ def merge_through(
     return client, result
 
 
-def seed(lab_images: LabImages, tag: str) -> str:
-    """An earlier index under `tag`: what must survive a failed merge."""
-    run = archfleet(
-        "merge-manifest",
-        "--insecure",
-        "--no-child-tags",
-        "--target",
-        f"{lab_images.registry.address}/src:{tag}",
-        "--source",
-        f"@{lab_images.amd64.digest}",
-    )
-    assert run.code == 0, run.stderr
-    return run.stdout.strip()
-
-
 def test_transient_faults_are_retried_within_budget(
     proxy: ReverseProxy, lab_images: LabImages, unique_tag: str
 ) -> None:
@@ -138,7 +123,7 @@ def test_faults_beyond_budget_fail_cleanly_tag_untouched(
     error: type[Exception],
     fragment: str,
 ) -> None:
-    before = seed(lab_images, unique_tag)
+    before = lab_images.seed(unique_tag)
     proxy.set_rules([rule])
     with pytest.raises(error) as info:
         merge_through(proxy, lab_images, unique_tag, child_tags=True)
@@ -151,7 +136,7 @@ def test_faults_beyond_budget_fail_cleanly_tag_untouched(
 def test_corrupt_layer_fails_the_binary_check_cleanly(
     proxy: ReverseProxy, lab_images: LabImages, unique_tag: str
 ) -> None:
-    seed(lab_images, unique_tag)
+    lab_images.seed(unique_tag)
     proxy.set_rules([Rule("GET", r"/blobs/", 20, corrupt_body())])
     run = archfleet(
         "verify-manifest",

@@ -134,22 +134,6 @@ def test_dry_run_writes_nothing(lab_images: LabImages, unique_tag: str) -> None:
     assert head_digest(reg.url, "src", unique_tag) is None
 
 
-def previous_state(lab_images: LabImages, tag: str) -> str:
-    """Put a known index under `tag`, so a refused merge can be shown to leave it untouched."""
-    reg = lab_images.registry
-    run = archfleet(
-        "merge-manifest",
-        "--insecure",
-        "--no-child-tags",
-        "--target",
-        f"{reg.address}/src:{tag}",
-        "--source",
-        f"@{lab_images.amd64.digest}",
-    )
-    assert run.code == 0, run.stderr
-    return run.stdout.strip()
-
-
 @pytest.mark.parametrize(
     ("case", "expected_fragments"),
     [
@@ -164,7 +148,7 @@ def test_refusals_leave_the_tag_as_it_was(
     lab_images: LabImages, unique_tag: str, case: str, expected_fragments: list[str]
 ) -> None:
     reg = lab_images.registry
-    before = previous_state(lab_images, unique_tag)
+    before = lab_images.seed(unique_tag)
     sources = {
         # The classic: the "arm64" tag holds an amd64 image.
         "wrong-arch": [f"linux/arm64=@{lab_images.amd64.digest}"],

@@ -11,6 +11,14 @@ import requests
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+ACCEPT = ", ".join(
+    [
+        OCI_INDEX,
+        OCI_MANIFEST,
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    ]
+)
 
 
 def digest_of(data: bytes) -> str:
@@ -50,11 +58,7 @@ def put_manifest(base_url: str, repository: str, reference: str, manifest: dict[
 def get_manifest(base_url: str, repository: str, reference: str) -> tuple[bytes, str]:
     response = requests.get(
         f"{base_url}/v2/{repository}/manifests/{reference}",
-        headers={
-            "Accept": f"{OCI_INDEX}, {OCI_MANIFEST}, "
-            "application/vnd.docker.distribution.manifest.v2+json, "
-            "application/vnd.docker.distribution.manifest.list.v2+json"
-        },
+        headers={"Accept": ACCEPT},
         timeout=10,
     )
     response.raise_for_status()
@@ -64,11 +68,7 @@ def get_manifest(base_url: str, repository: str, reference: str) -> tuple[bytes,
 def head_digest(base_url: str, repository: str, reference: str) -> str | None:
     response = requests.head(
         f"{base_url}/v2/{repository}/manifests/{reference}",
-        headers={
-            "Accept": f"{OCI_INDEX}, {OCI_MANIFEST}, "
-            "application/vnd.docker.distribution.manifest.v2+json, "
-            "application/vnd.docker.distribution.manifest.list.v2+json"
-        },
+        headers={"Accept": ACCEPT},
         timeout=10,
     )
     if response.status_code == 404:

@@ -42,8 +42,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.x509.oid import NameOID
 
+from tests.support.certs import self_signed_ca, write_pem
 from tests.support.proxy import LocalRequest, LocalResponse
 
 __all__ = ["REGISTRY_LEEWAY", "IssueRecord", "TokenServer", "libtrust_key_id", "unverified_claims"]
@@ -151,44 +151,9 @@ class TokenServer:
                 raise ValueError(f"{self.key_path}: expected an EC private key")
             return key, x509.load_pem_x509_certificate(self.cert_path.read_bytes())
         self.directory.mkdir(parents=True, exist_ok=True)
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.issuer)])
-        now = dt.datetime.now(dt.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=3650))
-            # A root the registry verifies x5c chains against: it must be a CA.
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    key_cert_sign=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(key, hashes.SHA256())
-        )
-        self.key_path.touch(mode=0o600)
-        self.key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        # A root the registry verifies x5c chains against: it must be a CA.
+        key, cert = self_signed_ca(self.issuer)
+        write_pem(key, cert, self.key_path, self.cert_path)
         return key, cert
 
     @property

@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from toolkit.lab.cache import cache_dir
+from toolkit.registry.manifest import Platform
 
 ManifestFormat = Literal["oci", "docker"]
 
@@ -77,23 +78,6 @@ class ImageBuildError(RuntimeError):
 
 class BinfmtError(ImageBuildError):
     """Foreign binaries cannot be executed: binfmt_misc or the QEMU entry is unavailable."""
-
-
-@dataclass(frozen=True)
-class Platform:
-    os: str
-    architecture: str
-    variant: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        parts = text.split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(f"platform {text!r} is not os/architecture[/variant]")
-        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
-
-    def __str__(self) -> str:
-        return "/".join(part for part in (self.os, self.architecture, self.variant) if part)
 
 
 @dataclass(frozen=True)
@@ -314,7 +298,7 @@ def _ensure_platform(
     built = _image_platform(buildah, image_id)
     if (built.os, built.architecture) != (platform.os, platform.architecture):
         raise ImageBuildError(f"buildah built {built} when asked for {platform}")
-    if built.variant == platform.variant or platform.variant is None:
+    if built.variant == platform.variant or not platform.variant:
         return image_id
     container = buildah.run("from", image_id).strip()
     iidfile = buildah.tmp / "iid-variant"
@@ -337,7 +321,7 @@ def _image_platform(buildah: _BuildahSession, image_id: str) -> Platform:
     os_name, arch, variant = (
         buildah.run("inspect", "--type", "image", "--format", template, image_id).strip().split("|")
     )
-    return Platform(os_name, arch, variant or None)
+    return Platform.normalised(os_name, arch, variant or "")
 
 
 def _push(

@@ -21,7 +21,8 @@ import requests
 from .auth import Challenge, Credentials, parse_challenge, resolve_credentials
 from .manifest import MANIFEST_ACCEPT, compute_digest, media_type_of
 
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# 408, 429 and the 5xx a retry can cure (not 501 Not Implemented, 505 Version Not Supported).
+RETRYABLE_STATUS = frozenset({408, 429} | set(range(500, 600)) - {501, 505})
 # Renew a bearer token this long before it expires (at most a quarter of its lifetime), so it
 # cannot lapse in flight.
 TOKEN_MARGIN_SECONDS = 5.0
@@ -380,19 +381,41 @@ class RegistryClient:
         _raise_for(response, f"HEAD manifest {repository}:{reference}")
         return response.headers.get("Docker-Content-Digest")
 
-    def get_manifest(self, repository: str, reference: str) -> FetchedManifest:
-        where = f"{self.registry}/{repository}{'@' if ':' in reference else ':'}{reference}"
+    def _fetch(
+        self,
+        repository: str,
+        path: str,
+        where: str,
+        noun: str,
+        *,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+    ) -> requests.Response:
+        """A GET that must succeed: a 404 or a refusal becomes an error naming `where`."""
         response = self._request(
             "GET",
             repository,
-            f"manifests/{reference}",
+            path,
             scopes=[pull_scope(repository)],
+            headers=headers,
+            stream=stream,
+        )
+        assert response is not None  # a GET has no body, so it is never "already done"
+        if response.status_code == 404:
+            response.close()
+            raise NotFoundError(f"{where}: {noun} not found")
+        _raise_for(response, f"GET {noun} {where}")
+        return response
+
+    def get_manifest(self, repository: str, reference: str) -> FetchedManifest:
+        where = f"{self.registry}/{repository}{'@' if ':' in reference else ':'}{reference}"
+        response = self._fetch(
+            repository,
+            f"manifests/{reference}",
+            where,
+            "manifest",
             headers={"Accept": MANIFEST_ACCEPT},
         )
-        assert response is not None
-        if response.status_code == 404:
-            raise NotFoundError(f"{where}: manifest not found")
-        _raise_for(response, f"GET manifest {where}")
         raw = response.content
         if len(raw) > MAX_MANIFEST_BYTES:
             raise RegistryError(f"{where}: manifest larger than {MAX_MANIFEST_BYTES} bytes")
@@ -405,14 +428,7 @@ class RegistryClient:
     def get_blob(self, repository: str, digest: str, *, max_bytes: int = MAX_CONFIG_BYTES) -> bytes:
         """A small blob (a config), read whole: a cut-off body is retried like a dropped line."""
         where = f"{self.registry}/{repository}@{digest}"
-        response = self._request(
-            "GET", repository, f"blobs/{digest}", scopes=[pull_scope(repository)]
-        )
-        assert response is not None
-        if response.status_code == 404:
-            raise NotFoundError(f"{where}: blob not found")
-        _raise_for(response, f"GET blob {where}")
-        raw = response.content
+        raw = self._fetch(repository, f"blobs/{digest}", where, "blob").content
         if len(raw) > max_bytes:
             raise RegistryError(f"{where}: blob larger than {max_bytes} bytes")
         _verify(raw, digest, where)
@@ -443,18 +459,11 @@ class RegistryClient:
     def _download_once(self, repository: str, digest: str, destination: Path, where: str) -> None:
         algorithm, _, expected_hex = digest.partition(":")
         hasher = hashlib.new(algorithm)
-        response = self._request(
-            "GET", repository, f"blobs/{digest}", scopes=[pull_scope(repository)], stream=True
-        )
-        assert response is not None
-        with response:
-            if response.status_code == 404:
-                raise NotFoundError(f"{where}: blob not found")
-            _raise_for(response, f"GET blob {where}")
-            with destination.open("wb") as out:
-                for chunk in response.iter_content(1 << 20):
-                    hasher.update(chunk)
-                    out.write(chunk)
+        response = self._fetch(repository, f"blobs/{digest}", where, "blob", stream=True)
+        with response, destination.open("wb") as out:
+            for chunk in response.iter_content(1 << 20):
+                hasher.update(chunk)
+                out.write(chunk)
         if hasher.hexdigest() != expected_hex:
             destination.unlink(missing_ok=True)
             raise DigestMismatchError(f"{where}: content does not match its digest")
