@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from .inventory import Inventory
 from .lab.demo import DemoReport
 from .registry.engine import MergeResult
 from .registry.verify import VerifyReport
@@ -141,3 +142,18 @@ def demo_summary(result: DemoReport) -> None:
     for check in result.clients:
         _err.print(f"  {check.command}", soft_wrap=True)
     _err.print("[green]ok[/]" if result.ok else "[red]failed[/]")
+
+
+def inventory_summary(inventory: Inventory) -> None:
+    table = Table(title=f"{inventory.path}: {len(inventory.hosts)} hosts", title_justify="left")
+    for column in ("host", "address", "declared arch", "roles", "extra tags/labels"):
+        table.add_column(column)
+    for host in inventory.hosts:
+        table.add_row(
+            host.name,
+            f"{host.ssh.user}@{host.address}:{host.ssh.port}",
+            host.declared_arch or "(detect)",
+            ", ".join(host.roles),
+            ", ".join((*host.tags, *host.labels)) or "-",
+        )
+    _err.print(table)

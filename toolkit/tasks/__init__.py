@@ -2,11 +2,13 @@
 
 from invoke.collection import Collection
 
-from . import demo, manifest
+from . import demo, inventory, manifest
 
 namespace = Collection()
 namespace.add_task(manifest.merge_manifest)
 namespace.add_task(manifest.verify_manifest)
 namespace.add_task(demo.demo)
+namespace.add_task(inventory.inventory_schema)
+namespace.add_task(inventory.inventory_check)
 
 __all__ = ["namespace"]

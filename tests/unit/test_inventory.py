@@ -1,0 +1,165 @@
+"""The inventory model: defaults, overrides, and an error for each kind of mistake that names
+the file, the line, the key path and what was expected."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from toolkit.inventory import SCHEMA, InventoryError, load
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "fleet.yml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_example_inventory_loads_with_defaults_and_overrides() -> None:
+    inventory = load(REPO / "examples" / "inventory.yml")
+    amd, arm = inventory.hosts
+    assert (amd.name, amd.declared_arch, amd.roles) == (
+        "build-amd64-1",
+        "amd64",
+        ("gitlab-runner", "jenkins-agent"),
+    )
+    assert amd.ssh.port == 22 and arm.ssh.port == 2222
+    assert arm.ssh.user == "ci" and arm.ssh.key is not None and arm.ssh.key.is_absolute()
+    assert arm.tags == ("graviton",)
+    assert inventory.gitlab is not None and inventory.gitlab.runner_type == "group_type"
+    assert inventory.gitlab.tags == ("native",) and inventory.gitlab.locked is True
+    assert inventory.jenkins is not None and inventory.jenkins.executors == 2
+    assert inventory.builder.tool == "buildah"
+
+
+def test_limit() -> None:
+    inventory = load(REPO / "examples" / "inventory.yml")
+    assert [h.name for h in inventory.limited(["build-arm64-1"]).hosts] == ["build-arm64-1"]
+    with pytest.raises(InventoryError, match="unknown host\\(s\\) nope"):
+        inventory.limited(["nope"])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            """
+            hosts:
+              - name: a
+                address: 10.0.0.1
+                roles: [gitlab-runner]
+                tgas: [x]
+            """,
+            "fleet.yml:6: hosts[0]: unknown key(s) 'tgas' (expected one of: address, arch, "
+            "executors, labels, name, roles, ssh, tags)",
+        ),
+        (
+            """
+            hosts:
+              - name: a
+                roles: [jenkins-agent]
+            jenkins: {url: https://j.example.com, credentials_id: c}
+            """,
+            "fleet.yml:3: hosts[0]: missing 'address'",
+        ),
+        (
+            """
+            hosts:
+              - name: a
+                address: 10.0.0.1
+                arch: sparc
+                roles: [gitlab-runner]
+            gitlab: {url: https://g.example.com}
+            """,
+            "fleet.yml:5: hosts[0].arch: expected one of 386, amd64, arm-v6, arm-v7, arm64, "
+            "ppc64le, riscv64, s390x; got 'sparc'",
+        ),
+        (
+            """
+            ssh: {port: "22"}
+            hosts: [{name: a, address: h, roles: [gitlab-runner]}]
+            gitlab: {url: https://g.example.com}
+            """,
+            "fleet.yml:2: ssh.port: expected an integer; got '22'",
+        ),
+        (
+            """
+            hosts:
+              - name: "a; rm -rf /"
+                address: h
+                roles: [gitlab-runner]
+            gitlab: {url: https://g.example.com}
+            """,
+            "fleet.yml:3: hosts[0].name: 'a; rm -rf /' does not match",
+        ),
+        (
+            """
+            hosts:
+              - {name: a, address: h, roles: [gitlab-runner]}
+            """,
+            "fleet.yml:3: hosts[0].roles: role 'gitlab-runner' needs a top-level 'gitlab:' section",
+        ),
+        (
+            """
+            hosts:
+              - {name: a, address: h, roles: [jenkins-agent]}
+              - {name: a, address: h2, roles: [jenkins-agent]}
+            jenkins: {url: https://j.example.com, credentials_id: c}
+            """,
+            "fleet.yml:4: hosts[1].name: duplicate host name 'a' (also hosts[0])",
+        ),
+        (
+            """
+            gitlab: {url: https://g.example.com, runner_type: project_type}
+            hosts: [{name: a, address: h, roles: [gitlab-runner]}]
+            """,
+            "fleet.yml:2: gitlab.runner_type: runner_type project_type needs gitlab.project",
+        ),
+        ("hosts: [", "fleet.yml:1: not valid YAML"),
+        ("hosts: []", "fleet.yml:1: hosts: [] should be non-empty"),
+        (
+            """
+            hosts:
+              - {name: a, address: h, roles: [builder]}
+            """,
+            "hosts[0].roles[0]: expected one of gitlab-runner, jenkins-agent; got 'builder'",
+        ),
+    ],
+)
+def test_errors_name_file_line_key_and_expectation(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    with pytest.raises(InventoryError) as info:
+        load(write(tmp_path, text))
+    message = str(info.value)
+    assert expected in message, message
+    assert str(tmp_path / "fleet.yml") in message
+
+
+def test_all_problems_reported_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        hosts:
+          - {name: a, address: h, roles: [gitlab-runner], colour: red}
+          - {name: b, roles: [gitlab-runner]}
+        """,
+    )
+    with pytest.raises(InventoryError) as info:
+        load(path)
+    assert len(info.value.problems) == 2
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(InventoryError, match=r"nope\.yml: cannot read inventory"):
+        load(tmp_path / "nope.yml")
+
+
+def test_schema_is_json() -> None:
+    text = json.dumps(SCHEMA)
+    assert '"additionalProperties": false' in text and "hosts" in SCHEMA["required"]

@@ -1,0 +1,393 @@
+"""The fleet file: a typed model of hosts, their SSH access, roles, and the GitLab/Jenkins sides.
+
+`load()` validates against ONE JSON Schema (the same one `invoke inventory-schema` prints for
+editors) and reports every problem with the file, the key path, the line, and what was
+expected. Unknown keys are errors: a typo must not silently drop a setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .archmap import UNAME_TO_PLATFORM
+from .registry.manifest import Platform
+
+ROLES = ("gitlab-runner", "jenkins-agent")
+RUNNER_TYPES = ("instance_type", "group_type", "project_type")
+BUILDERS = ("buildah", "docker")
+DEFAULT_RUNNER_URL = (
+    "https://gitlab-runner-downloads.s3.amazonaws.com/latest/binaries/gitlab-runner-linux-{arch}"
+)
+_ARCHES = sorted({Platform.parse(p).tag_suffix for p in UNAME_TO_PLATFORM.values()})
+# Host names become runner descriptions, node names and file names: keep them plain.
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+_TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,254}$"
+_ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+_SSH_PROPERTIES: dict[str, Any] = {
+    "user": {"type": "string", "minLength": 1, "description": "login user (default: root)"},
+    "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+    "key": {"type": "string", "description": "private key file"},
+    "known_hosts": {"type": "string", "description": "known_hosts file; unknown keys refused"},
+    "jump_host": {"type": "string", "description": "[user@]host[:port] to hop through"},
+    "connect_timeout": {"type": "number", "exclusiveMinimum": 0},
+    "command_timeout": {"type": "number", "exclusiveMinimum": 0},
+    "use_ssh_config": {"type": "boolean", "description": "honour ~/.ssh/config (default true)"},
+}
+_TAGS = {"type": "array", "items": {"type": "string", "pattern": _TAG_PATTERN}, "uniqueItems": True}
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "archfleet inventory",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["hosts"],
+    "properties": {
+        "ssh": {"type": "object", "additionalProperties": False, "properties": _SSH_PROPERTIES},
+        "builder": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "tool": {"enum": list(BUILDERS)},
+                "install": {
+                    "type": "boolean",
+                    "description": "install from the OS package manager if missing (else verify)",
+                },
+                "group": {"type": "string", "description": "group the CI user needs (docker)"},
+            },
+        },
+        "gitlab": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["url"],
+            "properties": {
+                "url": {"type": "string", "pattern": r"^https?://"},
+                "token_env": {"type": "string", "pattern": _ENV_PATTERN},
+                "config_file": {"type": "string", "description": "python-gitlab config file"},
+                "config_section": {"type": "string"},
+                "runner_type": {"enum": list(RUNNER_TYPES)},
+                "group": {"type": "string", "minLength": 1},
+                "project": {"type": "string", "minLength": 1},
+                "executor": {"enum": ["shell", "docker"]},
+                "docker_image": {"type": "string"},
+                "docker_privileged": {"type": "boolean"},
+                "tags": _TAGS,
+                "runner_url": {"type": "string", "description": "{arch}: amd64, arm64, …"},
+                "runner_sha256": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string", "pattern": r"^[a-f0-9]{64}$"},
+                },
+                "locked": {"type": "boolean"},
+            },
+        },
+        "jenkins": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["url", "credentials_id"],
+            "properties": {
+                "url": {"type": "string", "pattern": r"^https?://"},
+                "user_env": {"type": "string", "pattern": _ENV_PATTERN},
+                "token_env": {"type": "string", "pattern": _ENV_PATTERN},
+                "credentials_id": {"type": "string", "minLength": 1},
+                "remote_root": {"type": "string", "pattern": "^/"},
+                "executors": {"type": "integer", "minimum": 1, "maximum": 64},
+                "labels": _TAGS,
+            },
+        },
+        "hosts": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "address", "roles"],
+                "properties": {
+                    "name": {"type": "string", "pattern": _NAME_PATTERN},
+                    "address": {"type": "string", "minLength": 1, "pattern": r"^[^\s;&|`$]+$"},
+                    "arch": {"enum": _ARCHES, "description": "declared arch; must match uname"},
+                    "roles": {
+                        "type": "array",
+                        "minItems": 1,
+                        "uniqueItems": True,
+                        "items": {"enum": list(ROLES)},
+                    },
+                    "tags": _TAGS,
+                    "labels": _TAGS,
+                    "ssh": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": _SSH_PROPERTIES,
+                    },
+                    "executors": {"type": "integer", "minimum": 1, "maximum": 64},
+                },
+            },
+        },
+    },
+}
+
+
+class InventoryError(ValueError):
+    """Every problem found in one file, one per line: file:line: key.path: what was expected."""
+
+    def __init__(self, path: Path, problems: Iterable[str]) -> None:
+        self.path = path
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    user: str = "root"
+    port: int = 22
+    key: Path | None = None
+    known_hosts: Path | None = None
+    jump_host: str | None = None
+    connect_timeout: float = 10.0
+    command_timeout: float = 900.0
+    use_ssh_config: bool = True
+
+
+@dataclass(frozen=True)
+class BuilderSettings:
+    tool: str = "buildah"
+    install: bool = True
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class GitLabSettings:
+    url: str
+    token_env: str = "GITLAB_TOKEN"  # noqa: S105 - the name of a variable, not a secret
+    config_file: Path | None = None
+    config_section: str | None = None
+    runner_type: str = "instance_type"
+    group: str | None = None
+    project: str | None = None
+    executor: str = "shell"
+    docker_image: str = "alpine:3.20"
+    docker_privileged: bool = False
+    tags: tuple[str, ...] = ()
+    runner_url: str = DEFAULT_RUNNER_URL
+    runner_sha256: Mapping[str, str] = field(default_factory=dict)
+    locked: bool = True
+
+
+@dataclass(frozen=True)
+class JenkinsSettings:
+    url: str
+    credentials_id: str
+    user_env: str = "JENKINS_USER"
+    token_env: str = "JENKINS_TOKEN"  # noqa: S105 - the name of a variable, not a secret
+    remote_root: str = "/var/lib/jenkins-agent"
+    executors: int = 2
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str
+    roles: tuple[str, ...]
+    ssh: SshSettings
+    declared_arch: str | None = None
+    tags: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    executors: int | None = None
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: Path
+    hosts: tuple[Host, ...]
+    builder: BuilderSettings
+    gitlab: GitLabSettings | None = None
+    jenkins: JenkinsSettings | None = None
+
+    def limited(self, names: Iterable[str]) -> Inventory:
+        """Only the named hosts (`--limit a,b`); an unknown name is an error, not a no-op."""
+        wanted = [n for n in names if n]
+        known = {h.name for h in self.hosts}
+        unknown = [n for n in wanted if n not in known]
+        if unknown:
+            raise InventoryError(
+                self.path,
+                [
+                    f"{self.path}: --limit names unknown host(s) {', '.join(unknown)} "
+                    f"(hosts: {', '.join(sorted(known))})"
+                ],
+            )
+        return replace(self, hosts=tuple(h for h in self.hosts if h.name in wanted))
+
+
+def _line_map(text: str) -> dict[tuple[str | int, ...], int]:
+    """Key path -> 1-based line, so an error can point into the file."""
+    lines: dict[tuple[str | int, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = (*path, str(key.value))
+                lines[child] = key.start_mark.line + 1
+                walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, (*path, index))
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """jsonschema's wording, made to say what was expected."""
+    validator, value = error.validator, error.validator_value
+    instance: Any = error.instance
+    schema: Any = error.schema
+    if validator == "additionalProperties":
+        properties = schema.get("properties", {}) if isinstance(schema, dict) else {}
+        extra = sorted(set(instance) - set(properties))
+        allowed = ", ".join(sorted(properties))
+        return f"unknown key(s) {', '.join(map(repr, extra))} (expected one of: {allowed})"
+    if validator == "required":
+        return f"missing {error.message.split(' is a required')[0]}"
+    if validator == "enum":
+        choices: Any = value
+        return f"expected one of {', '.join(map(str, choices))}; got {instance!r}"
+    if validator == "type":
+        return (
+            f"expected {'an' if str(value)[0] in 'aeiou' else 'a'} {value}; got {error.instance!r}"
+        )
+    if validator == "pattern":
+        return f"{error.instance!r} does not match {value} (allowed characters only)"
+    return error.message
+
+
+def _dotted(path: Iterable[str | int]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text or "(top level)"
+
+
+def _ssh(data: Mapping[str, Any], base: SshSettings) -> SshSettings:
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        values[key] = Path(os.path.expanduser(value)) if key in ("key", "known_hosts") else value
+    return replace(base, **values)
+
+
+def parse(data: Any, path: Path, text: str = "") -> Inventory:
+    """Validate a parsed document and build the model; every problem is reported at once."""
+    lines = _line_map(text)
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    problems = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        where = tuple(error.absolute_path)
+        pointer = where
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            # Point at the unknown key itself, not at the mapping holding it.
+            known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+            pointer = (*where, min(k for k in error.instance if k not in known))
+        line = lines.get(pointer) or lines.get(where) or lines.get(where[:-1])
+        prefix = f"{path}:{line}" if line else f"{path}"
+        problems.append(f"{prefix}: {_dotted(where)}: {_describe(error)}")
+    if problems:
+        raise InventoryError(path, problems)
+    problems += _cross_checks(data, path, lines)
+    if problems:
+        raise InventoryError(path, problems)
+
+    defaults = _ssh(data.get("ssh", {}), SshSettings())
+    gitlab: dict[str, Any] = dict(data.get("gitlab") or {})
+    jenkins: dict[str, Any] = dict(data.get("jenkins") or {})
+    # YAML lists become tuples: the settings are frozen values.
+    for section, key in ((gitlab, "tags"), (jenkins, "labels")):
+        if key in section:
+            section[key] = tuple(section[key])
+    return Inventory(
+        path=path,
+        builder=BuilderSettings(**data.get("builder", {})),
+        gitlab=GitLabSettings(**gitlab) if gitlab else None,
+        jenkins=JenkinsSettings(**jenkins) if jenkins else None,
+        hosts=tuple(
+            Host(
+                name=h["name"],
+                address=h["address"],
+                roles=tuple(h["roles"]),
+                ssh=_ssh(h.get("ssh", {}), defaults),
+                declared_arch=h.get("arch"),
+                tags=tuple(h.get("tags", ())),
+                labels=tuple(h.get("labels", ())),
+                executors=h.get("executors"),
+            )
+            for h in data["hosts"]
+        ),
+    )
+
+
+def _cross_checks(
+    data: Mapping[str, Any], path: Path, lines: Mapping[tuple[str | int, ...], int]
+) -> list[str]:
+    """What a schema cannot say: unique names, roles that need their server section."""
+    problems = []
+
+    def at(where: tuple[str | int, ...], message: str) -> str:
+        line = lines.get(where)
+        return f"{path}:{line}: {_dotted(where)}: {message}" if line else f"{path}: {message}"
+
+    seen: dict[str, int] = {}
+    for index, host in enumerate(data["hosts"]):
+        if host["name"] in seen:
+            problems.append(
+                at(
+                    ("hosts", index, "name"),
+                    f"duplicate host name {host['name']!r} (also hosts[{seen[host['name']]}])",
+                )
+            )
+        seen.setdefault(host["name"], index)
+        for role, section in (("gitlab-runner", "gitlab"), ("jenkins-agent", "jenkins")):
+            if role in host["roles"] and section not in data:
+                problems.append(
+                    at(
+                        ("hosts", index, "roles"),
+                        f"role {role!r} needs a top-level '{section}:' section",
+                    )
+                )
+    gitlab = data.get("gitlab") or {}
+    kind = gitlab.get("runner_type", "instance_type")
+    needs = {"group_type": "group", "project_type": "project"}.get(kind)
+    if needs and not gitlab.get(needs):
+        problems.append(at(("gitlab", "runner_type"), f"runner_type {kind} needs gitlab.{needs}"))
+    return problems
+
+
+def load(path: Path | str) -> Inventory:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InventoryError(path, [f"{path}: cannot read inventory ({exc.strerror})"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else f"{path}"
+        raise InventoryError(
+            path, [f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]
+        ) from None
+    return parse(data, path, text)
