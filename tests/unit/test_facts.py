@@ -1,0 +1,73 @@
+"""Facts: the one-round-trip script (run here with the real sh) and its parser."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from toolkit.fleet.facts import FACTS_SCRIPT, FactsError, parse_facts
+
+CONFIG = """concurrent = 1
+[[runners]]
+  name = "build-arm64-1"
+  url = "https://gitlab.example.com"
+  id = 42
+  token = "glrt-SECRET-abc"
+  executor = "shell"
+[[runners]]
+  name = "other"
+  id = 7
+  token = "glrt-other"
+"""
+
+
+def test_script_runs_with_sh_and_never_prints_a_token(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG)
+    script = FACTS_SCRIPT.replace("/etc/gitlab-runner/config.toml", str(config))
+    output = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
+    assert "glrt-" not in output
+    facts = parse_facts(output, host="local")
+    assert (
+        facts.machine
+        == subprocess.run(["uname", "-m"], capture_output=True, text=True).stdout.strip()
+    )
+    runner = facts.runner_named("build-arm64-1")
+    assert runner is not None and runner.id == "42"
+    assert runner.token_hash == hashlib.sha256(b"glrt-SECRET-abc").hexdigest()[:16]
+    assert facts.runner_config_mode == "644"
+    assert facts.disk_free_kb > 0 and facts.user
+
+
+SAMPLE = """machine=aarch64
+os_id=ubuntu
+os_version=24.04
+binfmt=qemu-x86_64
+docker=27.3.1
+buildx=v0.17.1
+gitlab_runner=17.5.0
+java=17.0.12
+disk_free_kb=1234
+user=ci
+groups=ci,docker
+facts=done
+"""
+
+
+def test_parse_sample() -> None:
+    facts = parse_facts(SAMPLE, host="h")
+    assert (facts.arch, str(facts.platform)) == ("arm64", "linux/arm64")
+    assert facts.can_emulate and facts.emulators == ("qemu-x86_64",)
+    assert (facts.docker, facts.buildx, facts.buildah) == ("27.3.1", "v0.17.1", None)
+    assert facts.gitlab_runner == "17.5.0" and facts.java == "17.0.12"
+    assert facts.groups == ("ci", "docker") and facts.runners == ()
+
+
+def test_incomplete_or_unknown_is_an_error() -> None:
+    with pytest.raises(FactsError, match="did not complete"):
+        parse_facts("machine=x86_64\n", host="h")
+    with pytest.raises(FactsError, match="h: unknown machine architecture 'sparc64'"):
+        parse_facts("machine=sparc64\nfacts=done\n", host="h")

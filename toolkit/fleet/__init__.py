@@ -1,0 +1,1 @@
+"""Everything that touches build hosts over SSH: facts, plans, and applying them."""

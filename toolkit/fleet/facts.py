@@ -1,0 +1,142 @@
+"""ALL facts of a host in ONE remote command: the arch it really is, its OS, whether it could
+emulate, its build tool, gitlab-runner and its registered runners, Java, free disk.
+
+The script is a constant (no inventory string is ever pasted into it), prints `key=value`
+lines, and never prints a secret: registered runners are reported by id, name and a hash of
+their token, so "is this runner already registered" needs no token to leave the host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..archmap import ArchError, platform_for_uname
+from ..registry.manifest import Platform
+
+FACTS_SCRIPT = r"""
+export LC_ALL=C PATH="$PATH:/usr/local/bin:/usr/sbin:/sbin"
+echo "machine=$(uname -m)"
+if [ -r /etc/os-release ]; then
+  . /etc/os-release
+  echo "os_id=${ID:-}"
+  echo "os_version=${VERSION_ID:-}"
+fi
+if [ -d /proc/sys/fs/binfmt_misc ]; then
+  for f in /proc/sys/fs/binfmt_misc/qemu-*; do
+    [ -f "$f" ] && head -n1 "$f" | grep -q enabled && echo "binfmt=${f##*/}"
+  done
+fi
+if command -v docker >/dev/null 2>&1; then
+  echo "docker=$(docker version --format '{{.Client.Version}}' 2>/dev/null | head -n1)"
+  echo "buildx=$(docker buildx version 2>/dev/null | head -n1 | cut -d' ' -f2)"
+fi
+command -v buildah >/dev/null 2>&1 && echo "buildah=$(buildah --version | cut -d' ' -f3)"
+if command -v gitlab-runner >/dev/null 2>&1; then
+  echo "gitlab_runner=$(gitlab-runner --version 2>/dev/null | sed -n 's/^Version: *//p' | head -n1)"
+fi
+config=/etc/gitlab-runner/config.toml
+if [ -r "$config" ]; then
+  echo "runner_config_mode=$(stat -c %a "$config")"
+  awk '
+    /^\[\[runners\]\]/ { if (n != "") print id "|" n "|" t; n = ""; id = ""; t = "" }
+    /^[ \t]*name *=/  { sub(/^[^=]*= *"?/, ""); sub(/"? *$/, ""); n = $0 }
+    /^[ \t]*id *=/    { sub(/^[^=]*= */, ""); id = $0 }
+    /^[ \t]*token *=/ { sub(/^[^=]*= *"?/, ""); sub(/"? *$/, ""); t = $0 }
+    END { if (n != "") print id "|" n "|" t }
+  ' "$config" | while IFS='|' read -r id name token; do
+    echo "runner=$id|$name|$(printf %s "$token" | sha256sum | cut -c1-16)"
+  done
+fi
+if command -v java >/dev/null 2>&1; then
+  echo "java=$(java -version 2>&1 | head -n1 | sed 's/.*version "\([^"]*\)".*/\1/')"
+fi
+echo "disk_free_kb=$(df -Pk / | awk 'NR==2 {print $4}')"
+echo "user=$(id -un)"
+echo "groups=$(id -Gn | tr ' ' ',')"
+echo "facts=done"
+"""
+
+
+class FactsError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class RegisteredRunner:
+    id: str
+    name: str
+    token_hash: str
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    machine: str
+    platform: Platform
+    os_id: str = ""
+    os_version: str = ""
+    emulators: tuple[str, ...] = ()
+    docker: str | None = None
+    buildx: str | None = None
+    buildah: str | None = None
+    gitlab_runner: str | None = None
+    runners: tuple[RegisteredRunner, ...] = ()
+    runner_config_mode: str | None = None
+    java: str | None = None
+    disk_free_kb: int = 0
+    user: str = ""
+    groups: tuple[str, ...] = field(default=())
+
+    @property
+    def arch(self) -> str:
+        """The OCI arch as runner tags spell it: amd64, arm64, arm-v7."""
+        return self.platform.tag_suffix
+
+    @property
+    def can_emulate(self) -> bool:
+        """binfmt handlers registered: builds for other arches would silently run under QEMU."""
+        return bool(self.emulators)
+
+    def runner_named(self, name: str) -> RegisteredRunner | None:
+        return next((r for r in self.runners if r.name == name), None)
+
+
+def parse_facts(output: str, *, host: str) -> HostFacts:
+    values: dict[str, list[str]] = {}
+    for line in output.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values.setdefault(key.strip(), []).append(value.strip())
+    if values.get("facts") != ["done"] or not values.get("machine"):
+        raise FactsError(f"{host}: the facts command did not complete (output: {output[-300:]!r})")
+
+    def one(key: str) -> str | None:
+        found = values.get(key)
+        return found[0] if found and found[0] else None
+
+    machine = values["machine"][0]
+    try:
+        platform = platform_for_uname(machine)
+    except ArchError as exc:
+        raise FactsError(f"{host}: {exc}") from None
+    runners = []
+    for entry in values.get("runner", []):
+        runner_id, name, token_hash = [*entry.split("|"), "", ""][:3]
+        runners.append(RegisteredRunner(runner_id, name, token_hash))
+    disk = one("disk_free_kb") or "0"
+    return HostFacts(
+        machine=machine,
+        platform=platform,
+        os_id=one("os_id") or "",
+        os_version=one("os_version") or "",
+        emulators=tuple(sorted(values.get("binfmt", []))),
+        docker=one("docker"),
+        buildx=one("buildx"),
+        buildah=one("buildah"),
+        gitlab_runner=one("gitlab_runner"),
+        runners=tuple(runners),
+        runner_config_mode=one("runner_config_mode"),
+        java=one("java"),
+        disk_free_kb=int(disk) if disk.isdigit() else 0,
+        user=one("user") or "",
+        groups=tuple(g for g in (one("groups") or "").split(",") if g),
+    )
