@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from .inventory import Inventory
-from .lab.demo import DemoReport
-from .registry.engine import MergeResult
-from .registry.verify import VerifyReport
+if TYPE_CHECKING:  # types only: the CLI starts without importing every subsystem
+    from .inventory import Inventory
+    from .lab.demo import DemoReport
+    from .registry.engine import MergeResult
+    from .registry.verify import VerifyReport
 
 _err = Console(stderr=True, highlight=False)
 

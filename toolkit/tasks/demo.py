@@ -10,12 +10,6 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from .. import report
-from ..lab.cache import cache_dir
-from ..lab.demo import run_demo
-from ..lab.images import ImageBuildError
-from ..lab.prereqs import missing_prerequisites
-from ..lab.registry import RegistryStartError
-from ..lab.skopeo import SkopeoError
 from .manifest import user_errors
 
 
@@ -27,6 +21,14 @@ from .manifest import user_errors
 )
 def demo(c: Context, keep: bool = False, json: bool = False) -> None:
     """Run the story on this machine: per-arch builds, push by digest, merge, verify, skopeo."""
+    # Imported here: `archfleet merge-manifest` should not pay for the lab at start-up.
+    from ..lab.cache import cache_dir
+    from ..lab.demo import run_demo
+    from ..lab.images import ImageBuildError
+    from ..lab.prereqs import missing_prerequisites
+    from ..lab.registry import RegistryStartError
+    from ..lab.skopeo import SkopeoError
+
     problems = missing_prerequisites()
     if problems:
         for problem in problems:
