@@ -1,25 +1,47 @@
 """The only place that prints: human tables on stderr, machine output (digests, JSON) on stdout.
 
 Keeping stdout for the one value a CI job captures (`digest=$(archfleet merge-manifest …)`)
-means the tables never end up inside a variable.
+means the tables never end up inside a variable. The merge/verify summaries are plain aligned
+text (they land in CI logs, and a merge job should not pay rich's import); rich draws the
+interactive tables (demo, inventory) and is imported only then.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-
 if TYPE_CHECKING:  # types only: the CLI starts without importing every subsystem
+    from rich.console import Console
+
     from .inventory import Inventory
     from .lab.demo import DemoReport
     from .registry.engine import MergeResult
     from .registry.verify import VerifyReport
 
-_err = Console(stderr=True, highlight=False)
+
+@cache
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _say(line: str = "") -> None:
+    sys.stderr.write(line + "\n")
+
+
+def _columns(rows: Sequence[Sequence[str]]) -> None:
+    """Rows as aligned plain-text columns on stderr; the first row is the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        _say(
+            "  "
+            + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 def short(digest: str) -> str:
@@ -37,61 +59,54 @@ def emit_value(value: str) -> None:
 
 
 def error(message: str) -> None:
-    _err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    _say(f"error: {message}")
 
 
 def merge_summary(result: MergeResult) -> None:
     plan = result.plan
-    mode = "dry run — nothing written" if result.dry_run else "merged"
-    table = Table(title=f"{mode}: {', '.join(str(t) for t in plan.targets)}", title_justify="left")
-    table.add_column("platform")
-    table.add_column("digest")
-    table.add_column("source")
-    for child in plan.children:
-        table.add_row(str(child.platform), short(child.digest), child.source.text)
-    for attestation in plan.attestations:
-        table.add_row("attestation", short(attestation.digest), "")
-    _err.print(table)
+    mode = "dry run, nothing written" if result.dry_run else "merged"
+    _say(f"{mode}: {', '.join(str(t) for t in plan.targets)}")
+    rows = [["platform", "digest", "source"]]
+    rows += [[str(c.platform), short(c.digest), c.source.text] for c in plan.children]
+    rows += [["attestation", short(a.digest), ""] for a in plan.attestations]
+    _columns(rows)
     for warning in plan.warnings:
-        _err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+        _say(f"warning: {warning}")
     verb = "would write" if result.dry_run else "wrote"
     if result.index_written:
-        _err.print(f"{verb} index to: {', '.join(result.index_written)}")
+        _say(f"{verb} index to: {', '.join(result.index_written)}")
     if result.index_unchanged:
-        _err.print(f"already up to date: {', '.join(result.index_unchanged)}")
+        _say(f"already up to date: {', '.join(result.index_unchanged)}")
     if result.child_tags_written:
-        _err.print(f"{verb} child tags: {', '.join(result.child_tags_written)}")
-    _err.print(
-        f"index {plan.digest} ({plan.media_type}); {result.registry_requests} registry requests"
-    )
+        _say(f"{verb} child tags: {', '.join(result.child_tags_written)}")
+    _say(f"index {plan.digest} ({plan.media_type}); {result.registry_requests} registry requests")
 
 
 def verify_summary(report: VerifyReport) -> None:
-    table = Table(title=f"verify {report.target}", title_justify="left")
-    table.add_column("platform")
-    table.add_column("digest")
-    table.add_column("config")
-    table.add_column("binary")
-    table.add_column("result")
+    _say(f"verify {report.target}")
+    rows = [["platform", "digest", "config", "binary", "result"]]
     for child in report.children:
         binary = f"{child.binary} ({child.binary_architecture})" if child.binary else "-"
-        table.add_row(
-            str(child.claimed),
-            short(child.digest),
-            str(child.config_platform or "?"),
-            binary,
-            "[green]ok[/]" if not child.problems else "[red]wrong[/]",
+        rows.append(
+            [
+                str(child.claimed),
+                short(child.digest),
+                str(child.config_platform or "?"),
+                binary,
+                "ok" if not child.problems else "WRONG",
+            ]
         )
-    _err.print(table)
+    if report.children:
+        _columns(rows)
     if report.ok:
-        _err.print(f"[green]ok[/]: {report.target} = {report.digest}")
+        _say(f"ok: {report.target} = {report.digest}")
     else:
         for problem in report.all_problems:
-            _err.print(f"[red]problem:[/] {problem}", soft_wrap=True)
+            _say(f"problem: {problem}")
 
 
 def progress(message: str) -> None:
-    _err.print(f"[dim]·[/] {message}", soft_wrap=True)
+    _console().print(f"[dim]·[/] {message}", soft_wrap=True)
 
 
 def demo_json(result: DemoReport) -> dict[str, Any]:
@@ -115,6 +130,8 @@ def demo_json(result: DemoReport) -> dict[str, Any]:
 
 
 def demo_summary(result: DemoReport) -> None:
+    from rich.table import Table
+
     table = Table(title=f"archfleet demo: {result.target}", title_justify="left")
     table.add_column("platform")
     table.add_column("build")
@@ -129,23 +146,25 @@ def demo_summary(result: DemoReport) -> None:
         binary = f"{child.binary_architecture}" if child and child.binary_architecture else "?"
         got = "?" if check is None else ("[green]its own image[/]" if check.ok else "[red]WRONG[/]")
         table.add_row(build.platform, f"{build.seconds:.1f} s", short(build.digest), binary, got)
-    _err.print(table)
+    _console().print(table)
     if result.merge:
         tags = result.merge.index_written + result.merge.child_tags_written
-        _err.print(
+        _console().print(
             f"index {result.merge.plan.digest} written with {result.merge_requests} registry "
             f"requests (tags: {', '.join(tags)})"
         )
     if result.verify and not result.verify.ok:
         for problem in result.verify.all_problems:
-            _err.print(f"[red]problem:[/] {problem}", soft_wrap=True)
-    _err.print("see for yourself:" if result.kept else "with --keep, see for yourself:")
+            _console().print(f"[red]problem:[/] {problem}", soft_wrap=True)
+    _console().print("see for yourself:" if result.kept else "with --keep, see for yourself:")
     for check in result.clients:
-        _err.print(f"  {check.command}", soft_wrap=True)
-    _err.print("[green]ok[/]" if result.ok else "[red]failed[/]")
+        _console().print(f"  {check.command}", soft_wrap=True)
+    _console().print("[green]ok[/]" if result.ok else "[red]failed[/]")
 
 
 def inventory_summary(inventory: Inventory) -> None:
+    from rich.table import Table
+
     table = Table(title=f"{inventory.path}: {len(inventory.hosts)} hosts", title_justify="left")
     for column in ("host", "address", "declared arch", "roles", "extra tags/labels"):
         table.add_column(column)
@@ -157,4 +176,4 @@ def inventory_summary(inventory: Inventory) -> None:
             ", ".join(host.roles),
             ", ".join((*host.tags, *host.labels)) or "-",
         )
-    _err.print(table)
+    _console().print(table)

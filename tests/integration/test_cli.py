@@ -1,5 +1,6 @@
-"""One collection, three doors: `invoke` in the repo, the installed `archfleet` script, and
-`python -m toolkit.registry`. They must list and run the same tasks."""
+"""One collection, three doors: `invoke` in the repo, the installed `archfleet` script (both
+Invoke), and the lean `python -m toolkit.registry` (argparse) for CI merge jobs. They must
+offer the same tasks and flags."""
 
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ def output(*args: str) -> str:
         ["invoke", "--list"],
         ["archfleet", "--list"],
         [sys.executable, "-m", "toolkit", "--list"],
-        [sys.executable, "-m", "toolkit.registry", "--list"],
     ],
 )
 def test_every_door_lists_every_task_with_help(command: list[str]) -> None:
@@ -76,3 +76,18 @@ def test_bad_flag_values_are_clear() -> None:
     )
     assert done.returncode == 1
     assert "--attestations must be keep or strip, not 'maybe'" in done.stderr
+
+
+def _long_flags(help_text: str) -> set[str]:
+    import re
+
+    return {f.replace("[no-]", "") for f in re.findall(r"--(?:\[no-\])?[a-z][a-z-]+", help_text)}
+
+
+@pytest.mark.parametrize("command", ["merge-manifest", "verify-manifest"])
+def test_lean_module_entry_has_the_same_flags(command: str) -> None:
+    via_invoke = output("archfleet", command, "--help")
+    lean = output(sys.executable, "-m", "toolkit.registry", command, "--help")
+    expected = _long_flags(via_invoke.split("Options:", 1)[1])
+    assert expected and expected <= _long_flags(lean)
+    assert _long_flags(lean) - {"--help", "--no-child-tags"} <= expected | {"--child-tags"}

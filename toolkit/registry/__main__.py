@@ -1,5 +1,67 @@
-"""`python -m toolkit.registry merge-manifest|verify-manifest …`: the manifest job's entry."""
+"""`python -m toolkit.registry merge-manifest|verify-manifest …`: the manifest job's entry.
 
-from ..cli import main
+The same commands, flags and help as `archfleet merge-manifest` (toolkit/registry/commands.py),
+parsed with argparse instead of Invoke: a CI merge job is a short process, and Invoke's
+import costs more than the merge's registry round trips (see bench/README.md).
+"""
 
-main()
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .commands import MERGE_HELP, VERIFY_HELP, merge_command, verify_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m toolkit.registry")
+    commands = parser.add_subparsers(dest="command", required=True)
+    merge = commands.add_parser("merge-manifest", help="merge per-arch images into one index")
+    merge.add_argument("--target", "-t", action="append", default=[], help=MERGE_HELP["target"])
+    merge.add_argument("--source", "-s", action="append", default=[], help=MERGE_HELP["source"])
+    merge.add_argument("--insecure", "-i", action="store_true", help=MERGE_HELP["insecure"])
+    merge.add_argument("--dry-run", "-d", action="store_true", help=MERGE_HELP["dry-run"])
+    merge.add_argument("--json", "-j", action="store_true", help=MERGE_HELP["json"])
+    merge.add_argument("--attestations", "-a", default="keep", help=MERGE_HELP["attestations"])
+    merge.add_argument(
+        "--child-tags",
+        "-c",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=MERGE_HELP["child-tags"],
+    )
+    verify = commands.add_parser("verify-manifest", help="check a multi-arch tag")
+    verify.add_argument("--target", "-t", default="", help=VERIFY_HELP["target"])
+    verify.add_argument("--platforms", "-p", default="", help=VERIFY_HELP["platforms"])
+    verify.add_argument("--insecure", "-i", action="store_true", help=VERIFY_HELP["insecure"])
+    verify.add_argument(
+        "--check-binaries", "-c", action="store_true", help=VERIFY_HELP["check-binaries"]
+    )
+    verify.add_argument("--json", "-j", action="store_true", help=VERIFY_HELP["json"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "merge-manifest":
+        return merge_command(
+            args.target,
+            args.source,
+            insecure=args.insecure,
+            dry_run=args.dry_run,
+            json=args.json,
+            attestations=args.attestations,
+            child_tags=args.child_tags,
+        )
+    return verify_command(
+        args.target,
+        args.platforms,
+        insecure=args.insecure,
+        check_binaries=args.check_binaries,
+        json=args.json,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,7 +6,6 @@ manifest types (manifest.py). Every request is counted so a merge can report its
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import ipaddress
 import os
@@ -78,6 +77,8 @@ def _parse_retry_after(value: str) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
+    import email.utils  # only for the rare HTTP-date form; keeps start-up lean
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

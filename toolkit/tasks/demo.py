@@ -10,7 +10,6 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from .. import report
-from .manifest import user_errors
 
 
 @task(
@@ -28,6 +27,7 @@ def demo(c: Context, keep: bool = False, json: bool = False) -> None:
     from ..lab.prereqs import missing_prerequisites
     from ..lab.registry import RegistryStartError
     from ..lab.skopeo import SkopeoError
+    from ..registry.commands import USER_ERRORS
 
     problems = missing_prerequisites()
     if problems:
@@ -35,10 +35,10 @@ def demo(c: Context, keep: bool = False, json: bool = False) -> None:
             report.error(problem)
         raise Exit(code=1)
     workdir = Path(tempfile.mkdtemp(prefix="demo-", dir=cache_dir())) if keep else None
-    with user_errors(), tempfile.TemporaryDirectory(prefix="archfleet-demo-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="archfleet-demo-") as tmp:
         try:
             result = run_demo(workdir or Path(tmp), report.progress, keep=keep)
-        except (ImageBuildError, RegistryStartError, SkopeoError) as exc:
+        except (ImageBuildError, RegistryStartError, SkopeoError, *USER_ERRORS) as exc:
             report.error(str(exc))
             raise Exit(code=1) from None
     if json:
