@@ -4,6 +4,7 @@ images built by buildah for the whole session. Tests use their own target tags/r
 from __future__ import annotations
 
 import itertools
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import archfleet
+from toolkit.lab.hosts import LabHost, lab_keypair, start_host, write_known_hosts
 from toolkit.lab.images import BuiltImage, build_image
 from toolkit.lab.registry import LocalRegistry, start_registry
 
@@ -80,3 +82,46 @@ def unique_tag(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+# Lab SSH hosts (real sshd in a debootstrapped root per arch; arm64's binaries run under QEMU),
+# shared by the lab and fleet tests. Roots are built once and cached (toolkit/lab/rootfs.py).
+ADDRESSES = {"amd64": "127.0.0.41", "arm64": "127.0.0.42"}
+
+
+@dataclass(frozen=True)
+class Lab:
+    workdir: Path
+    key: Path
+    public_key: str
+    known_hosts: Path
+    hosts: dict[str, LabHost]
+
+
+def free_port(address: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((address, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    workdir = tmp_path_factory.mktemp("lab-hosts")
+    key, public_key = lab_keypair(workdir)
+    hosts: dict[str, LabHost] = {}
+    try:
+        for arch, address in ADDRESSES.items():
+            hosts[arch] = start_host(
+                f"host-{arch}",
+                arch,
+                address,
+                free_port(address),
+                workdir,
+                authorized_keys=[public_key],
+            )
+        known_hosts = write_known_hosts(workdir / "known_hosts", hosts.values())
+        yield Lab(workdir, key, public_key, known_hosts, hosts)
+    finally:
+        for host in hosts.values():
+            host.remove()

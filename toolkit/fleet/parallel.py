@@ -1,0 +1,51 @@
+"""Run one function per host on a bounded pool; every host gets an outcome, none stops another.
+
+Like Fabric's GroupResult: failures are collected, not raised midway, so one unreachable
+host never leaves the others half-done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from ..inventory import Host
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    host: Host
+    value: T | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def for_each_host(
+    hosts: Sequence[Host],
+    work: Callable[[Host], T],
+    *,
+    workers: int = 8,
+    expected: tuple[type[Exception], ...] = (Exception,),
+    on_done: Callable[[Outcome[T]], None] | None = None,
+) -> list[Outcome[T]]:
+    """Outcomes in inventory order; `expected` errors become the host's error message."""
+    outcomes: dict[str, Outcome[T]] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(hosts) or 1))) as pool:
+        futures = {pool.submit(work, host): host for host in hosts}
+        for future in as_completed(futures):
+            host = futures[future]
+            try:
+                outcome: Outcome[T] = Outcome(host, value=future.result())
+            except expected as exc:
+                outcome = Outcome(host, error=str(exc) or type(exc).__name__)
+            outcomes[host.name] = outcome
+            if on_done is not None:
+                on_done(outcome)
+    return [outcomes[host.name] for host in hosts]
