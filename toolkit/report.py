@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # types only: the CLI starts without importing every subsystem
     from rich.console import Console
 
+    from .fleet.facts import HostFacts
+    from .fleet.parallel import Outcome
     from .inventory import Inventory
     from .lab.demo import DemoReport
     from .registry.engine import MergeResult
@@ -175,5 +177,64 @@ def inventory_summary(inventory: Inventory) -> None:
             host.declared_arch or "(detect)",
             ", ".join(host.roles),
             ", ".join((*host.tags, *host.labels)) or "-",
+        )
+    _console().print(table)
+
+
+def host_done(outcome: Outcome[Any]) -> None:
+    """Live progress, one line per host as it finishes."""
+    _say(f"{outcome.host.name}: {'ok' if outcome.ok else 'FAILED: ' + str(outcome.error)}")
+
+
+def facts_json(name: str, facts: HostFacts | None, error: str | None) -> dict[str, Any]:
+    if facts is None:
+        return {"host": name, "ok": False, "error": error}
+    return {
+        "host": name,
+        "ok": True,
+        "machine": facts.machine,
+        "platform": str(facts.platform),
+        "arch": facts.arch,
+        "os": f"{facts.os_id} {facts.os_version}".strip(),
+        "emulators": list(facts.emulators),
+        "docker": facts.docker,
+        "buildx": facts.buildx,
+        "buildah": facts.buildah,
+        "gitlabRunner": facts.gitlab_runner,
+        "runners": [{"id": r.id, "name": r.name} for r in facts.runners],
+        "java": facts.java,
+        "diskFreeKb": facts.disk_free_kb,
+    }
+
+
+def facts_table(outcomes: Sequence[Outcome[HostFacts]]) -> None:
+    from rich.table import Table
+
+    table = Table(title="fleet facts", title_justify="left")
+    for column in ("host", "arch", "os", "builder", "gitlab-runner", "java", "emulates", "result"):
+        table.add_column(column)
+    for outcome in outcomes:
+        facts = outcome.value
+        if facts is None:
+            table.add_row(
+                outcome.host.name, "-", "-", "-", "-", "-", "-", f"[red]{outcome.error}[/]"
+            )
+            continue
+        builder = (
+            f"buildah {facts.buildah}"
+            if facts.buildah
+            else f"docker {facts.docker}"
+            if facts.docker
+            else "-"
+        )
+        table.add_row(
+            outcome.host.name,
+            f"{facts.arch} ({facts.machine})",
+            f"{facts.os_id} {facts.os_version}",
+            builder,
+            facts.gitlab_runner or "-",
+            facts.java or "-",
+            ", ".join(e.removeprefix("qemu-") for e in facts.emulators) or "no",
+            "[green]ok[/]",
         )
     _console().print(table)

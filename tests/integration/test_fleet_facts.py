@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Lab
+from tests.support.cli import archfleet
 from toolkit.fleet.connect import ConnectError
 from toolkit.fleet.gather import gather_facts
 from toolkit.fleet.parallel import for_each_host
@@ -73,3 +74,33 @@ def test_host_down_is_one_clear_error(lab: Lab) -> None:
     )
     assert outcomes[0].error is not None and outcomes[0].error.startswith("down: cannot connect")
     assert outcomes[1].ok
+
+
+def test_fleet_facts_task_on_the_lab_inventory(lab: Lab, tmp_path: Path) -> None:
+    lines = [
+        "ssh:",
+        "  user: root",
+        f"  key: {lab.key}",
+        f"  known_hosts: {lab.known_hosts}",
+        "  use_ssh_config: false",
+        "gitlab: {url: 'http://127.0.0.1:9'}  # not contacted by fleet-facts",
+        "hosts:",
+    ]
+    for arch, host in lab.hosts.items():
+        lines += [
+            f"  - name: {host.name}",
+            f"    address: {host.address}",
+            f"    arch: {arch}",
+            f"    ssh: {{port: {host.port}}}",
+            "    roles: [gitlab-runner]",
+        ]
+    inventory = tmp_path / "lab.yml"
+    inventory.write_text("\n".join(lines) + "\n")
+    run = archfleet("fleet-facts", "--inventory", str(inventory), "--json")
+    assert run.code == 0, run.stderr
+    assert {f["host"]: f["arch"] for f in run.json()} == {
+        lab.hosts["amd64"].name: "amd64",
+        lab.hosts["arm64"].name: "arm64",
+    }
+    limited = archfleet("fleet-facts", "--inventory", str(inventory), "--limit", "nope")
+    assert limited.code == 1 and "unknown host(s) nope" in limited.stderr
