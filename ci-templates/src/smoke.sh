@@ -1,0 +1,38 @@
+# --- smoke: on the arch's own runner, pull the merged tag as that platform and run it --------
+
+archfleet_smoke() {
+  if [ -z "${ARCHFLEET_TARGET:-}" ]; then
+    archfleet_note "no tag was written in this pipeline: nothing to run"
+    return 0
+  fi
+  archfleet_tls=true
+  archfleet_option insecure_registry && archfleet_tls=false
+  case "${ARCHFLEET_BUILDER:-}" in
+    buildx)
+      archfleet_login docker
+      archfleet_out=$(docker run --rm --pull always --platform "$ARCHFLEET_PLATFORM" \
+        --entrypoint sh "$ARCHFLEET_TARGET" -c "$ARCHFLEET_SMOKE_COMMAND") \
+        || archfleet_fail "'$ARCHFLEET_SMOKE_COMMAND' failed in $ARCHFLEET_TARGET as $ARCHFLEET_PLATFORM"
+      ;;
+    buildah)
+      archfleet_login buildah
+      set -- from --quiet --pull=always --tls-verify="$archfleet_tls" --os "$ARCHFLEET_OS" \
+        --arch "$ARCHFLEET_ARCHITECTURE"
+      [ -n "${ARCHFLEET_VARIANT:-}" ] && set -- "$@" --variant "$ARCHFLEET_VARIANT"
+      archfleet_ctr=$(buildah "$@" "docker://$ARCHFLEET_TARGET") \
+        || archfleet_fail "buildah could not pull $ARCHFLEET_TARGET as $ARCHFLEET_PLATFORM"
+      archfleet_out=$(buildah run "$archfleet_ctr" -- sh -c "$ARCHFLEET_SMOKE_COMMAND") \
+        || { buildah rm "$archfleet_ctr" >/dev/null 2>&1; archfleet_fail "'$ARCHFLEET_SMOKE_COMMAND' failed in $ARCHFLEET_TARGET as $ARCHFLEET_PLATFORM"; }
+      buildah rm "$archfleet_ctr" >/dev/null 2>&1 || true
+      ;;
+    *) archfleet_fail "builder must be buildx or buildah, not '${ARCHFLEET_BUILDER:-}'" ;;
+  esac
+  printf '%s\n' "$archfleet_out"
+  archfleet_last=$(printf '%s\n' "$archfleet_out" | tail -n 1)
+  # When the command prints a machine name (the default, `uname -m`), it must be this platform's.
+  if archfleet_ran_as=$(archfleet_uname_platform "$archfleet_last"); then
+    [ "$archfleet_ran_as" = "$ARCHFLEET_PLATFORM" ] \
+      || archfleet_fail "$ARCHFLEET_TARGET pulled as $ARCHFLEET_PLATFORM runs as $archfleet_last ($archfleet_ran_as)"
+  fi
+  archfleet_note "$ARCHFLEET_TARGET as $ARCHFLEET_PLATFORM: '$ARCHFLEET_SMOKE_COMMAND' -> $archfleet_last"
+}

@@ -1,0 +1,346 @@
+"""The component's pipeline EXECUTED by gitlab-ci-local with the shell executor.
+
+buildah path, for real: a loopback registry (Debian's docker-registry), per-arch builds with
+buildah (the arm64 RUN step under QEMU: one x86 machine, hence allow_emulation), push by
+digest, archfleet's merge and verify, per-arch smoke jobs; then skopeo, as an amd64 and an
+arm64 client, resolves the tag to the image each build pushed. A merge-request pipeline runs
+first and must leave only the scratch tag; a protected default-branch pipeline then writes the
+release tags.
+
+buildx path: there is no Docker engine or buildx on these machines, so the build jobs run with
+a RECORDING FAKE `docker` first on PATH, and the test asserts the exact commands the job gave
+it (login through stdin, a docker-container builder, push-by-digest output, one cache ref per
+arch) and the digest handed on in each arch's dotenv file.
+
+Native guard: with allow_emulation off, the arm64 job on this x86_64 machine fails at its first
+step, naming the runner, before anything is built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from tests.support import gitlab_ci_local as gcl
+from tests.support.cli import archfleet
+from tests.support.registry_http import head_digest
+from toolkit.ci_templates import COMPONENT_PATH, default_root
+from toolkit.lab.images import build_image, ensure_binfmt
+from toolkit.lab.registry import LocalRegistry
+from toolkit.lab.skopeo import resolved_digest
+
+pytestmark = pytest.mark.integration
+
+ROOT = default_root()
+SECRET = "glcbt-not-a-real-job-token-6f1e"
+
+
+def project_files(inputs: dict[str, Any], extra: dict[str, str] | None = None) -> dict[str, str]:
+    ci = {"include": [{"local": COMPONENT_PATH, "inputs": inputs}]}
+    return {
+        COMPONENT_PATH: (ROOT / COMPONENT_PATH).read_text(encoding="utf-8"),
+        ".gitlab-ci.yml": yaml.safe_dump(ci, sort_keys=False),
+        **(extra or {}),
+    }
+
+
+def dotenv(project: Path, job: str) -> dict[str, str]:
+    lines = (project / f"{job}.env").read_text(encoding="utf-8").splitlines()
+    return dict(line.split("=", 1) for line in lines if line)
+
+
+def tags_of(registry: LocalRegistry, repository: str) -> set[str]:
+    response = requests.get(f"{registry.url}/v2/{repository}/tags/list", timeout=10)
+    if response.status_code == 404:
+        return set()
+    return set(response.json().get("tags") or [])
+
+
+# --- buildah, for real --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lab:
+    registry: LocalRegistry
+    base: str  # a multi-arch busybox base image, amd64 + arm64
+    env: dict[str, str]  # buildah: a private vfs storage per job, chroot isolation
+
+
+@pytest.fixture(scope="module")
+def lab(lab_registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    ensure_binfmt("arm64")
+    repository = f"{lab_registry.address}/ci-templates/base"
+    amd64 = build_image("linux/amd64", f"{repository}:amd64")
+    arm64 = build_image("linux/arm64", f"{repository}:arm64")
+    merged = archfleet(
+        "merge-manifest",
+        "--insecure",
+        "--no-child-tags",
+        "--target",
+        f"{repository}:1",
+        "--source",
+        f"linux/amd64=@{amd64.digest}",
+        "--source",
+        f"linux/arm64=@{arm64.digest}",
+    )
+    assert merged.code == 0, merged.stderr
+    work = tmp_path_factory.mktemp("buildah")
+    (work / "tmp").mkdir()
+    # Each runner machine has its own container storage. Here every "runner" is this machine,
+    # and two jobs pulling one base name for two arches into one storage race each other, so
+    # this shim gives each job a private vfs storage (as lab/images.py does per build).
+    shim = work / "bin"
+    shim.mkdir()
+    real = shutil.which("buildah")
+    assert real, "buildah not installed (bash scripts/bootstrap)"
+    (shim / "buildah").write_text(
+        "#!/bin/sh\n"
+        f'store="{work}/storage/${{CI_JOB_NAME:-default}}"\n'
+        f'exec {real} --root "$store/graph" --runroot "$store/run" --storage-driver vfs "$@"\n'
+    )
+    (shim / "buildah").chmod(0o755)
+    yield Lab(
+        lab_registry,
+        f"{repository}:1",
+        {
+            "PATH": f"{shim}:{os.environ['PATH']}",
+            "BUILDAH_ISOLATION": "chroot",
+            "TMPDIR": str(work / "tmp"),
+        },
+    )
+
+
+def test_buildah_pipeline_mr_then_release(lab: Lab, tmp_path: Path) -> None:
+    repository = "ci-templates/app"
+    image = f"{lab.registry.address}/{repository}"
+    containerfile = (
+        f'FROM {lab.base}\nRUN ["/bin/sh", "-c", "uname -m > /etc/archfleet-built-on"]\n'
+    )
+    inputs = {
+        "image": image,
+        "context": "app",
+        "dockerfile": "app/Containerfile",
+        "builder": "buildah",
+        "allow_emulation": True,  # one x86 machine: arm64 runs under QEMU
+        "insecure_registry": True,
+        "archfleet_install": "",  # the archfleet installed here (pip install -e)
+        "smoke": True,
+    }
+    project = gcl.make_project(
+        tmp_path / "project", project_files(inputs, {"app/Containerfile": containerfile})
+    )
+    args = ("--force-shell-executor", "--no-json-schema-validation", "--concurrency", "2")
+
+    mr = gcl.run(
+        project,
+        *args,
+        variables={
+            "CI_PIPELINE_SOURCE": "merge_request_event",
+            "CI_COMMIT_REF_PROTECTED": "false",
+            "CI_COMMIT_REF_SLUG": "feature-x",
+        },
+        env=lab.env,
+    )
+    assert mr.code == 0, mr.output[-6000:]
+    for job in ("build-amd64", "build-arm64", "merge", "verify", "smoke-amd64", "smoke-arm64"):
+        assert f"PASS  archfleet-{job}" in mr.output, mr.output[-3000:]
+    assert "archfleet-release" not in mr.output
+    # Builds push by digest only; the merge-request pipeline writes its scratch tag, no other.
+    assert tags_of(lab.registry, repository) == {
+        "ci-feature-x",
+        "ci-feature-x-amd64",
+        "ci-feature-x-arm64",
+    }
+    mr_digests = {
+        arch: dotenv(project, f"archfleet-build-{arch}")[f"ARCHFLEET_DIGEST_{arch.upper()}"]
+        for arch in ("amd64", "arm64")
+    }
+    assert resolved_digest(f"{image}:ci-feature-x", "linux/arm64") == mr_digests["arm64"]
+
+    release = gcl.run(
+        project,
+        *args,
+        variables={"CI_COMMIT_REF_PROTECTED": "true", "CI_COMMIT_BRANCH": "main"},
+        env=lab.env,
+    )
+    assert release.code == 0, release.output[-6000:]
+    assert "PASS  archfleet-release" in release.output and "archfleet-merge " not in release.output
+    written = dotenv(project, "archfleet-release")
+    short_sha = written["ARCHFLEET_TARGET"].rsplit(":", 1)[1]
+    assert len(short_sha) == 8
+    release_tags = {short_sha, "main", "latest"}
+    assert tags_of(lab.registry, repository) == {
+        "ci-feature-x",
+        "ci-feature-x-amd64",
+        "ci-feature-x-arm64",
+        *release_tags,
+        *(f"{tag}-{arch}" for tag in release_tags for arch in ("amd64", "arm64")),
+    }
+    # Every release tag holds the one index, written once by the merge.
+    for tag in release_tags:
+        assert head_digest(lab.registry.url, repository, tag) == written["ARCHFLEET_INDEX_DIGEST"]
+    # A real third-party client gets each arch's own build.
+    for arch in ("amd64", "arm64"):
+        built = dotenv(project, f"archfleet-build-{arch}")[f"ARCHFLEET_DIGEST_{arch.upper()}"]
+        assert resolved_digest(f"{image}:latest", f"linux/{arch}") == built
+    assert written["ARCHFLEET_MERGED_PLATFORMS"] == "linux/amd64,linux/arm64"
+    assert "as linux/arm64: 'uname -m' -> aarch64" in release.output
+    assert "as linux/amd64: 'uname -m' -> x86_64" in release.output
+
+
+# --- buildx, with a recording fake docker ---------------------------------------------------------
+
+FAKE_DOCKER = """#!{python}
+# Recording fake `docker` (no Docker engine on this machine): one JSON line per call.
+import hashlib, json, os, sys
+args = sys.argv[1:]
+record = {{"args": args}}
+if args[:1] == ["login"]:
+    record["stdin_sha256"] = hashlib.sha256(sys.stdin.read().encode()).hexdigest()
+log = os.path.join(os.environ["FAKE_DOCKER_DIR"], os.environ.get("CI_JOB_NAME", "x") + ".jsonl")
+with open(log, "a") as out:
+    out.write(json.dumps(record) + "\\n")
+if args[:2] == ["buildx", "inspect"]:
+    sys.exit(1)  # no builder yet: the job must create one
+if args[:2] == ["buildx", "build"]:
+    platform = args[args.index("--platform") + 1]
+    digest = "sha256:" + hashlib.sha256(platform.encode()).hexdigest()
+    with open(args[args.index("--metadata-file") + 1], "w") as meta:
+        json.dump({{"containerimage.digest": digest, "image.name": "x"}}, meta, indent=2)
+"""
+
+
+@pytest.fixture
+def fake_docker(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text(FAKE_DOCKER.format(python=sys.executable))
+    docker.chmod(0o755)
+    calls = tmp_path / "docker-calls"
+    calls.mkdir()
+    return calls, {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_DOCKER_DIR": str(calls)}
+
+
+def calls_of(calls: Path, job: str) -> list[dict[str, Any]]:
+    log = calls / f"{job}.jsonl"
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+BUILDX_INPUTS = {
+    "image": "registry.example.com/team/app",
+    "build_args": ["VERSION=1.2", "NOTE=two words"],
+}
+REGISTRY_VARIABLES = {
+    "CI_REGISTRY": "registry.example.com",
+    "CI_REGISTRY_USER": "gitlab-ci-token",
+    "CI_REGISTRY_PASSWORD": SECRET,
+}
+
+
+def test_buildx_job_commands(tmp_path: Path, fake_docker: tuple[Path, dict[str, str]]) -> None:
+    calls, env = fake_docker
+    project = gcl.make_project(
+        tmp_path / "project", project_files({**BUILDX_INPUTS, "allow_emulation": True})
+    )
+    run = gcl.run(
+        project,
+        "--force-shell-executor",
+        "--no-json-schema-validation",
+        "archfleet-build-amd64",
+        "archfleet-build-arm64",
+        variables=REGISTRY_VARIABLES,
+        env=env,
+    )
+    assert run.code == 0, run.output[-4000:]
+    assert SECRET not in run.output
+    # The logged command leaves build-arg values out (they may carry tokens).
+    assert "--build-arg VERSION=... --build-arg NOTE=..." in run.output
+    assert "VERSION=1.2" not in run.output
+    for arch in ("amd64", "arm64"):
+        recorded = calls_of(calls, f"archfleet-build-{arch}")
+        assert recorded[0] == {
+            "args": [
+                "login",
+                "--username",
+                "gitlab-ci-token",
+                "--password-stdin",
+                "registry.example.com",
+            ],
+            "stdin_sha256": hashlib.sha256(f"{SECRET}\n".encode()).hexdigest(),
+        }
+        build = recorded[3]["args"]
+        metadata = build[build.index("--metadata-file") + 1]
+        assert [c["args"] for c in recorded[1:]] == [
+            ["buildx", "inspect", "archfleet"],
+            ["buildx", "create", "--name", "archfleet", "--driver", "docker-container"],
+            [
+                "buildx",
+                "build",
+                "--builder",
+                "archfleet",
+                "--platform",
+                f"linux/{arch}",
+                "--file",
+                "Dockerfile",
+                "--provenance=false",
+                "--sbom=false",
+                "--metadata-file",
+                metadata,
+                "--output",
+                "type=image,name=registry.example.com/team/app,push-by-digest=true,"
+                "name-canonical=true,push=true",
+                "--build-arg",
+                "VERSION=1.2",
+                "--build-arg",
+                "NOTE=two words",
+                "--cache-from",
+                f"type=registry,ref=registry.example.com/team/app/buildcache:{arch}",
+                "--cache-to",
+                f"type=registry,ref=registry.example.com/team/app/buildcache:{arch},mode=max",
+                ".",
+            ],
+        ]
+        digest = "sha256:" + hashlib.sha256(f"linux/{arch}".encode()).hexdigest()
+        assert dotenv(project, f"archfleet-build-{arch}") == {
+            f"ARCHFLEET_DIGEST_{arch.upper()}": digest
+        }
+
+
+def test_native_guard_fails_the_job_on_the_wrong_arch(
+    tmp_path: Path, fake_docker: tuple[Path, dict[str, str]]
+) -> None:
+    calls, env = fake_docker
+    project = gcl.make_project(tmp_path / "project", project_files(BUILDX_INPUTS))
+    run = gcl.run(
+        project,
+        "--force-shell-executor",
+        "--no-json-schema-validation",
+        "archfleet-build-amd64",
+        "archfleet-build-arm64",
+        variables=REGISTRY_VARIABLES,
+        env=env,
+    )
+    assert run.code != 0
+    assert "PASS  archfleet-build-amd64" in run.output
+    assert "FAIL  archfleet-build-arm64" in run.output
+    assert (
+        "native guard: archfleet-build-arm64 must run linux/arm64 natively, but it landed on runner"
+    ) in run.output
+    assert "a x86_64 CPU (linux/amd64)" in run.output and "allow_emulation: true" in run.output
+    # The guard is the first step: nothing was logged in to, nothing built.
+    assert calls_of(calls, "archfleet-build-arm64") == []
+    assert not (project / "archfleet-build-arm64.env").exists()

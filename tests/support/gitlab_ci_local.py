@@ -1,0 +1,119 @@
+"""gitlab-ci-local (4.70.1, under $ARCHFLEET_CACHE/npm) on a throw-away git repository.
+
+It needs a git work tree: `make_project` writes the files into a fresh repository and commits
+them. `list_jobs` evaluates rules like GitLab (`--list-json`, jobs that rules exclude have
+`when: never`); `preview` returns the expanded YAML (includes, inputs, extends); `run` executes
+jobs with the shell executor. gitlab-ci-local ignores `tags:`, so tests read them from the
+preview. Overriding predefined variables (CI_PIPELINE_SOURCE…) is on purpose here, so its
+warning about that is switched off for the names a test passes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from toolkit.lab.cache import cache_dir
+
+_GIT_IDENTITY = ["-c", "user.name=archfleet tests", "-c", "user.email=tests@archfleet.invalid"]
+
+
+def binary() -> Path:
+    return cache_dir() / "npm" / "node_modules" / ".bin" / "gitlab-ci-local"
+
+
+def require() -> Path:
+    path = binary()
+    if not path.exists():
+        pytest.skip(f"gitlab-ci-local not installed at {path} (bash scripts/bootstrap)")
+    return path
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def make_project(root: Path, files: Mapping[str, str]) -> Path:
+    """A git repository at `root` holding `files` (relative path -> text), committed."""
+    root.mkdir(parents=True, exist_ok=True)
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "project"]):
+        subprocess.run(["git", *_GIT_IDENTITY, *args], cwd=root, check=True, capture_output=True)
+    return root
+
+
+def run(
+    project: Path,
+    *args: str,
+    variables: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 300,
+) -> Result:
+    command = [str(require()), *args]
+    for name, value in (variables or {}).items():
+        command += ["--variable", f"{name}={value}"]
+    if variables:
+        command += ["--ignore-predefined-vars", ",".join(variables)]
+    # Files, not pipes: node exits before a large write to a pipe is flushed (a --preview of
+    # the component was cut at 128 KiB through a pipe).
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        done = subprocess.run(
+            command,
+            cwd=project,
+            env={**os.environ, "FORCE_COLOR": "0", "NO_COLOR": "1", **(env or {})},
+            stdout=out,
+            stderr=err,
+            timeout=timeout,
+            check=False,
+        )
+        out.seek(0)
+        err.seek(0)
+        return Result(done.returncode, out.read(), err.read())
+
+
+def _validation(validate: bool) -> list[str]:
+    # Schema validation costs ~0.7 s a call: the tests that are about it ask for it.
+    return [] if validate else ["--no-json-schema-validation"]
+
+
+def preview(
+    project: Path, variables: Mapping[str, str] | None = None, *, validate: bool = False
+) -> dict[str, Any]:
+    result = run(project, "--preview", *_validation(validate), variables=variables)
+    assert result.code == 0, result.output
+    data: dict[str, Any] = yaml.safe_load(result.stdout)
+    return data
+
+
+def list_jobs(
+    project: Path, variables: Mapping[str, str] | None = None, *, validate: bool = False
+) -> dict[str, str]:
+    """Job name -> `when` after rules (`never` for jobs the rules leave out)."""
+    result = run(project, "--list-json", *_validation(validate), variables=variables)
+    if validate:
+        assert "json schema validated" in result.output, result.output
+    assert result.code == 0, result.output
+    jobs = yaml.safe_load(result.stdout)
+    return {job["name"]: job["when"] for job in jobs}
+
+
+def active(jobs: Mapping[str, str]) -> set[str]:
+    return {name for name, when in jobs.items() if when != "never"}

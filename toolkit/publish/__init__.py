@@ -1,0 +1,1 @@
+"""Publishing: the CI templates to a GitLab project, the shared library to Jenkins."""

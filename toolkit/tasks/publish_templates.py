@@ -1,0 +1,75 @@
+"""Task: publish-templates. Thin: flags and credentials in, the publisher, the report out."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from .. import report
+from ..ci_templates import TemplateError, default_root, published_files
+from ..publish import templates_report
+from ..publish.gitlab_templates import (
+    GitLabProject,
+    PublishError,
+    connect,
+    publish,
+    server_host,
+    validate_version,
+)
+
+DEFAULT_URL = "https://gitlab.com"
+DEFAULT_TOKEN_ENV = "GITLAB_TOKEN"  # noqa: S105 -- the variable's name, not a token
+
+
+@task(
+    help={
+        "project": "The templates project, GROUP/PROJECT (a CI/CD catalog project).",
+        "version": "Version to publish, X.Y.Z: the git tag and the release.",
+        "url": "GitLab base URL (default: $CI_SERVER_URL, else https://gitlab.com).",
+        "branch": "Branch to commit to (default: the project's default branch).",
+        "token-env": "Environment variable holding the access token (api scope; default "
+        "GITLAB_TOKEN). The token is never printed.",
+        "source": "The ci-templates directory (default: this repository's).",
+        "dry-run": "Read the project and print the plan; write nothing.",
+        "json": "Print the result as JSON on stdout.",
+    },
+)
+def publish_templates(
+    c: Context,
+    project: str = "",
+    version: str = "",
+    url: str = "",
+    branch: str = "",
+    token_env: str = DEFAULT_TOKEN_ENV,
+    source: str = "",
+    dry_run: bool = False,
+    json: bool = False,
+) -> None:
+    """Put ci-templates/ in a GitLab project: one commit, a version tag, a release."""
+    try:
+        if not project:
+            raise PublishError("--project is required: the templates project, GROUP/PROJECT")
+        validate_version(version)
+        base_url = url or os.environ.get("CI_SERVER_URL") or DEFAULT_URL
+        host = server_host(base_url)
+        token = os.environ.get(token_env, "")
+        if not token:
+            raise PublishError(
+                f"${token_env} is empty: set it to a GitLab access token with the api scope "
+                "(or name another variable with --token-env)"
+            )
+        desired = published_files(Path(source) if source else default_root())
+        target = GitLabProject(connect(base_url, token), project)
+        result = publish(target, desired, version, host=host, branch=branch, dry_run=dry_run)
+    except (PublishError, TemplateError) as exc:
+        report.error(str(exc))
+        raise Exit(code=1) from None
+    if json:
+        report.emit_json(result.to_json())
+        return
+    templates_report.publish_summary(result)
+    report.emit_value(result.include.rstrip())
