@@ -2,7 +2,7 @@
 
 from invoke.collection import Collection
 
-from . import demo, fleet, inventory, manifest
+from . import demo, fleet, inventory, manifest, publish_jenkins, publish_templates
 
 namespace = Collection()
 namespace.add_task(manifest.merge_manifest)
@@ -11,5 +11,7 @@ namespace.add_task(demo.demo)
 namespace.add_task(inventory.inventory_schema)
 namespace.add_task(inventory.inventory_check)
 namespace.add_task(fleet.fleet_facts)
+namespace.add_task(publish_templates.publish_templates)
+namespace.add_task(publish_jenkins.publish_jenkins_library)
 
 __all__ = ["namespace"]

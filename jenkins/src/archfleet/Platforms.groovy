@@ -1,0 +1,144 @@
+package archfleet
+
+import com.cloudbees.groovy.cps.NonCPS
+import groovy.json.JsonSlurperClassic
+
+/**
+ * Platform names, agent labels and the native guard.
+ *
+ * The arch table is resources/archfleet/arches.json, generated from archfleet's
+ * toolkit/archmap.py (the same mapping that labels agents when they are provisioned), so the
+ * library never keeps a second copy. Pure functions of their arguments: no pipeline steps.
+ */
+class Platforms implements Serializable {
+    private static final long serialVersionUID = 1L
+
+    // The same spellings toolkit.registry.manifest.Platform.normalised accepts.
+    private static final Map<String, String> ARCH_ALIASES = [
+        'x86_64': 'amd64', 'x86-64': 'amd64', 'aarch64': 'arm64', 'i386': '386',
+    ]
+    private static final List<String> PLACEHOLDERS = ['arch', 'os', 'architecture', 'variant']
+
+    /** arches.json text -> its map; fails loudly if the resource is not what we generate. */
+    @NonCPS
+    static Map parseTable(String json) {
+        Object table = new JsonSlurperClassic().parseText(json)
+        if (!(table instanceof Map) || !(table.platforms instanceof Map) || !table.defaultTagPattern) {
+            throw new IllegalStateException(
+                'archfleet/arches.json is not the table toolkit.archmap.export() writes')
+        }
+        return (Map) table
+    }
+
+    /** 'linux/arm64/v8' -> 'linux/arm64', 'Linux/x86_64' -> 'linux/amd64'. */
+    @NonCPS
+    static String normalise(Object text) {
+        if (!(text instanceof CharSequence)) {
+            throw new IllegalArgumentException(
+                "platform ${text} must be a string like 'linux/arm64'")
+        }
+        List<String> parts = text.toString().trim().toLowerCase().split('/') as List<String>
+        if (!(parts.size() in [2, 3]) || parts.any { String part -> part.isEmpty() }) {
+            throw new IllegalArgumentException(
+                "invalid platform '${text}': expected OS/ARCH or OS/ARCH/VARIANT, e.g. linux/arm64")
+        }
+        String arch = ARCH_ALIASES.get(parts[1], parts[1])
+        String variant = parts.size() == 3 ? parts[2] : ''
+        if (arch == 'arm64' && variant == 'v8') {
+            variant = ''
+        }
+        return [parts[0], arch, variant].findAll { String part -> part }.join('/')
+    }
+
+    /** The platforms archfleet knows (and labels agents for), sorted. */
+    @NonCPS
+    static List<String> known(Map table) {
+        return ((Map) table.platforms).keySet().collect { Object key -> key.toString() }.sort()
+    }
+
+    /**
+     * One platform as the step uses it: name, parts, agent tag ('arm-v7') and the `uname -m`
+     * values of a machine that runs it natively.
+     */
+    @NonCPS
+    static Map describe(Map table, Object platform) {
+        String name = normalise(platform)
+        Map entry = (Map) ((Map) table.platforms).get(name)
+        if (entry == null) {
+            throw new IllegalArgumentException(
+                "unknown platform '${platform}' (known: ${known(table).join(', ')})")
+        }
+        List<String> parts = name.split('/') as List<String>
+        return [
+            platform    : name,
+            os          : parts[0],
+            architecture: parts[1],
+            variant     : parts.size() == 3 ? parts[2] : '',
+            tag         : entry.tag.toString(),
+            unames      : ((List) entry.unames).collect { Object uname -> uname.toString() },
+        ]
+    }
+
+    /**
+     * The agent label for a platform. `pattern` is a String with {arch} (also ${arch}), {os},
+     * {architecture}, {variant} placeholders, e.g. 'linux && {arch}', or a Map from platform
+     * to label.
+     */
+    @NonCPS
+    static String label(Map arch, Object pattern) {
+        if (pattern instanceof Map) {
+            Map byPlatform = (Map) pattern
+            Object label = byPlatform.containsKey(arch.platform) ? byPlatform.get(arch.platform)
+                : byPlatform.find { Object key, Object value ->
+                    key instanceof CharSequence && normalise(key) == arch.platform
+                }?.value
+            if (!(label instanceof CharSequence) || !label.toString().trim()) {
+                throw new IllegalArgumentException(
+                    "agentLabel map has no label for ${arch.platform} (it has: ${byPlatform.keySet().join(', ')})")
+            }
+            return label.toString().trim()
+        }
+        if (!(pattern instanceof CharSequence)) {
+            throw new IllegalArgumentException(
+                "agentLabel must be a label pattern such as 'linux && {arch}' or a map platform -> label")
+        }
+        Map<String, String> values = [
+            arch: arch.tag, os: arch.os, architecture: arch.architecture, variant: arch.variant,
+        ]
+        String text = pattern.toString()
+        StringBuffer rendered = new StringBuffer()
+        def matcher = (text =~ /\$?\{([^{}]*)\}/)
+        while (matcher.find()) {
+            String name = matcher.group(1)
+            if (!(name in PLACEHOLDERS)) {
+                throw new IllegalArgumentException(
+                    "agentLabel '${text}' uses {${name}}; use ${PLACEHOLDERS.collect { String p -> '{' + p + '}' }.join(', ')}")
+            }
+            matcher.appendReplacement(rendered, java.util.regex.Matcher.quoteReplacement(values[name]))
+        }
+        matcher.appendTail(rendered)
+        String label = rendered.toString().trim()
+        if (!label) {
+            throw new IllegalArgumentException("agentLabel '${text}' gives an empty label for ${arch.platform}")
+        }
+        return label
+    }
+
+    /**
+     * The native guard: null when a machine whose `uname -m` is `machine` runs `arch` natively,
+     * otherwise what is wrong, in words.
+     */
+    @NonCPS
+    static String guard(Map table, Map arch, String machine, String label, String nodeName) {
+        String seen = (machine ?: '').trim()
+        if (seen in (List) arch.unames) {
+            return null
+        }
+        Object runs = ((Map) table.unameToPlatform).get(seen)
+        String what = runs ? "which runs ${runs}" : 'which archfleet does not know'
+        String where = nodeName ? "agent '${nodeName}'" : 'the agent'
+        return "${arch.platform} must build natively, on a machine whose uname -m is " +
+            "${((List) arch.unames).join(' or ')}, but ${where} (label '${label}') reports " +
+            "'${seen}', ${what}"
+    }
+}

@@ -1,0 +1,282 @@
+"""A FAKE Jenkins controller for tests: NOT Jenkins, a loopback HTTP server answering the
+endpoints jenkinsapi and publish-jenkins-library call, the way Jenkins documents them.
+
+- Basic auth with a user and API token on every request (401 otherwise).
+- CSRF crumbs: `GET /crumbIssuer/api/python`; every POST needs the `Jenkins-Crumb` header (403).
+- `GET /api/python` (and /api/json): the job list; `GET /job/<name>/api/python`.
+- `POST /createItem?name=<name>` with a config.xml body (400 if the job exists);
+  `GET|POST /job/<name>/config.xml`.
+- `POST /scriptText` (form field `script`): the script console. The script really runs, on
+  Groovy 2.4 (Jenkins' Groovy) in one long-lived JVM per fake (tests/groovy/console_server.groovy),
+  against FAKE classes of the plugins it uses
+  (tests/groovy/jenkins_stubs: GlobalLibraries, LibraryConfiguration, SCMSourceRetriever,
+  GitSCMSource, discovery traits), whose configuration persists in the fake's home directory.
+  Like Jenkins, a failing script still answers 200 with the error text.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import subprocess
+import tempfile
+import threading
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from toolkit.lab.cache import cache_dir
+
+REPO = Path(__file__).resolve().parents[2]
+STUBS = REPO / "tests" / "groovy" / "jenkins_stubs"
+CONSOLE = REPO / "tests" / "groovy" / "console_server.groovy"
+JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
+CRUMB_FIELD = "Jenkins-Crumb"
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    status: int
+
+
+@dataclass
+class FakeJenkins:
+    home: Path
+    user: str
+    token: str
+    # Answer every script as if the plugins were not installed (compile error).
+    plugins_missing: bool = False
+    jobs: dict[str, str] = field(default_factory=dict)
+    requests: list[Request] = field(default_factory=list)
+    scripts: list[str] = field(default_factory=list)
+    crumb: str = field(default_factory=lambda: secrets.token_hex(8))
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _console: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def libraries(self) -> list[dict[str, Any]]:
+        path = self.home / "libraries.json"
+        return json.loads(path.read_text()) if path.exists() else []
+
+    def writes(self) -> list[Request]:
+        return [r for r in self.requests if r.method == "POST" and r.status < 400]
+
+    def __enter__(self) -> FakeJenkins:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._console = subprocess.Popen(
+            ["groovy", "-cp", str(compiled_stubs()), str(CONSOLE)],
+            env={**os.environ, "JAVA_HOME": JAVA_HOME, "FAKE_JENKINS_HOME": str(self.home)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        fake = self
+
+        class Handler(_Handler):
+            jenkins = fake
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        console = self._console
+        if console is not None:
+            assert console.stdin is not None
+            console.stdin.close()  # the console ends at end of input
+            try:
+                console.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                console.kill()
+                console.wait()
+
+    def run_script(self, script: str) -> str:
+        self.scripts.append(script)
+        if self.plugins_missing:
+            return (
+                "org.codehaus.groovy.control.MultipleCompilationErrorsException: startup failed:\n"
+                "Script1.groovy: 2: unable to resolve class "
+                "org.jenkinsci.plugins.workflow.libs.GlobalLibraries\n"
+            )
+        with self._lock:
+            console = self._console
+            assert console is not None and console.stdin and console.stdout
+            data = script.encode()
+            console.stdin.write(f"{len(data)}\n".encode() + data)
+            console.stdin.flush()
+            length = int(console.stdout.readline().decode().strip() or -1)
+            if length < 0:
+                raise RuntimeError("the fake script console died")
+            return console.stdout.read(length).decode()
+
+
+def compiled_stubs() -> Path:
+    """The fake plugin classes compiled once (cached by content), so each console call only
+    compiles the script itself."""
+    sources = sorted(STUBS.rglob("*.groovy"))
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
+    target = cache_dir() / "fake-jenkins-stubs" / digest
+    if not (target / ".done").exists():
+        with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
+            subprocess.run(
+                ["groovyc", "-d", tmp, *map(str, sources)],
+                env={**os.environ, "JAVA_HOME": JAVA_HOME},
+                capture_output=True,
+                check=True,
+                timeout=120,
+            )
+            (Path(tmp) / ".done").touch()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(tmp).rename(target)
+            except OSError:
+                if not (target / ".done").exists():
+                    raise
+            Path(tmp).mkdir(exist_ok=True)  # TemporaryDirectory removes it on exit
+    return target
+
+
+class _Handler(BaseHTTPRequestHandler):
+    jenkins: FakeJenkins
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    # -------------------------------------------------------------- plumbing
+
+    def _reply(self, status: int, body: str = "", content_type: str = "text/plain") -> None:
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", f"{content_type}; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        if status == 401:
+            self.send_header("WWW-Authenticate", 'Basic realm="Jenkins"')
+        self.end_headers()
+        self.wfile.write(data)
+        path = urlsplit(self.path).path
+        with self.jenkins._lock:
+            self.jenkins.requests.append(Request(self.command, path, status))
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _authorised(self) -> bool:
+        expected = base64.b64encode(f"{self.jenkins.user}:{self.jenkins.token}".encode()).decode()
+        if self.headers.get("Authorization") != f"Basic {expected}":
+            self._reply(401, "Invalid password/token for user")
+            return False
+        return True
+
+    def _jobs_json(self) -> dict[str, Any]:
+        return {
+            "_class": "hudson.model.Hudson",
+            "jobs": [
+                {
+                    "_class": "org.jenkinsci.plugins.workflow.job.WorkflowJob",
+                    "name": name,
+                    "url": f"{self.jenkins.url}/job/{name}/",
+                    "color": "notbuilt",
+                }
+                for name in sorted(self.jenkins.jobs)
+            ],
+        }
+
+    def _job_name(self, path: str) -> tuple[str, str]:
+        """'/job/NAME/rest' -> (NAME, 'rest')."""
+        _, _, rest = path.partition("/job/")
+        name, _, tail = rest.partition("/")
+        return unquote(name), tail
+
+    # -------------------------------------------------------------- verbs
+
+    def do_GET(self) -> None:
+        if not self._authorised():
+            return
+        path = urlsplit(self.path).path.rstrip("/")
+        if path == "/crumbIssuer/api/python":
+            self._reply(200, repr({"crumb": self.jenkins.crumb, "crumbRequestField": CRUMB_FIELD}))
+        elif path in ("/api/python", "/api/json"):
+            self._reply(200, json.dumps(self._jobs_json()), "application/json")
+        elif path.startswith("/job/"):
+            name, tail = self._job_name(path)
+            if name not in self.jenkins.jobs:
+                self._reply(404, "Not Found")
+            elif tail == "config.xml":
+                self._reply(200, self.jenkins.jobs[name], "application/xml")
+            elif tail in ("api/python", "api/json"):
+                info = {
+                    "_class": "org.jenkinsci.plugins.workflow.job.WorkflowJob",
+                    "name": name,
+                    "url": f"{self.jenkins.url}/job/{name}/",
+                    "builds": [],
+                    "color": "notbuilt",
+                    "firstBuild": None,
+                    "lastBuild": None,
+                }
+                self._reply(200, json.dumps(info), "application/json")
+            else:
+                self._reply(404, "Not Found")
+        else:
+            self._reply(404, "Not Found")
+
+    def do_POST(self) -> None:
+        if not self._authorised():
+            return
+        body = self._body()
+        if self.headers.get(CRUMB_FIELD) != self.jenkins.crumb:
+            self._reply(403, "No valid crumb was included in the request")
+            return
+        parts = urlsplit(self.path)
+        path = parts.path.rstrip("/")
+        if path == "/scriptText":
+            script = parse_qs(body.decode()).get("script", [""])[0]
+            self._reply(200, self.jenkins.run_script(script))
+        elif path == "/createItem":
+            name = parse_qs(parts.query).get("name", [""])[0]
+            if not name or name in self.jenkins.jobs:
+                self._reply(400, f"A job already exists with the name '{name}'")
+            elif not _is_xml(body):
+                self._reply(500, "Failed to parse the config.xml")
+            else:
+                self.jenkins.jobs[name] = body.decode()
+                self._reply(200)
+        elif path.startswith("/job/"):
+            name, tail = self._job_name(path)
+            if name not in self.jenkins.jobs or tail != "config.xml":
+                self._reply(404, "Not Found")
+            elif not _is_xml(body):
+                self._reply(500, "Failed to parse the config.xml")
+            else:
+                self.jenkins.jobs[name] = body.decode()
+                self._reply(200)
+        else:
+            self._reply(404, "Not Found")
+
+
+def _is_xml(body: bytes) -> bool:
+    try:
+        ET.fromstring(body)  # noqa: S314 -- the tests' own payloads
+    except ET.ParseError:
+        return False
+    return True

@@ -1,0 +1,298 @@
+"""The shared library's pure helpers (jenkins/src/archfleet) on Groovy 2.4.21, the Groovy Jenkins
+embeds: platform names, agent labels, the native guard, digest parsing, argument validation.
+All calls go through ONE groovy process (tests/groovy/call.groovy)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+LIBRARY = REPO / "jenkins"
+GROOVY_DIR = REPO / "tests" / "groovy"
+JAVA_HOME = Path("/usr/lib/jvm/java-17-openjdk-amd64")
+DIGEST = "sha256:" + "ab" * 32
+ARM64 = {
+    "platform": "linux/arm64",
+    "os": "linux",
+    "architecture": "arm64",
+    "variant": "",
+    "tag": "arm64",
+    "unames": ["aarch64", "arm64"],
+}
+ARM_V7 = {
+    **ARM64,
+    "platform": "linux/arm/v7",
+    "architecture": "arm",
+    "variant": "v7",
+    "tag": "arm-v7",
+    "unames": ["armv7l", "armv8l"],
+}
+BUILD = {"BRANCH_NAME": "main", "TAG_NAME": None, "BUILD_TAG": "jenkins-Team/App-42"}
+
+# (request, expected value) or (request, {"error": fragment})
+CASES: dict[str, tuple[dict[str, Any], Any]] = {
+    "normalise-aliases": (
+        {"target": "Platforms", "method": "normalise", "args": ["Linux/x86_64"]},
+        "linux/amd64",
+    ),
+    "normalise-arm64-v8": (
+        {"target": "Platforms", "method": "normalise", "args": ["linux/arm64/v8"]},
+        "linux/arm64",
+    ),
+    "normalise-bad": (
+        {"target": "Platforms", "method": "normalise", "args": ["linux"]},
+        {"error": "invalid platform 'linux': expected OS/ARCH"},
+    ),
+    "describe-arm-v7": (
+        {"target": "Platforms", "method": "describe", "args": ["@table", "linux/arm/v7"]},
+        ARM_V7,
+    ),
+    "describe-unknown": (
+        {"target": "Platforms", "method": "describe", "args": ["@table", "linux/mips"]},
+        {"error": "unknown platform 'linux/mips' (known: linux/386, linux/amd64, linux/arm/v6"},
+    ),
+    "label-default": (
+        {"target": "Platforms", "method": "label", "args": [ARM_V7, "{arch}"]},
+        "arm-v7",
+    ),
+    "label-dollar-pattern": (
+        {"target": "Platforms", "method": "label", "args": [ARM64, "linux && ${arch}"]},
+        "linux && arm64",
+    ),
+    "label-parts": (
+        {
+            "target": "Platforms",
+            "method": "label",
+            "args": [ARM_V7, "{os}-{architecture}-{variant}"],
+        },
+        "linux-arm-v7",
+    ),
+    "label-map": (
+        {
+            "target": "Platforms",
+            "method": "label",
+            "args": [ARM64, {"linux/arm64/v8": "graviton", "linux/amd64": "x86"}],
+        },
+        "graviton",
+    ),
+    "label-map-missing": (
+        {"target": "Platforms", "method": "label", "args": [ARM64, {"linux/amd64": "x86"}]},
+        {"error": "agentLabel map has no label for linux/arm64"},
+    ),
+    "label-unknown-placeholder": (
+        {"target": "Platforms", "method": "label", "args": [ARM64, "linux && {cpu}"]},
+        {"error": "uses {cpu}; use {arch}, {os}, {architecture}, {variant}"},
+    ),
+    "guard-native": (
+        {
+            "target": "Platforms",
+            "method": "guard",
+            "args": ["@table", ARM64, "aarch64\n", "arm64", "pi-1"],
+        },
+        None,
+    ),
+    "guard-foreign": (
+        {
+            "target": "Platforms",
+            "method": "guard",
+            "args": ["@table", ARM64, "x86_64", "arm64", "build-7"],
+        },
+        "linux/arm64 must build natively, on a machine whose uname -m is aarch64 or arm64, but "
+        "agent 'build-7' (label 'arm64') reports 'x86_64', which runs linux/amd64",
+    ),
+    "guard-unknown-machine": (
+        {
+            "target": "Platforms",
+            "method": "guard",
+            "args": ["@table", ARM64, "sparc64", "arm64", None],
+        },
+        "linux/arm64 must build natively, on a machine whose uname -m is aarch64 or arm64, but "
+        "the agent (label 'arm64') reports 'sparc64', which archfleet does not know",
+    ),
+    "digest-file": (
+        {"target": "Digests", "method": "parse", "args": [f"{DIGEST}\n", "x"]},
+        DIGEST,
+    ),
+    "digest-buildx-metadata": (
+        {
+            "target": "Digests",
+            "method": "parse",
+            "args": [json.dumps({"containerimage.digest": DIGEST, "image.name": "r/a"}), "x"],
+        },
+        DIGEST,
+    ),
+    "digest-metadata-without-digest": (
+        {"target": "Digests", "method": "parse", "args": ['{"buildx.build.ref": "b"}', "arm"]},
+        {"error": "arm: buildx metadata has no 'containerimage.digest'"},
+    ),
+    "digest-garbage": (
+        {"target": "Digests", "method": "parse", "args": ["sha256:ABC", "amd64 build"]},
+        {"error": "amd64 build: expected a digest sha256:<64 hex digits>, got 'sha256:ABC'"},
+    ),
+    "digest-empty": (
+        {"target": "Digests", "method": "parse", "args": ["", "merge"]},
+        {"error": "merge: expected a digest"},
+    ),
+    "source": (
+        {"target": "Digests", "method": "source", "args": ["linux/arm64", DIGEST]},
+        f"linux/arm64=@{DIGEST}",
+    ),
+    "image-with-tag": (
+        {"target": "Config", "method": "parseImage", "args": ["127.0.0.1:5000/team/app:1.0"]},
+        {"registry": "127.0.0.1:5000", "repository": "127.0.0.1:5000/team/app", "tag": "1.0"},
+    ),
+    "image-uppercase": (
+        {"target": "Config", "method": "parseImage", "args": ["registry.example.com/Team/App"]},
+        {"error": "with a lowercase repository"},
+    ),
+    "image-digest": (
+        {"target": "Config", "method": "parseImage", "args": [f"r.example.com/app@{DIGEST}"]},
+        {"error": "has a digest"},
+    ),
+}
+
+
+def call_groovy(requests: list[dict[str, Any]], tmp: Path) -> list[dict[str, Any]]:
+    if shutil.which("groovy") is None or not JAVA_HOME.is_dir():
+        pytest.fail("groovy 2.4 and OpenJDK 17 are needed: apt-get install groovy openjdk-17-jre")
+    path = tmp / "requests.json"
+    path.write_text(json.dumps(requests))
+    classpath = os.pathsep.join(str(p) for p in (GROOVY_DIR / "stubs", GROOVY_DIR, LIBRARY / "src"))
+    done = subprocess.run(
+        ["groovy", "-cp", classpath, str(GROOVY_DIR / "call.groovy"), str(LIBRARY), str(path)],
+        env={**os.environ, "JAVA_HOME": str(JAVA_HOME)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    results: list[dict[str, Any]] = json.loads(done.stdout)
+    return results
+
+
+def config_request(args: dict[str, Any], build: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"target": "Config", "method": "parse", "args": [args, "@arches", build or BUILD]}
+
+
+CONFIG_CASES: dict[str, dict[str, Any]] = {
+    "defaults": config_request({"image": "registry.example.com/team/app"}),
+    "tag-build": config_request(
+        {"image": "registry.example.com/team/app:rc", "agentLabel": "linux && {arch}"},
+        {"BRANCH_NAME": None, "TAG_NAME": "v1.0.0", "BUILD_TAG": None},
+    ),
+    "feature-branch": config_request(
+        {"image": "registry.example.com/team/app", "buildArgs": {"A": "1", "B": "x y"}},
+        {"BRANCH_NAME": "feature/x", "TAG_NAME": None, "BUILD_TAG": None},
+    ),
+    "emulated-one-label": config_request(
+        {"image": "r.example.com/app", "agentLabel": "linux", "allowEmulation": True}
+    ),
+    "not-a-flag": config_request({"image": "r.example.com/app", "verify": "yes"}),
+    "build-arg-newline": config_request({"image": "r.example.com/app", "buildArgs": {"A": "1\n2"}}),
+    "duplicate-platform": config_request(
+        {"image": "r.example.com/app", "platforms": ["linux/arm64", "linux/arm64/v8"]}
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    requests = {name: request for name, (request, _) in CASES.items()}
+    requests.update(CONFIG_CASES)
+    requests["@compile"] = {"target": "@compile"}
+    requests["@arguments"] = {"target": "Config", "method": "@field", "args": ["ARGUMENTS"]}
+    requests["merge-env-missing"] = {
+        "target": "Config",
+        "method": "mergeEnv",
+        "args": [
+            {"arches": [ARM64], "targets": ["r/app:1"], "mergeOut": ".archfleet/merge"},
+            {"linux/amd64": DIGEST},
+        ],
+    }
+    names = list(requests)
+    answers = call_groovy([requests[n] for n in names], tmp_path_factory.mktemp("groovy-src"))
+    return dict(zip(names, answers, strict=True))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_pure_helpers(results: dict[str, dict[str, Any]], name: str) -> None:
+    expected = CASES[name][1]
+    answer = results[name]
+    if isinstance(expected, dict) and set(expected) == {"error"}:
+        assert "error" in answer, answer
+        assert expected["error"] in answer["error"]
+        assert answer["errorClass"] == "java.lang.IllegalArgumentException"
+    else:
+        assert answer == {"value": expected}
+
+
+def test_every_library_file_compiles_on_groovy_2_4(results: dict[str, dict[str, Any]]) -> None:
+    compiled = results["@compile"]["value"]
+    on_disk = sorted(str(p.relative_to(LIBRARY)) for p in LIBRARY.glob("**/*.groovy"))
+    assert compiled == on_disk
+
+
+def test_defaults_push_on_main_with_arch_labels(results: dict[str, dict[str, Any]]) -> None:
+    cfg = results["defaults"]["value"]
+    assert cfg["push"] is True and cfg["tags"] == ["latest"]
+    assert cfg["targets"] == ["registry.example.com/team/app:latest"]
+    assert [(a["platform"], a["label"]) for a in cfg["arches"]] == [
+        ("linux/amd64", "amd64"),
+        ("linux/arm64", "arm64"),
+    ]
+    assert cfg["arches"][1]["localRef"] == "localhost/archfleet-build:jenkins-team-app-42-arm64"
+    assert cfg["mergeLabel"] == "amd64" and cfg["builder"] == "buildx"
+    assert cfg["dockerfile"] == "./Dockerfile" and cfg["registry"] == "registry.example.com"
+    assert (cfg["verify"], cfg["checkBinaries"], cfg["allowEmulation"]) == (True, True, False)
+
+
+def test_tag_build_and_tagged_image(results: dict[str, dict[str, Any]]) -> None:
+    cfg = results["tag-build"]["value"]
+    # The image's own tag, and the default (the git tag) is not used once a tag is given.
+    assert cfg["push"] is True and cfg["tags"] == ["rc"]
+    assert [a["label"] for a in cfg["arches"]] == ["linux && amd64", "linux && arm64"]
+
+
+def test_feature_branch_builds_without_push(results: dict[str, dict[str, Any]]) -> None:
+    cfg = results["feature-branch"]["value"]
+    assert cfg["push"] is False
+    assert cfg["buildArgsText"] == "A=1\nB=x y\n"
+
+
+def test_one_label_for_all_needs_emulation(results: dict[str, dict[str, Any]]) -> None:
+    cfg = results["emulated-one-label"]["value"]
+    assert [a["label"] for a in cfg["arches"]] == ["linux", "linux"]
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("not-a-flag", "verify must be true or false, not 'yes'"),
+        ("build-arg-newline", "build arg A contains a line break"),
+        ("duplicate-platform", "platform linux/arm64 is listed twice"),
+        ("merge-env-missing", "no digest came back from the linux/arm64 build"),
+    ],
+)
+def test_config_errors(results: dict[str, dict[str, Any]], name: str, fragment: str) -> None:
+    assert fragment in results[name]["error"]
+
+
+def test_help_lists_every_argument_with_type_default_and_example(
+    results: dict[str, dict[str, Any]],
+) -> None:
+    arguments = results["@arguments"]["value"]
+    text = (LIBRARY / "vars" / "multiArchBuild.txt").read_text()
+    documented = re.findall(r"^  (\w+) \((.+), default: (.+)\)$", text, flags=re.MULTILINE)
+    assert [name for name, _, _ in documented] == [a["name"] for a in arguments]
+    for argument, (_, kind, default) in zip(arguments, documented, strict=True):
+        assert (kind, default) == (argument["type"], argument["default"]), argument["name"]
+        assert f"e.g. {argument['name']}: {argument['example']}" in text, argument["name"]
