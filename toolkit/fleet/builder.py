@@ -1,0 +1,49 @@
+"""Host-side scripts for the build tooling: install buildah or docker+buildx from the OS
+packages, and put the CI user in the group it needs. Pure: they return POSIX sh; every value
+that comes from the inventory goes through shlex.quote."""
+
+from __future__ import annotations
+
+import shlex
+
+# Per package manager: what provides each builder. buildah needs skopeo beside it to push by
+# digest (the templates and the Jenkins step copy the OCI layout with skopeo).
+_PACKAGES = {
+    "apt-get": {"buildah": "buildah skopeo", "docker": "docker.io docker-buildx"},
+    "dnf": {"buildah": "buildah skopeo", "docker": "moby-engine docker-buildx"},
+    "yum": {"buildah": "buildah skopeo", "docker": "docker docker-buildx"},
+    "apk": {"buildah": "buildah skopeo", "docker": "docker docker-cli-buildx"},
+}
+_INSTALL = {
+    "apt-get": "DEBIAN_FRONTEND=noninteractive apt-get update -qq && "
+    "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends",
+    "dnf": "dnf install -y -q",
+    "yum": "yum install -y -q",
+    "apk": "apk add --no-cache -q",
+}
+
+
+def install_builder_script(tool: str) -> str:
+    if tool not in ("buildah", "docker"):
+        raise ValueError(f"unknown builder {tool!r}: expected buildah or docker")
+    branches = []
+    for manager, packages in _PACKAGES.items():
+        branches.append(
+            f"if command -v {manager} >/dev/null 2>&1; then {_INSTALL[manager]} {packages[tool]}"
+        )
+    check = "buildah --version" if tool == "buildah" else "docker buildx version"
+    return (
+        "set -e\n"
+        + "\nel".join(branches)
+        + "\nelse echo 'no supported package manager (apt-get, dnf, yum, apk)' >&2; exit 3\nfi\n"
+        + f"{check} >/dev/null\n"
+    )
+
+
+def add_group_script(user: str, group: str) -> str:
+    u, g = shlex.quote(user), shlex.quote(group)
+    return (
+        "set -e\n"
+        f"getent group {g} >/dev/null || groupadd {g}\n"
+        f"id -nG {u} | tr ' ' '\\n' | grep -qx {g} || usermod -aG {g} {u}\n"
+    )
