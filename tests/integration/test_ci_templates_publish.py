@@ -4,18 +4,13 @@ python-gitlab as in production. There is no GitLab server on these machines."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.support.cli import Run, archfleet
 from tests.support.gitlab_fake import GitLabFake
 from toolkit.ci_templates import default_root
 
@@ -24,25 +19,6 @@ pytestmark = pytest.mark.integration
 TOKEN = "glpat-fake-token-4d2a9c"
 PROJECT = "platform/archfleet-ci"
 PUBLISHED = {"README.md", "templates/multiarch.yml", "include/multiarch.yml"}
-# The task through invoke, the way `invoke publish-templates` / `archfleet publish-templates`
-# run it once it is in the collection.
-_RUNNER = (
-    "import sys\n"
-    "from invoke import Collection, Program\n"
-    "from toolkit.tasks.publish_templates import publish_templates\n"
-    "Program(namespace=Collection(publish_templates), name='archfleet', binary='archfleet')"
-    ".run(['archfleet', 'publish-templates', *sys.argv[1:]])\n"
-)
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
 
 
 @pytest.fixture
@@ -60,28 +36,18 @@ def source(tmp_path: Path) -> Path:
 
 
 def publish(fake: GitLabFake, source: Path, *args: str, token: str = TOKEN) -> Run:
-    env = {**os.environ, "GITLAB_TOKEN": token, "COLUMNS": "200"}
-    env.pop("CI_SERVER_URL", None)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _RUNNER,
-            "--project",
-            PROJECT,
-            "--url",
-            fake.url,
-            "--source",
-            str(source),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
+    return archfleet(
+        "publish-templates",
+        "--project",
+        PROJECT,
+        "--url",
+        fake.url,
+        "--source",
+        str(source),
+        *args,
+        env={"GITLAB_TOKEN": token},
+        unset=("CI_SERVER_URL",),
     )
-    return Run(done.returncode, done.stdout, done.stderr)
 
 
 def test_first_publish_is_one_commit_a_tag_and_a_release(fake: GitLabFake, source: Path) -> None:

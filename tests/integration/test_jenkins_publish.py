@@ -5,15 +5,13 @@ run on Groovy 2.4 against fake plugin classes. No Jenkins server can run on thes
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.cli import Run
+from tests.support.cli import Run, archfleet
 from tests.support.jenkins_fake import FakeJenkins
 from toolkit.publish.jenkins_library import MANAGED_MARK, job_fields
 
@@ -23,38 +21,21 @@ USER = "admin"
 TOKEN = "11d2-jenkins-api-T0KEN"
 REMOTE = "https://git.example.com/platform/archfleet.git"
 JOB = "archfleet-multiarch-example"
-# The task through an Invoke program of its own, as `archfleet publish-jenkins-library` runs it.
-_PROGRAM = (
-    "import sys; from invoke.collection import Collection; from invoke.program import Program; "
-    "from toolkit.tasks.publish_jenkins import publish_jenkins_library as task; "
-    "Program(namespace=Collection(task), name='archfleet', binary='archfleet')"
-    ".run(['archfleet', *sys.argv[1:]])"
-)
 
 
 def publish(jenkins: FakeJenkins, *args: str, token: str = TOKEN) -> Run:
-    env = {**os.environ, "JENKINS_USER": USER, "JENKINS_API_TOKEN": token, "COLUMNS": "200"}
-    env.pop("JENKINS_URL", None)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _PROGRAM,
-            "publish-jenkins-library",
-            "--jenkins",
-            jenkins.url,
-            "--library-repo",
-            REMOTE,
-            *args,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    run = archfleet(
+        "publish-jenkins-library",
+        "--jenkins",
+        jenkins.url,
+        "--library-repo",
+        REMOTE,
+        *args,
+        env={"JENKINS_USER": USER, "JENKINS_API_TOKEN": token},
+        unset=("JENKINS_URL",),
     )
-    assert TOKEN not in done.stdout + done.stderr
-    return Run(done.returncode, done.stdout, done.stderr)
+    assert TOKEN not in run.stdout + run.stderr
+    return run
 
 
 def actions(run: Run) -> dict[str, str]:
@@ -157,38 +138,22 @@ def test_missing_plugins_are_named(tmp_path: Path) -> None:
 
 
 def test_credentials_must_come_from_the_environment(jenkins: FakeJenkins) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JENKINS_")}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _PROGRAM,
-            "publish-jenkins-library",
-            "--jenkins",
-            jenkins.url,
-            "--library-repo",
-            REMOTE,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = archfleet(
+        "publish-jenkins-library",
+        "--jenkins",
+        jenkins.url,
+        "--library-repo",
+        REMOTE,
+        unset=tuple(k for k in os.environ if k.startswith("JENKINS_")),
     )
-    assert done.returncode == 1
+    assert done.code == 1
     assert "set JENKINS_USER and JENKINS_API_TOKEN" in done.stderr
     assert jenkins.requests == []
 
 
 def test_help_documents_every_flag() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", _PROGRAM, "publish-jenkins-library", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0
+    done = archfleet("publish-jenkins-library", "--help")
+    assert done.code == 0
     for flag in (
         "--jenkins",
         "--library-repo",

@@ -20,8 +20,16 @@ class Run:
         return json.loads(self.stdout)
 
 
-def archfleet(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Run:
+def archfleet(
+    *args: str,
+    env: dict[str, str] | None = None,
+    unset: tuple[str, ...] = (),
+    timeout: float = 120,
+) -> Run:
+    """`archfleet ARGS` as its own process; `env` on top of ours, `unset` names removed."""
     merged = {**os.environ, "COLUMNS": "200", **(env or {})}
+    for name in unset:
+        merged.pop(name, None)
     done = subprocess.run(
         [sys.executable, "-m", "toolkit", *args],
         capture_output=True,
