@@ -184,7 +184,7 @@ class JenkinsSettings:
     url: str
     credentials_id: str
     user_env: str = "JENKINS_USER"
-    token_env: str = "JENKINS_TOKEN"  # noqa: S105 - the name of a variable, not a secret
+    token_env: str = "JENKINS_API_TOKEN"  # noqa: S105 - the name of a variable, not a secret
     remote_root: str = "/var/lib/jenkins-agent"
     executors: int = 2
     labels: tuple[str, ...] = ()

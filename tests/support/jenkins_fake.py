@@ -12,6 +12,16 @@ endpoints jenkinsapi and publish-jenkins-library call, the way Jenkins documents
   (tests/groovy/jenkins_stubs: GlobalLibraries, LibraryConfiguration, SCMSourceRetriever,
   GitSCMSource, discovery traits), whose configuration persists in the fake's home directory.
   Like Jenkins, a failing script still answers 200 with the error text.
+- Agent nodes (what jenkinsapi's Nodes/Node call): `GET /computer/api/python` (the node list,
+  with the built-in node; `offline` and `assignedLabels` as Jenkins gives them whatever `tree`
+  asks), `POST /computer/doCreateItem?name=&type=hudson.slaves.DumbSlave$DescriptorImpl&json=`
+  (400 for a bad or taken name; the stored config.xml is built from the submitted JSON, a
+  JNLP launcher unless an SSH one is given), `GET|POST /computer/<name>/config.xml` (a POST
+  replaces the node; its root element must stay the same class),
+  `GET /computer/<name>/doDelete` (405: POST required, as on current Jenkins) and `POST`
+  (deletes), `GET /computer/<name>/api/python`.
+  Nodes start offline; a test sets `online[name]`. `fail_once(method, path, status)` makes the
+  next such request fail, to test what a client does halfway.
 """
 
 from __future__ import annotations
@@ -62,6 +72,20 @@ class FakeJenkins:
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _console: subprocess.Popen[bytes] | None = None
+    # Start the Groovy script console (a JVM); node-only tests switch it off.
+    console: bool = True
+    # name -> config.xml as Jenkins stores it; online state per node (absent = offline).
+    nodes: dict[str, str] = field(default_factory=dict)
+    online: dict[str, bool] = field(default_factory=dict)
+    faults: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def fail_once(self, method: str, path: str, status: int) -> None:
+        """The next `method path` request answers `status` (and changes nothing)."""
+        self.faults[(method.upper(), path)] = status
+
+    def _take_fault(self, method: str, path: str) -> int | None:
+        with self._lock:
+            return self.faults.pop((method, path), None)
 
     @property
     def url(self) -> str:
@@ -78,12 +102,13 @@ class FakeJenkins:
 
     def __enter__(self) -> FakeJenkins:
         self.home.mkdir(parents=True, exist_ok=True)
-        self._console = subprocess.Popen(
-            ["groovy", "-cp", str(compiled_stubs()), str(CONSOLE)],
-            env={**os.environ, "JAVA_HOME": JAVA_HOME, "FAKE_JENKINS_HOME": str(self.home)},
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
+        if self.console:
+            self._console = subprocess.Popen(
+                ["groovy", "-cp", str(compiled_stubs()), str(CONSOLE)],
+                env={**os.environ, "JAVA_HOME": JAVA_HOME, "FAKE_JENKINS_HOME": str(self.home)},
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
         fake = self
 
         class Handler(_Handler):
@@ -120,7 +145,9 @@ class FakeJenkins:
             )
         with self._lock:
             console = self._console
-            assert console is not None and console.stdin and console.stdout
+            if console is None:
+                return "java.lang.IllegalStateException: this fake runs without a script console"
+            assert console.stdin and console.stdout
             data = script.encode()
             console.stdin.write(f"{len(data)}\n".encode() + data)
             console.stdin.flush()
@@ -214,10 +241,15 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorised():
             return
         path = urlsplit(self.path).path.rstrip("/")
-        if path == "/crumbIssuer/api/python":
+        fault = self.jenkins._take_fault("GET", path)
+        if fault is not None:
+            self._reply(fault, "injected fault (fake Jenkins)")
+        elif path == "/crumbIssuer/api/python":
             self._reply(200, repr({"crumb": self.jenkins.crumb, "crumbRequestField": CRUMB_FIELD}))
         elif path in ("/api/python", "/api/json"):
             self._reply(200, json.dumps(self._jobs_json()), "application/json")
+        elif path == "/computer" or path.startswith("/computer/"):
+            self._computer_get(path)
         elif path.startswith("/job/"):
             name, tail = self._job_name(path)
             if name not in self.jenkins.jobs:
@@ -225,7 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif tail == "config.xml":
                 self._reply(200, self.jenkins.jobs[name], "application/xml")
             elif tail in ("api/python", "api/json"):
-                info = {
+                info: dict[str, Any] = {
                     "_class": "org.jenkinsci.plugins.workflow.job.WorkflowJob",
                     "name": name,
                     "url": f"{self.jenkins.url}/job/{name}/",
@@ -249,7 +281,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         parts = urlsplit(self.path)
         path = parts.path.rstrip("/")
-        if path == "/scriptText":
+        fault = self.jenkins._take_fault("POST", path)
+        if fault is not None:
+            self._reply(fault, "injected fault (fake Jenkins)")
+        elif path == "/computer/doCreateItem":
+            self._create_node(parse_qs(parts.query))
+        elif path.startswith("/computer/"):
+            self._computer_post(path, body)
+        elif path == "/scriptText":
             script = parse_qs(body.decode()).get("script", [""])[0]
             self._reply(200, self.jenkins.run_script(script))
         elif path == "/createItem":
@@ -272,6 +311,166 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reply(200)
         else:
             self._reply(404, "Not Found")
+
+    # -------------------------------------------------------------- agent nodes
+
+    def _redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        with self.jenkins._lock:
+            self.jenkins.requests.append(Request(self.command, urlsplit(self.path).path, 302))
+
+    def _computer(self, name: str) -> dict[str, Any]:
+        fake = self.jenkins
+        if name == BUILT_IN:
+            labels, executors, offline = ["built-in"], 2, False
+        else:
+            node = _node_fields(fake.nodes[name])
+            labels = [*node["label"].split(), name]
+            executors = int(node["numExecutors"] or 1)
+            offline = not fake.online.get(name, False)
+        return {
+            "_class": "hudson.model.Hudson$MasterComputer"
+            if name == BUILT_IN
+            else "hudson.slaves.SlaveComputer",
+            "displayName": name,
+            "assignedLabels": [{"name": label} for label in labels],
+            "numExecutors": executors,
+            "offline": offline,
+            "temporarilyOffline": False,
+            "idle": True,
+            "jnlpAgent": False,
+            "launchSupported": True,
+            "manualLaunchAllowed": True,
+            "offlineCauseReason": "" if not offline else "This agent is offline",
+            "monitorData": {},
+        }
+
+    def _computer_get(self, path: str) -> None:
+        fake = self.jenkins
+        if path == "/computer":
+            self._reply(200, "<html><body>Nodes</body></html>", "text/html")
+            return
+        if path in ("/computer/api/python", "/computer/api/json"):
+            names = [BUILT_IN, *sorted(fake.nodes)]
+            data = {
+                "_class": "hudson.model.ComputerSet",
+                "busyExecutors": 0,
+                "computer": [self._computer(n) for n in names],
+                "displayName": "Nodes",
+            }
+            self._reply(200, json.dumps(data), "application/json")
+            return
+        name, tail = _node_path(path)
+        if name not in fake.nodes:
+            self._reply(404, "Not Found")
+        elif tail == "config.xml":
+            self._reply(200, fake.nodes[name], "application/xml")
+        elif tail in ("api/python", "api/json"):
+            self._reply(200, json.dumps(self._computer(name)), "application/json")
+        elif tail == "doDelete":
+            self._reply(405, "This URL requires POST")
+        else:
+            self._reply(404, "Not Found")
+
+    def _create_node(self, query: dict[str, list[str]]) -> None:
+        fake = self.jenkins
+        name = query.get("name", [""])[0].strip()
+        kind = query.get("type", [""])[0]
+        if not name or any(c in _UNSAFE_NAME_CHARS for c in name):
+            self._reply(400, f"{name!r} is an unsafe character or empty name")
+        elif name in fake.nodes or name == BUILT_IN:
+            self._reply(400, f"Agent called '{name}' already exists")
+        elif kind != "hudson.slaves.DumbSlave$DescriptorImpl":
+            self._reply(400, f"unknown node type {kind!r}")
+        else:
+            try:
+                form = json.loads(query.get("json", ["{}"])[0])
+            except ValueError:
+                self._reply(400, "malformed json form")
+                return
+            with fake._lock:
+                fake.nodes[name] = _config_from_form(name, form)
+            self._redirect("/computer/")
+
+    def _computer_post(self, path: str, body: bytes) -> None:
+        fake = self.jenkins
+        name, tail = _node_path(path)
+        if name not in fake.nodes:
+            self._reply(404, "Not Found")
+        elif tail == "doDelete":
+            with fake._lock:
+                fake.nodes.pop(name, None)
+                fake.online.pop(name, None)
+            self._redirect("/computer/")
+        elif tail == "config.xml":
+            if not _is_xml(body):
+                self._reply(500, "Failed to parse the config.xml")
+                return
+            new_root = ET.fromstring(body).tag  # noqa: S314 -- the tests' own payloads
+            old_root = ET.fromstring(fake.nodes[name].encode()).tag  # noqa: S314
+            if _NODE_ROOTS.get(new_root) != _NODE_ROOTS.get(old_root):
+                self._reply(500, "java.lang.IllegalArgumentException: Node types do not match")
+                return
+            new_name = _node_fields(body.decode())["name"] or name
+            with fake._lock:
+                del fake.nodes[name]
+                fake.nodes[new_name] = body.decode()
+            self._reply(200)
+        else:
+            self._reply(404, "Not Found")
+
+
+BUILT_IN = "Built-In Node"
+_UNSAFE_NAME_CHARS = set("?*/\\%!@#$^&|<>[]:;")
+# XStream aliases Jenkins reads for a permanent agent.
+_NODE_ROOTS = {
+    "slave": "hudson.slaves.DumbSlave",
+    "hudson.slaves.DumbSlave": "hudson.slaves.DumbSlave",
+}
+
+
+def _node_path(path: str) -> tuple[str, str]:
+    """'/computer/NAME/rest' -> (NAME, 'rest')."""
+    rest = path[len("/computer/") :]
+    name, _, tail = rest.partition("/")
+    return unquote(name), tail
+
+
+def _node_fields(config_xml: str) -> dict[str, str]:
+    root = ET.fromstring(config_xml.encode())  # noqa: S314 -- the tests' own payloads
+    return {tag: (root.findtext(tag) or "") for tag in ("name", "label", "numExecutors")}
+
+
+def _config_from_form(name: str, form: dict[str, Any]) -> str:
+    """config.xml as Jenkins stores a DumbSlave made from the "New node" form's JSON."""
+    root = ET.Element("slave")
+    ET.SubElement(root, "name").text = name
+    ET.SubElement(root, "description").text = str(form.get("nodeDescription", ""))
+    ET.SubElement(root, "remoteFS").text = str(form.get("remoteFS", ""))
+    ET.SubElement(root, "numExecutors").text = str(form.get("numExecutors", 1))
+    ET.SubElement(root, "mode").text = str(form.get("mode", "NORMAL"))
+    retention = form.get("retentionStrategy") or {}
+    ET.SubElement(
+        root,
+        "retentionStrategy",
+        {"class": str(retention.get("stapler-class", "hudson.slaves.RetentionStrategy$Always"))},
+    )
+    launcher_form = form.get("launcher") or {}
+    launcher_class = str(launcher_form.get("stapler-class", "hudson.slaves.JNLPLauncher"))
+    launcher = ET.SubElement(root, "launcher", {"class": launcher_class})
+    if launcher_class == "hudson.plugins.sshslaves.SSHLauncher":
+        for key in ("host", "port", "credentialsId"):
+            ET.SubElement(launcher, key).text = str(launcher_form.get(key, ""))
+    else:
+        ET.SubElement(launcher, "workDirSettings")
+        ET.SubElement(launcher, "webSocket").text = "false"
+    ET.SubElement(root, "label").text = str(form.get("labelString") or "")
+    ET.SubElement(root, "nodeProperties")
+    ET.indent(root)
+    return f"<?xml version='1.1' encoding='UTF-8'?>\n{ET.tostring(root, encoding='unicode')}\n"
 
 
 def _is_xml(body: bytes) -> bool:

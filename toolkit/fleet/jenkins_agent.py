@@ -1,0 +1,444 @@
+"""Jenkins agent lifecycle: permanent SSH nodes through jenkinsapi, and the host side (Java,
+the agent's remote root).
+
+jenkinsapi's `create_node` returns an EXISTING node unchanged, and its SSH launcher helper
+looks credentials up by description rather than id. So a node is created the plain way (a
+JNLP node, exclusive, with its labels) and at once given its complete config.xml
+(`jenkins_config.node_config_xml`: SSH launcher with the credentials id, host key checked
+against the controller's known_hosts); if that upload fails the node is deleted again, so no
+half-made node stays behind. An existing node is reconciled through its config.xml, keeping
+everything archfleet does not manage.
+
+The API token is handed to jenkinsapi and nowhere else: no message, repr or log line of this
+module contains it (errors say which environment variables to check instead).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+import requests
+from jenkinsapi.custom_exceptions import JenkinsAPIException
+from jenkinsapi.jenkins import Jenkins
+from jenkinsapi.node import Node
+
+from ..inventory import JenkinsSettings
+from .jenkins_config import (
+    MANAGED_DESCRIPTION,
+    NodeConfig,
+    NodeConfigError,
+    check_labels,
+    node_config_xml,
+    node_differences,
+    parse_node_config,
+    reconcile_node_config,
+)
+from .plan import NodeState
+
+__all__ = [
+    "JenkinsAgentError",
+    "JenkinsNodes",
+    "NodeOutcome",
+    "check_node_name",
+    "ensure_remote_root_script",
+    "install_java_script",
+    "node_config_xml",
+]
+
+# Jenkins.checkGoodName refuses these in any item or node name.
+_UNSAFE_NAME_CHARS = set("?*/\\%!@#$^&|<>[]:;")
+BUILT_IN = "Built-In Node"
+
+
+class JenkinsAgentError(RuntimeError):
+    """A Jenkins node operation failed; the message names the node, what and why."""
+
+
+def check_node_name(name: str) -> str:
+    bad = sorted({c for c in name if c in _UNSAFE_NAME_CHARS or not c.isprintable()})
+    if not name.strip() or name in (".", "..") or name == BUILT_IN or bad:
+        why = f"contains {''.join(bad)!r}" if bad else "is reserved or empty"
+        raise JenkinsAgentError(
+            f"node name {name!r} {why}; Jenkins node names may not contain "
+            f"{''.join(sorted(_UNSAFE_NAME_CHARS))} (expected e.g. 'build-arm64-1')"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class NodeOutcome:
+    """What `ensure` did to one node."""
+
+    name: str
+    action: Literal["created", "updated", "unchanged"]
+    differences: tuple[str, ...]
+    state: NodeState
+
+
+class JenkinsNodes:
+    """Permanent agent nodes of one Jenkins controller."""
+
+    def __init__(self, jenkins: Any, *, url: str, user: str, credentials_hint: str) -> None:
+        self._jenkins = jenkins
+        self.url = url
+        self.user = user
+        # e.g. "JENKINS_USER / JENKINS_API_TOKEN": what to check when Jenkins refuses us.
+        self._credentials_hint = credentials_hint
+
+    def __repr__(self) -> str:
+        return f"JenkinsNodes(url={self.url!r}, user={self.user!r})"
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: JenkinsSettings,
+        env: Mapping[str, str],
+        *,
+        timeout: int = 30,
+        ssl_verify: bool = True,
+    ) -> JenkinsNodes:
+        url = settings.url.rstrip("/")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise JenkinsAgentError(f"jenkins.url {settings.url!r} is not an http(s) URL")
+        if parts.username or parts.password:
+            raise JenkinsAgentError(
+                f"jenkins.url contains credentials; put the user in {settings.user_env} and "
+                f"the API token in {settings.token_env} instead"
+            )
+        hint = f"{settings.user_env} / {settings.token_env}"
+        user, token = env.get(settings.user_env, ""), env.get(settings.token_env, "")
+        missing = [n for n, v in ((settings.user_env, user), (settings.token_env, token)) if not v]
+        if missing:
+            raise JenkinsAgentError(
+                f"Jenkins at {url} needs a user and an API token: set {' and '.join(missing)} "
+                f"in the environment (user in {settings.user_env}, token in {settings.token_env})"
+            )
+        try:
+            jenkins = Jenkins(
+                url, username=user, password=token, timeout=timeout, ssl_verify=ssl_verify
+            )
+        except (requests.RequestException, JenkinsAPIException) as exc:
+            raise JenkinsAgentError(
+                f"connecting to Jenkins at {url}: {_reason(exc, hint)}"
+            ) from None
+        return cls(jenkins, url=url, user=user, credentials_hint=hint)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _node_url(self, name: str) -> str:
+        return f"{self.url}/computer/{quote(name, safe='')}"
+
+    def _node(self, name: str) -> Any:
+        # poll=False: no request until we ask for something.
+        return Node(self._jenkins, self._node_url(name), name, node_dict={}, poll=False)
+
+    def _fail(self, what: str, exc: Exception) -> JenkinsAgentError:
+        return JenkinsAgentError(f"{what} on {self.url}: {_reason(exc, self._credentials_hint)}")
+
+    def _exists(self, name: str) -> bool:
+        try:
+            return name in self._jenkins.get_nodes()
+        except (requests.RequestException, JenkinsAPIException) as exc:
+            raise self._fail(f"listing nodes (looking for {name!r})", exc) from None
+
+    def _config_xml(self, name: str) -> str:
+        try:
+            text: str = self._node(name).get_config()
+        except (requests.RequestException, JenkinsAPIException) as exc:
+            raise self._fail(f"reading node {name!r} config.xml", exc) from None
+        return text
+
+    def _upload(self, name: str, config_xml: str) -> None:
+        try:
+            self._node(name).upload_config(config_xml)
+        except (requests.RequestException, JenkinsAPIException) as exc:
+            raise self._fail(f"writing node {name!r} config.xml", exc) from None
+
+    # ------------------------------------------------------------------ reading
+
+    def config(self, name: str) -> NodeConfig | None:
+        """The managed settings of node `name` as Jenkins stores them, or None."""
+        check_node_name(name)
+        if not self._exists(name):
+            return None
+        try:
+            return parse_node_config(self._config_xml(name), node=name)
+        except NodeConfigError as exc:
+            raise JenkinsAgentError(f"{exc} (on {self.url})") from None
+
+    def find(self, name: str) -> NodeState | None:
+        config = self.config(name)
+        if config is None:
+            return None
+        return NodeState(
+            name=name,
+            labels=config.labels,
+            executors=config.executors,
+            remote_root=config.remote_root,
+            credentials_id=config.credentials_id,
+            online=self.is_online(name),
+        )
+
+    def is_online(self, name: str) -> bool:
+        check_node_name(name)
+        try:
+            return bool(self._node(name).is_online())
+        except (requests.RequestException, JenkinsAPIException) as exc:
+            raise self._fail(f"reading whether node {name!r} is online", exc) from None
+
+    def online_by_label(self) -> dict[str, bool]:
+        """label -> is at least one online node carrying it (one request for all nodes).
+        A node's implicit self-label (its own name) is left out."""
+        try:
+            data = self._jenkins.get_data(
+                f"{self.url}/computer/api/python",
+                tree="computer[displayName,offline,assignedLabels[name]]",
+            )
+        except (requests.RequestException, JenkinsAPIException) as exc:
+            raise self._fail("listing nodes and their labels", exc) from None
+        result: dict[str, bool] = {}
+        for computer in data.get("computer", []):
+            name = computer.get("displayName")
+            online = not computer.get("offline", True)
+            for entry in computer.get("assignedLabels") or []:
+                label = entry.get("name")
+                if label and label != name:
+                    result[label] = result.get(label, False) or online
+        return result
+
+    # ------------------------------------------------------------------ writing
+
+    def create(
+        self,
+        name: str,
+        *,
+        address: str,
+        port: int,
+        labels: Sequence[str],
+        executors: int,
+        remote_root: str,
+        credentials_id: str,
+    ) -> NodeState:
+        """Create node `name`; an existing node is an error (see `ensure`). Either the node
+        ends complete, or it is deleted again and the error says so."""
+        check_node_name(name)
+        try:
+            config_xml = node_config_xml(
+                name,
+                address=address,
+                port=port,
+                labels=labels,
+                executors=executors,
+                remote_root=remote_root,
+                credentials_id=credentials_id,
+            )
+        except NodeConfigError as exc:
+            raise JenkinsAgentError(str(exc)) from None
+        if self._exists(name):
+            raise JenkinsAgentError(
+                f"node {name!r} already exists on {self.url}; update it instead of creating it"
+            )
+        try:
+            self._jenkins.create_node(
+                name,
+                num_executors=executors,
+                node_description=MANAGED_DESCRIPTION,
+                remote_fs=remote_root,
+                labels=" ".join(labels),
+                exclusive=True,
+            )
+        except (requests.RequestException, JenkinsAPIException) as exc:
+            raise self._fail(f"creating node {name!r}", exc) from None
+        try:
+            self._upload(name, config_xml)
+        except BaseException as exc:
+            self._roll_back(name, exc)
+            raise
+        state = self.find(name)
+        if state is None:
+            raise JenkinsAgentError(f"node {name!r} was created on {self.url} but is not listed")
+        return state
+
+    def _roll_back(self, name: str, cause: BaseException) -> None:
+        """Delete a node whose configuration did not go through; say what happened."""
+        try:
+            self._jenkins.delete_node(name)
+        except (requests.RequestException, JenkinsAPIException) as exc:
+            raise JenkinsAgentError(
+                f"{cause}; deleting the half-created node {name!r} failed too "
+                f"({_reason(exc, self._credentials_hint)}): delete it by hand"
+            ) from None
+        if isinstance(cause, JenkinsAgentError):
+            raise JenkinsAgentError(
+                f"{cause}; the half-created node {name!r} was deleted again"
+            ) from None
+
+    def update(
+        self,
+        name: str,
+        *,
+        labels: Sequence[str],
+        executors: int,
+        remote_root: str,
+        credentials_id: str,
+        address: str | None = None,
+        port: int | None = None,
+    ) -> tuple[str, ...]:
+        """Set the managed settings of existing node `name` through its config.xml, keeping
+        everything else. Returns the differences found; none means nothing was written."""
+        check_node_name(name)
+        if not self._exists(name):
+            raise JenkinsAgentError(f"node {name!r} does not exist on {self.url}; create it")
+        current_xml = self._config_xml(name)
+        try:
+            current = parse_node_config(current_xml, node=name)
+            wanted = check_labels(name, labels)
+            differences = node_differences(
+                current,
+                labels=wanted,
+                executors=executors,
+                remote_root=remote_root,
+                credentials_id=credentials_id,
+                address=address,
+                port=port,
+            )
+            if not differences:
+                return ()
+            new_xml = reconcile_node_config(
+                current_xml,
+                node=name,
+                labels=wanted,
+                executors=executors,
+                remote_root=remote_root,
+                credentials_id=credentials_id,
+                address=address,
+                port=port,
+            )
+        except NodeConfigError as exc:
+            raise JenkinsAgentError(f"{exc} (on {self.url})") from None
+        self._upload(name, new_xml)
+        return differences
+
+    def ensure(
+        self,
+        name: str,
+        *,
+        address: str,
+        port: int,
+        labels: Sequence[str],
+        executors: int,
+        remote_root: str,
+        credentials_id: str,
+    ) -> NodeOutcome:
+        """Create the node, or reconcile the existing one; a second call changes nothing."""
+        settings: dict[str, Any] = {
+            "labels": labels,
+            "executors": executors,
+            "remote_root": remote_root,
+            "credentials_id": credentials_id,
+        }
+        if not self._exists(name):
+            created = self.create(name, address=address, port=port, **settings)
+            return NodeOutcome(name, "created", (), created)
+        differences = self.update(name, address=address, port=port, **settings)
+        state = self.find(name)
+        if state is None:
+            raise JenkinsAgentError(f"node {name!r} vanished from {self.url} while updating it")
+        return NodeOutcome(name, "updated" if differences else "unchanged", differences, state)
+
+    def delete(self, name: str) -> bool:
+        """Delete node `name`; False if there was none."""
+        check_node_name(name)
+        if not self._exists(name):
+            return False
+        try:
+            self._jenkins.delete_node(name)
+        except (requests.RequestException, JenkinsAPIException) as exc:
+            raise self._fail(f"deleting node {name!r}", exc) from None
+        return True
+
+
+def _reason(exc: BaseException, credentials_hint: str) -> str:
+    """What went wrong, without request bodies, headers or URLs' query strings."""
+    status: int | None = None
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        status = exc.response.status_code
+    elif isinstance(exc, JenkinsAPIException):
+        text = str(exc)
+        marker = text.find("status=")
+        if marker >= 0:
+            digits = text[marker + 7 : marker + 10]
+            status = int(digits) if digits.isdigit() else None
+    if status in (401, 403):
+        return (
+            f"HTTP {status}: Jenkins refused the user or API token ({credentials_hint}), "
+            "or the user lacks Agent/Create, Configure or Delete"
+        )
+    if status == 404:
+        return "HTTP 404: not found"
+    if status is not None:
+        return f"HTTP {status}"
+    if isinstance(exc, requests.RequestException):
+        return f"{type(exc).__name__}: cannot reach Jenkins"
+    return type(exc).__name__
+
+
+# ---------------------------------------------------------------------- host side (pure)
+
+# Per package manager: a headless Java runtime the SSH launcher can start agent.jar with.
+_JAVA = (
+    (
+        "apt-get",
+        "export DEBIAN_FRONTEND=noninteractive; "
+        # Bounded wait for a dpkg lock held by unattended-upgrades on a fresh host.
+        "apt-get -o DPkg::Lock::Timeout=120 update -qq && "
+        "{ apt-get -o DPkg::Lock::Timeout=120 install -y -qq --no-install-recommends "
+        "default-jre-headless || apt-get -o DPkg::Lock::Timeout=120 install -y -qq "
+        "--no-install-recommends openjdk-17-jre-headless; }",
+    ),
+    ("dnf", "dnf install -y -q java-17-openjdk-headless"),
+    ("yum", "yum install -y -q java-17-openjdk-headless"),
+    ("apk", "apk add --no-cache -q openjdk17-jre-headless"),
+)
+
+
+def install_java_script() -> str:
+    """POSIX sh: install a headless JRE if `java` is missing; exit 3 when no supported package
+    manager exists, 4 when java is still missing after installing."""
+    branches = "\nel".join(
+        f"if command -v {manager} >/dev/null 2>&1; then\n  {command}" for manager, command in _JAVA
+    )
+    return (
+        "set -e\n"
+        'export PATH="$PATH:/usr/local/bin:/usr/sbin:/sbin"\n'
+        "if command -v java >/dev/null 2>&1; then\n"
+        "  echo 'java already installed'\n"
+        "  exit 0\n"
+        "fi\n"
+        f"{branches}\n"
+        "else\n"
+        "  echo 'cannot install Java: no supported package manager (apt-get, dnf, yum, apk); "
+        "install a Java 17 runtime by hand' >&2\n"
+        "  exit 3\n"
+        "fi\n"
+        "if ! command -v java >/dev/null 2>&1; then\n"
+        "  echo 'Java packages installed but no java on PATH' >&2\n"
+        "  exit 4\n"
+        "fi\n"
+        "java -version 2>&1 | head -n1\n"
+    )
+
+
+def ensure_remote_root_script(path: str, user: str) -> str:
+    """POSIX sh: the agent's remote root exists and belongs to the user the agent logs in as."""
+    if not path.startswith("/"):
+        raise ValueError(f"remote root {path!r}: expected an absolute path")
+    if not user or "\n" in user or "\x00" in user or "\x00" in path:
+        raise ValueError(f"agent user {user!r}: expected a user name")
+    p, u = shlex.quote(path), shlex.quote(user)
+    return f"set -e\nmkdir -p -- {p}\nchown -- {u} {p}\n"
