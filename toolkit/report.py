@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # types only: the CLI starts without importing every subsyste
 
     from .fleet.facts import HostFacts
     from .fleet.parallel import Outcome
+    from .fleet.provision import HostReport
     from .inventory import Inventory
     from .lab.demo import DemoReport
     from .registry.engine import MergeResult
@@ -62,6 +63,10 @@ def emit_value(value: str) -> None:
 
 def error(message: str) -> None:
     _say(f"error: {message}")
+
+
+def note(message: str) -> None:
+    _say(f"note: {message}")
 
 
 def merge_summary(result: MergeResult) -> None:
@@ -238,3 +243,45 @@ def facts_table(outcomes: Sequence[Outcome[HostFacts]]) -> None:
             "[green]ok[/]",
         )
     _console().print(table)
+
+
+def fleet_summary(
+    what: str,
+    outcomes: Sequence[Outcome[HostReport]],
+    arches: dict[str, dict[str, bool | None]] | None = None,
+) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{what}: {len(outcomes)} hosts", title_justify="left")
+    for column in ("host", "arch", "changes", "result"):
+        table.add_column(column)
+    for outcome in outcomes:
+        host = outcome.value
+        if host is None:
+            table.add_row(outcome.host.name, "-", "-", f"[red]failed: {outcome.error}[/]")
+            continue
+        done = host.applied or host.planned
+        result = "no change" if not host.planned else ("applied" if host.applied else "planned")
+        extra = []
+        if host.runner_online is not None:
+            extra.append(f"runner {'online' if host.runner_online else 'offline'}")
+        if host.agent_online is not None:
+            extra.append(f"agent {'online' if host.agent_online else 'offline'}")
+        if host.emulates:
+            extra.append("can emulate")
+        table.add_row(
+            host.host,
+            f"{host.arch} ({host.machine})",
+            "\n".join(done) or "-",
+            "; ".join([f"[green]{result}[/]", *extra]),
+        )
+    _console().print(table)
+    if arches:
+        for arch, sides in arches.items():
+            missing = {"gitlab": "NO online runner", "jenkins": "NO online agent"}
+            parts = [
+                f"{side}: {'ready' if ok else missing[side]}"
+                for side, ok in sides.items()
+                if ok is not None
+            ]
+            _say(f"{arch}: {', '.join(parts) or 'servers off'}")

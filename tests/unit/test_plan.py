@@ -79,8 +79,8 @@ def test_rotate_token_and_lost_registration(inventory: Inventory) -> None:
     node = NodeState(host.name, ("amd64",), 2, "/var/lib/jenkins-agent", "jenkins-agent-ssh")
     rotated = plan_host(inventory, host, registered, runner=runner, node=node, rotate_token=True)
     assert [c.kind for c in rotated.changes] == [
-        "delete-runner",
         "unregister-runner",
+        "delete-runner",
         "create-runner",
         "register-runner",
     ]

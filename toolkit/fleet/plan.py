@@ -155,6 +155,10 @@ def plan_gitlab(
             if server is None
             else "not registered on the host"
         )
+        # Unregister first: the real `gitlab-runner unregister` talks to GitLab about the
+        # runner, which must still exist then.
+        if registered is not None:
+            changes.append(Change("unregister-runner", f"unregister {host.name} on the host"))
         if server is not None:
             changes.append(
                 Change(
@@ -163,8 +167,6 @@ def plan_gitlab(
                     (("id", str(server.id)),),
                 )
             )
-        if registered is not None:
-            changes.append(Change("unregister-runner", f"unregister {host.name} on the host"))
         changes.append(
             Change(
                 "create-runner",

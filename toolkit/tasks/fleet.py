@@ -1,7 +1,12 @@
-"""Tasks on the fleet over SSH. (provision-runners, runners-status and deprovision-runners
-build on these facts: see issue 3.)"""
+"""Tasks on the fleet over SSH: fleet-facts, provision-runners, runners-status,
+deprovision-runners. Thin: load the inventory, connect the servers, run per host in
+parallel, print the per-host summary; exit 0 only when every host succeeded."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 from invoke.exceptions import Exit
@@ -9,15 +14,91 @@ from invoke.tasks import task
 
 from .. import report
 
+if TYPE_CHECKING:
+    from ..fleet.provision import Servers
+    from ..inventory import Inventory
 
-@task(
-    help={
-        "inventory": "The fleet file (YAML).",
-        "limit": "Only these hosts: name,name.",
-        "workers": "Hosts handled at once (default 8).",
-        "json": "Print the facts as JSON on stdout.",
-    }
-)
+COMMON_HELP = {
+    "inventory": "The fleet file (YAML).",
+    "limit": "Only these hosts: name,name.",
+    "workers": "Hosts handled at once (default 8).",
+    "json": "Print the result as JSON on stdout.",
+}
+SERVER_HELP = {
+    "no-gitlab": "Leave the GitLab side out (no server reachable, e.g. the lab).",
+    "no-jenkins": "Leave the Jenkins side out.",
+}
+
+
+def _load(inventory: str, limit: str) -> Inventory:
+    from ..inventory import InventoryError, load
+
+    try:
+        fleet = load(inventory)
+        return fleet.limited(limit.split(",")) if limit else fleet
+    except InventoryError as exc:
+        for problem in exc.problems:
+            report.error(problem)
+        raise Exit(code=1) from None
+
+
+def _servers(fleet: Inventory, *, no_gitlab: bool, no_jenkins: bool) -> Servers:
+    from ..fleet.gitlab_runner import GitLabRunnerError, GitLabRunners
+    from ..fleet.jenkins_agent import JenkinsAgentError, JenkinsNodes
+    from ..fleet.provision import Servers
+
+    wants = {role for host in fleet.hosts for role in host.roles}
+    try:
+        runners = (
+            GitLabRunners.from_settings(fleet.gitlab, os.environ)
+            if fleet.gitlab and "gitlab-runner" in wants and not no_gitlab
+            else None
+        )
+        nodes = (
+            JenkinsNodes.from_settings(fleet.jenkins, os.environ)
+            if fleet.jenkins and "jenkins-agent" in wants and not no_jenkins
+            else None
+        )
+    except (GitLabRunnerError, JenkinsAgentError) as exc:
+        report.error(str(exc))
+        raise Exit(code=1) from None
+    if runners is None and "gitlab-runner" in wants:
+        report.note("GitLab side off: no runner is created, registered or checked on GitLab")
+    if nodes is None and "jenkins-agent" in wants:
+        report.note("Jenkins side off: no agent node is created or checked on Jenkins")
+    return Servers(runners, nodes)
+
+
+def _run_hosts(fleet: Inventory, work: Callable[[Any], Any], workers: int, quiet: bool) -> Any:
+    from ..fleet.connect import ConnectError
+    from ..fleet.facts import FactsError
+    from ..fleet.gitlab_host import RunnerHostError
+    from ..fleet.gitlab_runner import GitLabRunnerError
+    from ..fleet.jenkins_agent import JenkinsAgentError
+    from ..fleet.parallel import for_each_host
+    from ..fleet.plan import PlanError
+    from ..fleet.provision import ApplyError
+
+    expected = (
+        ConnectError,
+        FactsError,
+        PlanError,
+        ApplyError,
+        RunnerHostError,
+        GitLabRunnerError,
+        JenkinsAgentError,
+        ValueError,
+    )
+    return for_each_host(
+        fleet.hosts,
+        work,
+        workers=workers,
+        expected=expected,
+        on_done=None if quiet else report.host_done,
+    )
+
+
+@task(help=COMMON_HELP)
 def fleet_facts(
     c: Context,
     inventory: str = "inventory.yml",
@@ -26,30 +107,118 @@ def fleet_facts(
     json: bool = False,
 ) -> None:
     """Read every host's facts (real arch, OS, emulators, build tools, runners) over SSH."""
-    from ..fleet.connect import ConnectError
-    from ..fleet.facts import FactsError
     from ..fleet.gather import gather_facts
-    from ..fleet.parallel import for_each_host
-    from ..inventory import InventoryError, load
 
-    try:
-        fleet = load(inventory)
-        if limit:
-            fleet = fleet.limited(limit.split(","))
-    except InventoryError as exc:
-        for problem in exc.problems:
-            report.error(problem)
-        raise Exit(code=1) from None
-    outcomes = for_each_host(
-        fleet.hosts,
-        gather_facts,
-        workers=workers,
-        expected=(ConnectError, FactsError),
-        on_done=None if json else report.host_done,
-    )
+    outcomes = _run_hosts(_load(inventory, limit), gather_facts, workers, json)
     if json:
         report.emit_json([report.facts_json(o.host.name, o.value, o.error) for o in outcomes])
     else:
         report.facts_table(outcomes)
+    if not all(o.ok for o in outcomes):
+        raise Exit(code=1)
+
+
+@task(
+    help={
+        **COMMON_HELP,
+        **SERVER_HELP,
+        "dry-run": "Print each host's ordered changes; change nothing.",
+        "rotate-token": "Re-create and re-register each runner (new authentication token).",
+    }
+)
+def provision_runners(
+    c: Context,
+    inventory: str = "inventory.yml",
+    limit: str = "",
+    workers: int = 8,
+    dry_run: bool = False,
+    rotate_token: bool = False,
+    json: bool = False,
+    no_gitlab: bool = False,
+    no_jenkins: bool = False,
+) -> None:
+    """Make each host a native runner/agent tagged with its real arch (plan, then apply)."""
+    from ..fleet.provision import provision_host
+
+    fleet = _load(inventory, limit)
+    servers = _servers(fleet, no_gitlab=no_gitlab, no_jenkins=no_jenkins)
+    outcomes = _run_hosts(
+        fleet,
+        lambda host: provision_host(
+            fleet, host, servers, dry_run=dry_run, rotate_token=rotate_token
+        ),
+        workers,
+        json,
+    )
+    _finish("provision" if not dry_run else "plan (dry run)", outcomes, json)
+
+
+@task(help={**COMMON_HELP, **SERVER_HELP})
+def runners_status(
+    c: Context,
+    inventory: str = "inventory.yml",
+    limit: str = "",
+    workers: int = 8,
+    json: bool = False,
+    no_gitlab: bool = False,
+    no_jenkins: bool = False,
+) -> None:
+    """Facts and server state per host, and per arch: is an online runner/agent there?"""
+    from ..fleet.provision import preflight, status_host
+
+    fleet = _load(inventory, limit)
+    servers = _servers(fleet, no_gitlab=no_gitlab, no_jenkins=no_jenkins)
+    outcomes = _run_hosts(fleet, lambda host: status_host(fleet, host, servers), workers, json)
+    arches = preflight(
+        [o.value for o in outcomes if o.value],
+        servers.runners.online_by_tag() if servers.runners else {},
+        servers.nodes.online_by_label() if servers.nodes else {},
+    )
+    _finish("status", outcomes, json, arches=arches)
+
+
+@task(
+    help={**COMMON_HELP, **SERVER_HELP, "dry-run": "Print what would be removed; remove nothing."}
+)
+def deprovision_runners(
+    c: Context,
+    inventory: str = "inventory.yml",
+    limit: str = "",
+    workers: int = 8,
+    dry_run: bool = False,
+    json: bool = False,
+    no_gitlab: bool = False,
+    no_jenkins: bool = False,
+) -> None:
+    """Unregister each host's runner and delete it on GitLab; delete its Jenkins node."""
+    from ..fleet.provision import deprovision_host
+
+    fleet = _load(inventory, limit)
+    servers = _servers(fleet, no_gitlab=no_gitlab, no_jenkins=no_jenkins)
+    outcomes = _run_hosts(
+        fleet,
+        lambda host: deprovision_host(fleet, host, servers, dry_run=dry_run),
+        workers,
+        json,
+    )
+    _finish("deprovision", outcomes, json)
+
+
+def _finish(
+    what: str, outcomes: Any, json: bool, arches: dict[str, dict[str, bool | None]] | None = None
+) -> None:
+    if json:
+        data: dict[str, Any] = {
+            "hosts": [
+                o.value.to_json() if o.value else {"host": o.host.name, "error": o.error}
+                for o in outcomes
+            ],
+            "ok": all(o.ok for o in outcomes),
+        }
+        if arches is not None:
+            data["arches"] = arches
+        report.emit_json(data)
+    else:
+        report.fleet_summary(what, outcomes, arches)
     if not all(o.ok for o in outcomes):
         raise Exit(code=1)
