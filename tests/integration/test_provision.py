@@ -5,12 +5,18 @@ APIs), or are switched off (--no-gitlab/--no-jenkins), as in the lab demo."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Lab
+from tests.conftest import Lab, free_port
 from tests.support.cli import Run, archfleet
+from tests.support.gitlab_fake import GitLabFake
+from tests.support.jenkins_fake import FakeJenkins
+from tests.support.runner_standin import STANDIN_SCRIPT, serve_file
+from toolkit.lab.hosts import LabHost, start_host, write_known_hosts
 
 pytestmark = pytest.mark.integration
 
@@ -70,3 +76,128 @@ def test_declared_arch_mismatch_is_refused_and_others_go_on(lab: Lab, tmp_path: 
     amd = hosts[lab.hosts["amd64"].name]
     assert amd["arch"] == "amd64" and amd["applied"] == []
     assert amd["planned"] == ["install-builder: install buildah from the OS packages"]
+
+
+API_TOKEN = "glpat-provision-e2e-7f31"
+JENKINS_TOKEN = "11ab-jenkins-provision-T0K"
+
+
+@pytest.fixture
+def fresh_amd64(lab: Lab, tmp_path: Path) -> Iterator[tuple[LabHost, Path]]:
+    """A host of its own: provisioning installs buildah and Java, which the shared lab
+    hosts must not get."""
+    host = start_host(
+        "prov-amd64",
+        "amd64",
+        "127.0.0.71",
+        free_port("127.0.0.71"),
+        tmp_path,
+        authorized_keys=[lab.public_key],
+    )
+    try:
+        yield host, write_known_hosts(tmp_path / "known_hosts", [host])
+    finally:
+        host.remove()
+
+
+def test_provision_converges_then_no_change_then_deprovision(
+    lab: Lab, fresh_amd64: tuple[LabHost, Path], tmp_path: Path
+) -> None:
+    host, known_hosts = fresh_amd64
+    standin = STANDIN_SCRIPT.encode()
+    seen: list[str] = []
+    with (
+        GitLabFake(token=API_TOKEN, project="platform/builds") as gitlab,
+        FakeJenkins(tmp_path / "jenkins", "admin", JENKINS_TOKEN, console=False) as jenkins,
+        serve_file(standin, "/gitlab-runner-linux-amd64") as runner_url,
+    ):
+        base = runner_url.rsplit("/", 1)[0]
+        inventory = tmp_path / "fleet.yml"
+
+        def write(extra_tags: str) -> None:
+            inventory.write_text(f"""
+ssh: {{user: root, key: {lab.key}, known_hosts: {known_hosts}, use_ssh_config: false}}
+builder: {{tool: buildah, install: true}}
+gitlab:
+  url: {gitlab.url}
+  token_env: E2E_GITLAB_TOKEN
+  runner_type: instance_type
+  tags: [{extra_tags}]
+  runner_url: "{base}/gitlab-runner-linux-{{arch}}"
+  runner_sha256: {{amd64: {hashlib.sha256(standin).hexdigest()}}}
+jenkins:
+  url: {jenkins.url}
+  user_env: E2E_JENKINS_USER
+  token_env: E2E_JENKINS_TOKEN
+  credentials_id: lab-ssh
+hosts:
+  - {{name: {host.name}, address: {host.address}, arch: amd64,
+      ssh: {{port: {host.port}}}, roles: [gitlab-runner, jenkins-agent]}}
+""")
+
+        env = {
+            "E2E_GITLAB_TOKEN": API_TOKEN,
+            "E2E_JENKINS_USER": "admin",
+            "E2E_JENKINS_TOKEN": JENKINS_TOKEN,
+        }
+
+        def run(task: str, *args: str) -> Run:
+            result = archfleet(
+                task, "--inventory", str(inventory), "--json", *args, env=env, timeout=900
+            )
+            seen.extend([result.stdout, result.stderr])
+            return result
+
+        def writes() -> int:
+            return len([r for r in gitlab.requests if r.method != "GET"]) + len(jenkins.writes())
+
+        write("native")
+        planned = run("provision-runners", "--dry-run")
+        assert planned.code == 0, planned.stderr
+        kinds = [c.split(":")[0] for c in planned.json()["hosts"][0]["planned"]]
+        assert kinds == [
+            "install-builder",
+            "install-runner",
+            "create-runner",
+            "register-runner",
+            "install-java",
+            "create-node",
+        ]
+        assert writes() == 0 and not gitlab.runners and not jenkins.nodes
+
+        applied = run("provision-runners")
+        assert applied.code == 0, applied.stderr
+        report = applied.json()["hosts"][0]
+        assert len(report["applied"]) == 6 and report["runnerTags"] == ["amd64", "native"]
+        (runner,) = gitlab.runners.values()
+        assert (runner.description, runner.tag_list) == (host.name, ["amd64", "native"])
+        assert runner.run_untagged is False and runner.locked is True
+        assert "<label>amd64</label>" in jenkins.nodes[host.name]
+        assert "lab-ssh" in jenkins.nodes[host.name]
+
+        before = writes()
+        again = run("provision-runners")
+        assert again.code == 0, again.stderr
+        assert again.json()["hosts"][0]["noChange"] is True
+        assert writes() == before, "a second run changed something"
+
+        write("native, fast")
+        retagged = run("provision-runners")
+        assert retagged.code == 0, retagged.stderr
+        kinds = [c.split(":")[0] for c in retagged.json()["hosts"][0]["applied"]]
+        assert kinds == ["update-runner"]
+        assert gitlab.runners[runner.id].tag_list == ["amd64", "native", "fast"]
+
+        gitlab.set_online(runner.id)
+        jenkins.online[host.name] = True
+        status = run("runners-status")
+        assert status.code == 0, status.stderr
+        assert status.json()["arches"] == {"amd64": {"gitlab": True, "jenkins": True}}
+
+        gone = run("deprovision-runners")
+        assert gone.code == 0, gone.stderr
+        assert not gitlab.runners and host.name not in jenkins.nodes
+        facts = run("fleet-facts")
+        assert facts.json()[0]["runners"] == []
+    for text in seen:
+        assert API_TOKEN not in text and JENKINS_TOKEN not in text and "glrt-" not in text
