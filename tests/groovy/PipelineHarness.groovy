@@ -420,7 +420,11 @@ class PipelineHarness {
         File file = new File(tmp, 'script.sh')
         file.text = script
         file.setExecutable(true)
-        List<String> command = script.startsWith('#!') ? [file.path] : ['sh', '-xe', file.path]
+        // A '#!' script runs through its interpreter rather than exec'ing the file: another
+        // branch's fork may still hold the file open for writing (ETXTBSY, "Text file busy").
+        List<String> command = script.startsWith('#!') ?
+            (script.readLines()[0].substring(2).trim().split(/\s+/) as List<String>) + [file.path] :
+            ['sh', '-xe', file.path]
         ProcessBuilder builder = new ProcessBuilder(command).directory(ws)
         builder.environment().clear()
         builder.environment().putAll(processEnv())
