@@ -125,3 +125,30 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     finally:
         for host in hosts.values():
             host.remove()
+
+
+def write_inventory(
+    lab: Lab, path: Path, *, declared: dict[str, str] | None = None, extra: str = ""
+) -> Path:
+    """An inventory of the lab hosts (servers named but unreachable unless a test says)."""
+    lines = [
+        "ssh:",
+        "  user: root",
+        f"  key: {lab.key}",
+        f"  known_hosts: {lab.known_hosts}",
+        "  use_ssh_config: false",
+        "builder: {tool: buildah, install: false}",
+        "gitlab: {url: 'http://127.0.0.1:9', tags: [native]}",
+        "jenkins: {url: 'http://127.0.0.1:9', credentials_id: lab-ssh}",
+        "hosts:",
+    ]
+    for arch, host in lab.hosts.items():
+        lines += [
+            f"  - name: {host.name}",
+            f"    address: {host.address}",
+            f"    arch: {(declared or {}).get(arch, arch)}",
+            f"    ssh: {{port: {host.port}}}",
+            "    roles: [gitlab-runner, jenkins-agent]",
+        ]
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path

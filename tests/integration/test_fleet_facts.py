@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Lab
+from tests.conftest import Lab, write_inventory
 from tests.support.cli import archfleet
 from toolkit.fleet.connect import ConnectError
 from toolkit.fleet.gather import gather_facts
@@ -77,25 +77,7 @@ def test_host_down_is_one_clear_error(lab: Lab) -> None:
 
 
 def test_fleet_facts_task_on_the_lab_inventory(lab: Lab, tmp_path: Path) -> None:
-    lines = [
-        "ssh:",
-        "  user: root",
-        f"  key: {lab.key}",
-        f"  known_hosts: {lab.known_hosts}",
-        "  use_ssh_config: false",
-        "gitlab: {url: 'http://127.0.0.1:9'}  # not contacted by fleet-facts",
-        "hosts:",
-    ]
-    for arch, host in lab.hosts.items():
-        lines += [
-            f"  - name: {host.name}",
-            f"    address: {host.address}",
-            f"    arch: {arch}",
-            f"    ssh: {{port: {host.port}}}",
-            "    roles: [gitlab-runner]",
-        ]
-    inventory = tmp_path / "lab.yml"
-    inventory.write_text("\n".join(lines) + "\n")
+    inventory = write_inventory(lab, tmp_path / "lab.yml")
     run = archfleet("fleet-facts", "--inventory", str(inventory), "--json")
     assert run.code == 0, run.stderr
     assert {f["host"]: f["arch"] for f in run.json()} == {

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Lab, free_port
+from tests.conftest import Lab, free_port, write_inventory
 from tests.support.cli import Run, archfleet
 from tests.support.gitlab_fake import GitLabFake
 from tests.support.jenkins_fake import FakeJenkins
@@ -19,32 +19,6 @@ from tests.support.runner_standin import STANDIN_SCRIPT, serve_file
 from toolkit.lab.hosts import LabHost, start_host, write_known_hosts
 
 pytestmark = pytest.mark.integration
-
-
-def write_inventory(
-    lab: Lab, path: Path, *, declared: dict[str, str] | None = None, extra: str = ""
-) -> Path:
-    lines = [
-        "ssh:",
-        "  user: root",
-        f"  key: {lab.key}",
-        f"  known_hosts: {lab.known_hosts}",
-        "  use_ssh_config: false",
-        "builder: {tool: buildah, install: false}",
-        "gitlab: {url: 'http://127.0.0.1:9', tags: [native]}",
-        "jenkins: {url: 'http://127.0.0.1:9', credentials_id: lab-ssh}",
-        "hosts:",
-    ]
-    for arch, host in lab.hosts.items():
-        lines += [
-            f"  - name: {host.name}",
-            f"    address: {host.address}",
-            f"    arch: {(declared or {}).get(arch, arch)}",
-            f"    ssh: {{port: {host.port}}}",
-            "    roles: [gitlab-runner, jenkins-agent]",
-        ]
-    path.write_text("\n".join(lines) + "\n" + extra)
-    return path
 
 
 def provision(inventory: Path, *args: str) -> Run:
