@@ -6,6 +6,11 @@ APIs), or are switched off (--no-gitlab/--no-jenkins), as in the lab demo."""
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -175,3 +180,66 @@ hosts:
         assert facts.json()[0]["runners"] == []
     for text in seen:
         assert API_TOKEN not in text and JENKINS_TOKEN not in text and "glrt-" not in text
+
+
+def test_host_lost_mid_registration_rolls_back_and_a_rerun_converges(
+    lab: Lab, fresh_amd64: tuple[LabHost, Path], tmp_path: Path
+) -> None:
+    """sshd (and everything in the host) is killed while `gitlab-runner register` runs: the
+    runner just created on GitLab is deleted again, no half registration is left, and a re-run
+    after the host is back converges to exactly one runner, then to "no change"."""
+    host, known_hosts = fresh_amd64
+    # The stand-in takes its time to register, so the kill lands inside that step for sure.
+    slow = STANDIN_SCRIPT.replace("register)\n", "register)\n  sleep 8\n", 1).encode()
+    with (
+        GitLabFake(token=API_TOKEN, project="platform/builds") as gitlab,
+        serve_file(slow, "/gitlab-runner-linux-amd64") as runner_url,
+    ):
+        inventory = tmp_path / "fleet.yml"
+        inventory.write_text(f"""
+ssh: {{user: root, key: {lab.key}, known_hosts: {known_hosts}, use_ssh_config: false}}
+builder: {{tool: buildah, install: true}}
+gitlab:
+  url: {gitlab.url}
+  token_env: E2E_GITLAB_TOKEN
+  runner_url: "{runner_url.rsplit("/", 1)[0]}/gitlab-runner-linux-{{arch}}"
+hosts:
+  - {{name: {host.name}, address: {host.address}, arch: amd64,
+      ssh: {{port: {host.port}}}, roles: [gitlab-runner]}}
+""")
+        env = {**os.environ, "E2E_GITLAB_TOKEN": API_TOKEN}
+        command = [
+            sys.executable,
+            "-m",
+            "toolkit",
+            "provision-runners",
+            "--inventory",
+            str(inventory),
+            "--json",
+        ]
+        first = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + 300
+        while not gitlab.runners and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert gitlab.runners, "the runner was never created"
+        time.sleep(1)  # now inside the 8 s register
+        host.stop()
+        out, err = first.communicate(timeout=120)
+        assert first.returncode == 1, err
+        (failed,) = json.loads(out)["hosts"]
+        assert "deleted on GitLab again" in failed["error"]
+        assert not gitlab.runners, "a runner without a host registration was left on GitLab"
+        assert API_TOKEN not in out + err and "glrt-" not in out + err
+
+        start_host(
+            host.name, "amd64", host.address, host.port, tmp_path, authorized_keys=[lab.public_key]
+        )
+        # The host comes back with what it had (buildah, the slow stand-in); GitLab has nothing.
+        again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr
+        assert len(gitlab.runners) == 1
+        third = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert third.returncode == 0, third.stderr
+        assert json.loads(third.stdout)["hosts"][0]["noChange"] is True
