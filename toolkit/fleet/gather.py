@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from fabric import Connection
+
 from ..inventory import Host
 from .connect import connect, run_script
 from .facts import FACTS_SCRIPT, FactsError, HostFacts, parse_facts
 
 
-def gather_facts(host: Host) -> HostFacts:
-    connection = connect(host)
-    try:
-        result = run_script(
-            connection, FACTS_SCRIPT, timeout=host.ssh.command_timeout, host=host.name
-        )
-    finally:
-        connection.close()
+def read_facts(connection: Connection, host: Host) -> HostFacts:
+    """The facts over an open connection (provisioning reuses it for the changes)."""
+    result = run_script(connection, FACTS_SCRIPT, timeout=host.ssh.command_timeout, host=host.name)
     if not result.ok:
         raise FactsError(
             f"{host.name}: facts command exited {result.exit_code}: {result.stderr.strip()[-300:]}"
         )
     return parse_facts(result.stdout, host=host.name)
+
+
+def gather_facts(host: Host) -> HostFacts:
+    connection = connect(host)
+    try:
+        return read_facts(connection, host)
+    finally:
+        connection.close()

@@ -15,10 +15,11 @@ from fabric import Connection
 from ..inventory import Host, Inventory
 from . import builder, gitlab_host
 from .connect import connect, run_script
-from .facts import FACTS_SCRIPT, FactsError, HostFacts, parse_facts
+from .facts import HostFacts
+from .gather import read_facts
 from .gitlab_runner import GitLabRunners, create_and_register
 from .jenkins_agent import JenkinsNodes, ensure_remote_root_script, install_java_script
-from .plan import Change, HostPlan, plan_host
+from .plan import Change, HostPlan, NodeState, RunnerState, plan_host
 
 
 class ApplyError(RuntimeError):
@@ -70,18 +71,9 @@ class HostReport:
         }
 
 
-def read_facts(connection: Connection, host: Host) -> HostFacts:
-    result = run_script(connection, FACTS_SCRIPT, timeout=host.ssh.command_timeout, host=host.name)
-    if not result.ok:
-        raise FactsError(
-            f"{host.name}: facts command exited {result.exit_code}: {result.stderr.strip()[-300:]}"
-        )
-    return parse_facts(result.stdout, host=host.name)
-
-
 def _plan(
     inventory: Inventory, host: Host, facts: HostFacts, servers: Servers, rotate_token: bool
-) -> HostPlan:
+) -> tuple[HostPlan, RunnerState | None, NodeState | None]:
     runner = (
         servers.runners.find(host.name)
         if servers.runners and host.has_role("gitlab-runner")
@@ -90,9 +82,10 @@ def _plan(
     node = (
         servers.nodes.find(host.name) if servers.nodes and host.has_role("jenkins-agent") else None
     )
-    return plan_host(
+    plan = plan_host(
         servers.scoped(inventory), host, facts, runner=runner, node=node, rotate_token=rotate_token
     )
+    return plan, runner, node
 
 
 def provision_host(
@@ -106,7 +99,7 @@ def provision_host(
     connection = connect(host)
     try:
         facts = read_facts(connection, host)
-        plan = _plan(inventory, host, facts, servers, rotate_token)
+        plan, runner, node = _plan(inventory, host, facts, servers, rotate_token)
         report = HostReport(
             host.name,
             facts.arch,
@@ -116,6 +109,11 @@ def provision_host(
             runner_tags=plan.runner_tags,
             agent_labels=plan.agent_labels,
         )
+        # Online as the servers saw it before this run: what runners-status reports.
+        if servers.runners and host.has_role("gitlab-runner"):
+            report.runner_online = bool(runner and runner.online)
+        if servers.nodes and host.has_role("jenkins-agent"):
+            report.agent_online = bool(node and node.online)
         if not dry_run:
             _apply(plan, connection, servers.scoped(inventory), servers, report)
         return report
@@ -222,13 +220,7 @@ def _apply_change(
 
 def status_host(inventory: Inventory, host: Host, servers: Servers) -> HostReport:
     """Facts + server state + what provisioning would still change (nothing is changed)."""
-    report = provision_host(inventory, host, servers, dry_run=True)
-    if servers.runners and host.has_role("gitlab-runner"):
-        state = servers.runners.find(host.name)
-        report.runner_online = bool(state and state.online)
-    if servers.nodes and host.has_role("jenkins-agent"):
-        report.agent_online = servers.nodes.is_online(host.name)
-    return report
+    return provision_host(inventory, host, servers, dry_run=True)
 
 
 def deprovision_host(
