@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # types only: the CLI starts without importing every subsyste
     from .fleet.provision import HostReport
     from .inventory import Inventory
     from .lab.demo import DemoReport
+    from .publish.gitlab_templates import PublishResult as GitLabPublishResult
+    from .publish.jenkins_library import PublishResult as JenkinsPublishResult
     from .registry.engine import MergeResult
     from .registry.verify import VerifyReport
 
@@ -285,3 +287,63 @@ def fleet_summary(
                 if ok is not None
             ]
             _say(f"{arch}: {', '.join(parts) or 'servers off'}")
+
+
+def templates_summary_lines(result: GitLabPublishResult) -> list[str]:
+    """What was (or, with --dry-run, would be) done, one line per step."""
+    plan = result.plan
+    if not plan.changes:
+        return [f"{result.project} {plan.version}: already published with these files; no change"]
+    would = "would " if result.dry_run else ""
+    lines = []
+    if plan.actions:
+        what = f"commit {result.commit[:12]}" if result.commit else "one commit"
+        verb = "write" if result.dry_run else "wrote"
+        lines.append(f"{would}{verb} {what} on {plan.branch}: {len(plan.actions)} file action(s)")
+    if plan.create_tag:
+        at = f" at {result.tagged[:12]}" if result.tagged else ""
+        lines.append(f"{would}{'tag' if result.dry_run else 'tagged'} {plan.version}{at}")
+    else:
+        lines.append(f"tag {plan.version} already holds these files")
+    if plan.create_release:
+        lines.append(f"{would}{'create' if result.dry_run else 'created'} release {plan.version}")
+    return lines
+
+
+def templates_publish_summary(result: GitLabPublishResult) -> None:
+    from rich.table import Table
+
+    mode = "dry run — nothing written" if result.dry_run else "published"
+    table = Table(title=f"{mode}: {result.project} {result.plan.version}", title_justify="left")
+    table.add_column("action")
+    table.add_column("path")
+    for action in result.plan.actions:
+        table.add_row(action.action, action.path)
+    if result.plan.actions:
+        _console().print(table)
+    for line in templates_summary_lines(result):
+        _console().print(line, soft_wrap=True)
+    _console().print(
+        "GitLab without CI/CD components:\n" + result.legacy_include.rstrip(), soft_wrap=True
+    )
+
+
+def jenkins_publish_summary(result: JenkinsPublishResult) -> None:
+    from rich.table import Table
+
+    mode = "dry run — nothing written" if result.dry_run else "published"
+    table = Table(title=f"{mode}: {result.jenkins}", title_justify="left")
+    table.add_column("kind")
+    table.add_column("name")
+    table.add_column("action")
+    table.add_column("what differs")
+    for change in result.plan.changes:
+        verb = (
+            change.action
+            if not result.dry_run or change.action == "unchanged"
+            else (f"would {change.action}")
+        )
+        table.add_row(change.kind, change.name, verb, "\n".join(change.differences))
+    _console().print(table)
+    if not result.plan.changed:
+        _console().print("already up to date; nothing written")

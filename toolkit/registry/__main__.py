@@ -11,7 +11,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .commands import MERGE_HELP, VERIFY_HELP, merge_command, verify_command
+from .commands import merge_command, verify_command
+from .flags import MERGE_HELP, VERIFY_HELP
 
 
 def build_parser() -> argparse.ArgumentParser:

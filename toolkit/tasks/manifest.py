@@ -6,7 +6,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from ..registry.commands import MERGE_HELP, VERIFY_HELP, merge_command, verify_command
+from ..registry.flags import MERGE_HELP, VERIFY_HELP
 
 
 @task(iterable=["target", "source"], help=MERGE_HELP)
@@ -21,6 +21,8 @@ def merge_manifest(
     child_tags: bool = True,
 ) -> None:
     """Merge per-arch images (by digest) into one multi-arch index under the target tag(s)."""
+    from ..registry.commands import merge_command  # the client loads only when it is used
+
     code = merge_command(
         target,
         source,
@@ -44,6 +46,8 @@ def verify_manifest(
     json: bool = False,
 ) -> None:
     """Check a multi-arch tag: each platform present once, each child really that arch."""
+    from ..registry.commands import verify_command
+
     code = verify_command(
         target, platforms, insecure=insecure, check_binaries=check_binaries, json=json
     )

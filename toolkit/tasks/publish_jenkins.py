@@ -7,43 +7,12 @@ import os
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
-from rich.console import Console
-from rich.table import Table
 
 from .. import report
-from ..publish.jenkins_library import (
-    JenkinsServer,
-    JobSpec,
-    LibrarySpec,
-    PublishError,
-    PublishResult,
-    publish,
-)
 
 USER_ENV = "JENKINS_USER"
 TOKEN_ENV = "JENKINS_API_TOKEN"  # noqa: S105 -- the variable's name, not a token
 DEFAULT_JOB = "archfleet-multiarch-example"
-
-_err = Console(stderr=True, highlight=False)
-
-
-def _summary(result: PublishResult) -> None:
-    mode = "dry run — nothing written" if result.dry_run else "published"
-    table = Table(title=f"{mode}: {result.jenkins}", title_justify="left")
-    table.add_column("kind")
-    table.add_column("name")
-    table.add_column("action")
-    table.add_column("what differs")
-    for change in result.plan.changes:
-        verb = (
-            change.action
-            if not result.dry_run or change.action == "unchanged"
-            else (f"would {change.action}")
-        )
-        table.add_row(change.kind, change.name, verb, "\n".join(change.differences))
-    _err.print(table)
-    if not result.plan.changed:
-        _err.print("already up to date; nothing written")
 
 
 @task(
@@ -80,6 +49,15 @@ def publish_jenkins_library(
     json: bool = False,
 ) -> None:
     """Register the shared library in Jenkins (Global Pipeline Library) + an example job."""
+    # Imported here: every `archfleet` start loads this module; jenkinsapi is slow to import.
+    from ..publish.jenkins_library import (
+        JenkinsServer,
+        JobSpec,
+        LibrarySpec,
+        PublishError,
+        publish,
+    )
+
     try:
         url = jenkins or os.environ.get("JENKINS_URL", "")
         if not url:
@@ -116,4 +94,4 @@ def publish_jenkins_library(
     if json:
         report.emit_json(result.to_json())
     else:
-        _summary(result)
+        report.jenkins_publish_summary(result)

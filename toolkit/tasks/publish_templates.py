@@ -10,16 +10,6 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from .. import report
-from ..ci_templates import TemplateError, default_root, published_files
-from ..publish import templates_report
-from ..publish.gitlab_templates import (
-    GitLabProject,
-    PublishError,
-    connect,
-    publish,
-    server_host,
-    validate_version,
-)
 
 DEFAULT_URL = "https://gitlab.com"
 DEFAULT_TOKEN_ENV = "GITLAB_TOKEN"  # noqa: S105 -- the variable's name, not a token
@@ -50,6 +40,17 @@ def publish_templates(
     json: bool = False,
 ) -> None:
     """Put ci-templates/ in a GitLab project: one commit, a version tag, a release."""
+    # Imported here: every `archfleet` start loads this module; python-gitlab is slow to import.
+    from ..ci_templates import TemplateError, default_root, published_files
+    from ..publish.gitlab_templates import (
+        GitLabProject,
+        PublishError,
+        connect,
+        publish,
+        server_host,
+        validate_version,
+    )
+
     try:
         if not project:
             raise PublishError("--project is required: the templates project, GROUP/PROJECT")
@@ -71,5 +72,5 @@ def publish_templates(
     if json:
         report.emit_json(result.to_json())
         return
-    templates_report.publish_summary(result)
+    report.templates_publish_summary(result)
     report.emit_value(result.include.rstrip())
