@@ -373,13 +373,6 @@ class RegistryClient:
 
     # ----------------------------------------------------------------- API
 
-    def ping(self) -> None:
-        """GET /v2/: reachability and auth scheme, for status commands (the merge skips it)."""
-        response = self._send("GET", f"{self.base_url}/v2/", headers={})
-        assert response is not None
-        if response.status not in (200, 401):
-            raise RegistryError(f"{self.base_url}/v2/: HTTP {response.status}")
-
     def head_manifest(self, repository: str, reference: str) -> str | None:
         """The digest a tag or digest resolves to, or None if it does not exist."""
         response = self._request(
