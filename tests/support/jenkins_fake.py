@@ -191,8 +191,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -------------------------------------------------------------- plumbing
 
+    def _record(self, status: int) -> None:
+        # Before the answer goes out: the client may send its next request the moment it has
+        # the reply, and the record must keep the order the requests were served in.
+        with self.jenkins._lock:
+            self.jenkins.requests.append(Request(self.command, urlsplit(self.path).path, status))
+
     def _reply(self, status: int, body: str = "", content_type: str = "text/plain") -> None:
         data = body.encode()
+        self._record(status)
         self.send_response(status)
         self.send_header("Content-Type", f"{content_type}; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
@@ -200,9 +207,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("WWW-Authenticate", 'Basic realm="Jenkins"')
         self.end_headers()
         self.wfile.write(data)
-        path = urlsplit(self.path).path
-        with self.jenkins._lock:
-            self.jenkins.requests.append(Request(self.command, path, status))
 
     def _body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -315,12 +319,11 @@ class _Handler(BaseHTTPRequestHandler):
     # -------------------------------------------------------------- agent nodes
 
     def _redirect(self, location: str) -> None:
+        self._record(302)
         self.send_response(302)
         self.send_header("Location", location)
         self.send_header("Content-Length", "0")
         self.end_headers()
-        with self.jenkins._lock:
-            self.jenkins.requests.append(Request(self.command, urlsplit(self.path).path, 302))
 
     def _computer(self, name: str) -> dict[str, Any]:
         fake = self.jenkins
