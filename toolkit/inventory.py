@@ -21,7 +21,7 @@ from .registry.manifest import Platform
 
 ROLES = ("gitlab-runner", "jenkins-agent")
 RUNNER_TYPES = ("instance_type", "group_type", "project_type")
-BUILDERS = ("buildah", "docker")
+BUILDERS = ("buildah", "docker", "umoci")
 DEFAULT_RUNNER_URL = (
     "https://gitlab-runner-downloads.s3.amazonaws.com/latest/binaries/gitlab-runner-linux-{arch}"
 )
@@ -40,6 +40,12 @@ _SSH_PROPERTIES: dict[str, Any] = {
     "connect_timeout": {"type": "number", "exclusiveMinimum": 0},
     "command_timeout": {"type": "number", "exclusiveMinimum": 0},
     "use_ssh_config": {"type": "boolean", "description": "honour ~/.ssh/config (default true)"},
+    "ssh_config_file": {
+        "type": "string",
+        "minLength": 1,
+        "description": "OpenSSH client config to read instead of ~/.ssh/config and "
+        "/etc/ssh/ssh_config (like ssh -F); needs use_ssh_config",
+    },
 }
 _TAGS = {"type": "array", "items": {"type": "string", "pattern": _TAG_PATTERN}, "uniqueItems": True}
 
@@ -152,6 +158,10 @@ class SshSettings:
     connect_timeout: float = 10.0
     command_timeout: float = 900.0
     use_ssh_config: bool = True
+    ssh_config_file: Path | None = None
+    # The keys the inventory set (top level or per host); the others are defaults, which
+    # give way to the ssh config, as `ssh` options do.
+    given: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -287,8 +297,9 @@ def _dotted(path: Iterable[str | int]) -> str:
 def _ssh(data: Mapping[str, Any], base: SshSettings) -> SshSettings:
     values: dict[str, Any] = {}
     for key, value in data.items():
-        values[key] = Path(os.path.expanduser(value)) if key in ("key", "known_hosts") else value
-    return replace(base, **values)
+        paths = ("key", "known_hosts", "ssh_config_file")
+        values[key] = Path(os.path.expanduser(value)) if key in paths else value
+    return replace(base, **values, given=base.given | frozenset(values))
 
 
 def parse(data: Any, path: Path, text: str = "") -> Inventory:
@@ -368,6 +379,18 @@ def _cross_checks(
                         f"role {role!r} needs a top-level '{section}:' section",
                     )
                 )
+    # An ssh config file that would silently not be read is a mistake, like an unknown key.
+    unread = "ssh_config_file is set but use_ssh_config is false: the file would not be read"
+    defaults = data.get("ssh") or {}
+    if defaults.get("ssh_config_file") and defaults.get("use_ssh_config") is False:
+        problems.append(at(("ssh", "ssh_config_file"), unread))
+    for index, host in enumerate(data["hosts"]):
+        own = host.get("ssh") or {}
+        ssh = {**defaults, **own}
+        if ssh.get("ssh_config_file") and ssh.get("use_ssh_config") is False:
+            key = "ssh_config_file" if "ssh_config_file" in own else "use_ssh_config"
+            if key in own:
+                problems.append(at(("hosts", index, "ssh", key), unread))
     gitlab = data.get("gitlab") or {}
     kind = gitlab.get("runner_type", "instance_type")
     needs = {"group_type": "group", "project_type": "project"}.get(kind)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # types only: the CLI starts without importing every subsyste
     from .fleet.provision import HostReport
     from .inventory import Inventory
     from .lab.demo import DemoReport
+    from .lab.fleet import ComponentStatus, Lab
     from .publish.gitlab_templates import PublishResult as GitLabPublishResult
     from .publish.jenkins_library import PublishResult as JenkinsPublishResult
     from .registry.engine import MergeResult
@@ -124,15 +125,41 @@ def demo_json(result: DemoReport) -> dict[str, Any]:
         "registry": result.registry,
         "target": result.target,
         "kept": result.kept,
+        "labDir": result.lab_dir,
+        "inventory": result.inventory,
+        "hosts": [
+            {
+                "host": h.host,
+                "arch": h.arch,
+                "machine": h.machine,
+                "applied": h.applied,
+                "planned": h.planned,
+                "error": h.error,
+            }
+            for h in result.hosts
+        ],
         "builds": [
-            {"platform": b.platform, "digest": b.digest, "seconds": round(b.seconds, 2)}
+            {
+                "platform": b.platform,
+                "host": b.host,
+                "machine": b.machine,
+                "digest": b.digest,
+                "seconds": round(b.seconds, 2),
+            }
             for b in result.builds
         ],
+        "buildErrors": result.build_errors,
         "merge": result.merge.to_json() if result.merge else None,
         "mergeRequests": result.merge_requests,
         "verify": result.verify.to_json() if result.verify else None,
         "clients": [
-            {"platform": c.platform, "expected": c.expected, "resolved": c.resolved, "ok": c.ok}
+            {
+                "platform": c.platform,
+                "expected": c.expected,
+                "resolved": c.resolved,
+                "ok": c.ok,
+                "command": c.command,
+            }
             for c in result.clients
         ],
     }
@@ -142,33 +169,108 @@ def demo_summary(result: DemoReport) -> None:
     from rich.table import Table
 
     table = Table(title=f"archfleet demo: {result.target}", title_justify="left")
-    table.add_column("platform")
-    table.add_column("build")
-    table.add_column("pushed digest")
-    table.add_column("entrypoint binary")
-    table.add_column("skopeo client gets")
+    for column in ("host", "arch/uname", "build", "pushed", "ELF", "skopeo gets"):
+        table.add_column(column, no_wrap=True)
+    builds = {b.host: b for b in result.builds}
     checks = {c.platform: c for c in result.clients}
     children = {str(c.claimed): c for c in result.verify.children} if result.verify else {}
-    for build in result.builds:
-        check = checks.get(build.platform)
+    for host in result.hosts:
+        build = builds.get(host.host)
+        if host.error or build is None:
+            problem = host.error or next(
+                (e for e in result.build_errors if e.startswith(f"{host.host}:")), "not built"
+            )
+            table.add_row(host.host, host.machine or "?", "[red]failed[/]", "", "", "")
+            _console().print(f"[red]{host.host}:[/] {problem}", soft_wrap=True)
+            continue
         child = children.get(build.platform)
-        binary = f"{child.binary_architecture}" if child and child.binary_architecture else "?"
-        got = "?" if check is None else ("[green]its own image[/]" if check.ok else "[red]WRONG[/]")
-        table.add_row(build.platform, f"{build.seconds:.1f} s", short(build.digest), binary, got)
+        binary = child.binary_architecture if child and child.binary_architecture else "?"
+        check = checks.get(build.platform)
+        got = "?" if check is None else ("[green]its own[/]" if check.ok else "[red]WRONG[/]")
+        table.add_row(
+            host.host,
+            f"{host.arch}/{build.machine}",
+            f"{build.seconds:.1f} s",
+            short(build.digest),
+            binary,
+            got,
+        )
     _console().print(table)
     if result.merge:
         tags = result.merge.index_written + result.merge.child_tags_written
         _console().print(
             f"index {result.merge.plan.digest} written with {result.merge_requests} registry "
-            f"requests (tags: {', '.join(tags)})"
+            f"requests (tags: {', '.join(tags) or 'already up to date'})",
+            soft_wrap=True,
         )
     if result.verify and not result.verify.ok:
         for problem in result.verify.all_problems:
             _console().print(f"[red]problem:[/] {problem}", soft_wrap=True)
-    _console().print("see for yourself:" if result.kept else "with --keep, see for yourself:")
-    for check in result.clients:
-        _console().print(f"  {check.command}", soft_wrap=True)
+    if result.kept:
+        _console().print(f"the lab is still up ({result.lab_dir}); see for yourself:")
+        for check in result.clients:
+            _console().print(f"  {check.command}", soft_wrap=True)
+        _console().print(
+            f"  archfleet fleet-facts --inventory {result.inventory}\n  archfleet lab.down",
+            soft_wrap=True,
+        )
+    else:
+        _console().print("with --keep the lab stays up, and you can see for yourself:")
+        for check in result.clients:
+            _console().print(f"  {check.command}", soft_wrap=True)
     _console().print("[green]ok[/]" if result.ok else "[red]failed[/]")
+
+
+def lab_json(lab: Lab) -> dict[str, Any]:
+    return {
+        "dir": str(lab.directory),
+        "registry": lab.registry.address,
+        "baseImage": lab.base_image,
+        "inventory": str(lab.inventory),
+        "knownHosts": str(lab.known_hosts),
+        "key": str(lab.key),
+        "hosts": [
+            {
+                "name": h.name,
+                "arch": h.arch,
+                "address": h.address,
+                "port": h.port,
+                "pid": h.pid,
+                "hostKey": h.host_key_fingerprint,
+            }
+            for h in lab.hosts
+        ],
+    }
+
+
+def lab_summary(lab: Lab) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"archfleet lab: {lab.directory}", title_justify="left")
+    for column in ("part", "arch", "address", "pid"):
+        table.add_column(column)
+    table.add_row("registry", "-", lab.registry.url, str(lab.registry.pid))
+    for host in lab.hosts:
+        table.add_row(host.name, host.arch, f"root@{host.address}:{host.port}", str(host.pid))
+    _console().print(table)
+    _console().print(
+        f"inventory {lab.inventory}; base image {lab.base_image}\n"
+        f"try: archfleet fleet-facts --inventory {lab.inventory}\n"
+        f"     ssh -i {lab.key} -o UserKnownHostsFile={lab.known_hosts} -p "
+        f"{lab.hosts[0].port} root@{lab.hosts[-1].address} uname -m\n"
+        "stop: archfleet lab.down",
+        soft_wrap=True,
+    )
+
+
+def lab_status_table(directory: Any, parts: Sequence[ComponentStatus]) -> None:
+    if not parts:
+        _say(f"no lab at {directory} (start one: archfleet lab.up)")
+        return
+    rows = [["part", "state", "detail"]]
+    rows += [[p.name, "running" if p.running else "DOWN", p.detail] for p in parts]
+    _say(f"lab at {directory}:")
+    _columns(rows)
 
 
 def inventory_summary(inventory: Inventory) -> None:
@@ -207,6 +309,8 @@ def facts_json(name: str, facts: HostFacts | None, error: str | None) -> dict[st
         "docker": facts.docker,
         "buildx": facts.buildx,
         "buildah": facts.buildah,
+        "umoci": facts.umoci,
+        "skopeo": facts.skopeo,
         "gitlabRunner": facts.gitlab_runner,
         "runners": [{"id": r.id, "name": r.name} for r in facts.runners],
         "java": facts.java,
@@ -227,13 +331,16 @@ def facts_table(outcomes: Sequence[Outcome[HostFacts]]) -> None:
                 outcome.host.name, "-", "-", "-", "-", "-", "-", f"[red]{outcome.error}[/]"
             )
             continue
-        builder = (
-            f"buildah {facts.buildah}"
-            if facts.buildah
-            else f"docker {facts.docker}"
-            if facts.docker
-            else "-"
-        )
+        builders = [
+            f"{name} {version}"
+            for name, version in (
+                ("buildah", facts.buildah),
+                ("docker", facts.docker),
+                ("umoci", facts.umoci),
+            )
+            if version
+        ]
+        builder = ", ".join(builders) or "-"
         table.add_row(
             outcome.host.name,
             f"{facts.arch} ({facts.machine})",
@@ -255,26 +362,25 @@ def fleet_summary(
     from rich.table import Table
 
     table = Table(title=f"{what}: {len(outcomes)} hosts", title_justify="left")
-    for column in ("host", "arch", "changes", "result"):
+    for column in ("host", "arch", "changes", "jenkins agent", "result"):
         table.add_column(column)
     for outcome in outcomes:
         host = outcome.value
         if host is None:
-            table.add_row(outcome.host.name, "-", "-", f"[red]failed: {outcome.error}[/]")
+            table.add_row(outcome.host.name, "-", "-", "-", f"[red]failed: {outcome.error}[/]")
             continue
         done = host.applied or host.planned
         result = "no change" if not host.planned else ("applied" if host.applied else "planned")
         extra = []
         if host.runner_online is not None:
             extra.append(f"runner {'online' if host.runner_online else 'offline'}")
-        if host.agent_online is not None:
-            extra.append(f"agent {'online' if host.agent_online else 'offline'}")
         if host.emulates:
             extra.append("can emulate")
         table.add_row(
             host.host,
             f"{host.arch} ({host.machine})",
             "\n".join(done) or "-",
+            _agent_state(host),
             "; ".join([f"[green]{result}[/]", *extra]),
         )
     _console().print(table)
@@ -287,6 +393,17 @@ def fleet_summary(
                 if ok is not None
             ]
             _say(f"{arch}: {', '.join(parts) or 'servers off'}")
+
+
+def _agent_state(host: HostReport) -> str:
+    """The Jenkins agent as Jenkins last said: a node this run created or updated is read right
+    after it was saved, when an SSH agent is usually still being launched."""
+    if host.agent_online is None:
+        return "-"
+    if host.agent_online:
+        return "[green]online[/]"
+    saved = any(c.startswith(("create-node:", "update-node:")) for c in host.applied)
+    return "not yet online" if saved else "[yellow]offline[/]"
 
 
 def templates_summary_lines(result: GitLabPublishResult) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-TASKS = ("merge-manifest", "verify-manifest", "demo")
+TASKS = ("merge-manifest", "verify-manifest", "demo", "lab.up", "lab.status", "lab.down")
 
 
 def output(*args: str) -> str:

@@ -39,7 +39,8 @@ def test_dry_run_with_servers_off_plans_per_host_and_changes_nothing(
     assert run.code == 1
     hosts = {h["host"]: h for h in run.json()["hosts"]}
     for host in lab.hosts.values():
-        assert "buildah is missing and builder.install is false" in hosts[host.name]["error"]
+        error = hosts[host.name]["error"]
+        assert "buildah with skopeo is missing and builder.install is false" in error
     assert "GitLab side off" in run.stderr and "Jenkins side off" in run.stderr
 
 
@@ -54,7 +55,7 @@ def test_declared_arch_mismatch_is_refused_and_others_go_on(lab: Lab, tmp_path: 
     assert "native or nothing" in arm["error"]
     amd = hosts[lab.hosts["amd64"].name]
     assert amd["arch"] == "amd64" and amd["applied"] == []
-    assert amd["planned"] == ["install-builder: install buildah from the OS packages"]
+    assert amd["planned"] == ["install-builder: install buildah with skopeo from the OS packages"]
 
 
 API_TOKEN = "glpat-provision-e2e-7f31"
@@ -144,9 +145,13 @@ hosts:
         ]
         assert writes() == 0 and not gitlab.runners and not jenkins.nodes
 
+        # As if the SSH launcher connected the agent at once: the report must say so, read
+        # after the node was created (before this run there was no node: "offline").
+        jenkins.launch_on_create = True
         applied = run("provision-runners")
         assert applied.code == 0, applied.stderr
         report = applied.json()["hosts"][0]
+        assert report["agentOnline"] is True
         assert len(report["applied"]) == 6 and report["runnerTags"] == ["amd64", "native"]
         (runner,) = gitlab.runners.values()
         assert (runner.description, runner.tag_list) == (host.name, ["amd64", "native"])
@@ -178,6 +183,21 @@ hosts:
         assert not gitlab.runners and host.name not in jenkins.nodes
         facts = run("fleet-facts")
         assert facts.json()[0]["runners"] == []
+
+        # A node whose agent has not connected yet (the usual case right after creation) is
+        # a success, shown as such in the human summary.
+        jenkins.launch_on_create = False
+        table = archfleet(
+            "provision-runners",
+            "--inventory",
+            str(inventory),
+            env={**env, "COLUMNS": "400"},
+            timeout=900,
+        )
+        seen.extend([table.stdout, table.stderr])
+        assert table.code == 0, table.stderr
+        assert host.name in jenkins.nodes and not jenkins.online.get(host.name)
+        assert "jenkins agent" in table.stderr and "not yet online" in table.stderr
     for text in seen:
         assert API_TOKEN not in text and JENKINS_TOKEN not in text and "glrt-" not in text
 

@@ -20,8 +20,10 @@ endpoints jenkinsapi and publish-jenkins-library call, the way Jenkins documents
   replaces the node; its root element must stay the same class),
   `GET /computer/<name>/doDelete` (405: POST required, as on current Jenkins) and `POST`
   (deletes), `GET /computer/<name>/api/python`.
-  Nodes start offline; a test sets `online[name]`. `fail_once(method, path, status)` makes the
-  next such request fail, to test what a client does halfway.
+  Nodes start offline; a test sets `online[name]`, or `launch_on_create` to have a node
+  online as soon as it is created (as if its SSH launcher had connected at once).
+  `fail_once(method, path, status)` makes the next such request fail, to test what a client
+  does halfway.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class FakeJenkins:
     # name -> config.xml as Jenkins stores it; online state per node (absent = offline).
     nodes: dict[str, str] = field(default_factory=dict)
     online: dict[str, bool] = field(default_factory=dict)
+    launch_on_create: bool = False
     faults: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def fail_once(self, method: str, path: str, status: int) -> None:
@@ -396,6 +399,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             with fake._lock:
                 fake.nodes[name] = _config_from_form(name, form)
+                if fake.launch_on_create:
+                    fake.online[name] = True
             self._redirect("/computer/")
 
     def _computer_post(self, path: str, body: bytes) -> None:

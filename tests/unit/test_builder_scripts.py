@@ -41,8 +41,22 @@ def test_install_without_package_manager_fails_clearly(tmp_path: Path) -> None:
     assert code == 3
 
 
+def test_umoci_comes_with_skopeo_and_is_checked(tmp_path: Path) -> None:
+    script = install_builder_script("umoci")
+    code, calls = run_with_stubs(
+        script, tmp_path, {"apt-get": "exit 0", "umoci": "exit 0", "skopeo": "exit 0"}
+    )
+    assert code == 0
+    assert "apt-get|install|-y|-qq|--no-install-recommends|umoci|skopeo|" in calls
+    assert "umoci|--version|" in calls and "skopeo|--version|" in calls
+    # The install "succeeded" but left no skopeo: the script must say so, not report success.
+    (tmp_path / "again").mkdir()
+    code, _ = run_with_stubs(script, tmp_path / "again", {"apt-get": "exit 0", "umoci": "exit 0"})
+    assert code != 0
+
+
 def test_unknown_builder() -> None:
-    with pytest.raises(ValueError, match="expected buildah or docker"):
+    with pytest.raises(ValueError, match="expected one of buildah, docker, umoci"):
         install_builder_script("kaniko")
 
 

@@ -48,6 +48,8 @@ os_version=24.04
 binfmt=qemu-x86_64
 docker=27.3.1
 buildx=v0.17.1
+umoci=0.4.7
+skopeo=1.9.3
 gitlab_runner=17.5.0
 java=17.0.12
 disk_free_kb=1234
@@ -62,6 +64,7 @@ def test_parse_sample() -> None:
     assert (facts.arch, str(facts.platform)) == ("arm64", "linux/arm64")
     assert facts.can_emulate and facts.emulators == ("qemu-x86_64",)
     assert (facts.docker, facts.buildx, facts.buildah) == ("27.3.1", "v0.17.1", None)
+    assert (facts.umoci, facts.skopeo) == ("0.4.7", "1.9.3")
     assert facts.gitlab_runner == "17.5.0" and facts.java == "17.0.12"
     assert facts.groups == ("ci", "docker") and facts.runners == ()
 

@@ -24,7 +24,9 @@ def facts(machine: str, **extra: object) -> HostFacts:
     return replace(base, **extra)  # type: ignore[arg-type]
 
 
-PROVISIONED = dict(buildah="1.28", gitlab_runner="17.5.0", java="17", runner_config_mode="600")
+PROVISIONED = dict(
+    buildah="1.28", skopeo="1.9.3", gitlab_runner="17.5.0", java="17", runner_config_mode="600"
+)
 
 
 def test_fresh_arm64_host_plans_everything(inventory: Inventory) -> None:
@@ -100,3 +102,30 @@ def test_loose_config_mode_is_fixed(inventory: Inventory) -> None:
     node = NodeState(host.name, ("amd64",), 2, "/var/lib/jenkins-agent", "jenkins-agent-ssh")
     plan = plan_host(inventory, host, current, runner=runner, node=node)
     assert [c.kind for c in plan.changes] == ["fix-runner-config-mode"]
+
+
+@pytest.mark.parametrize(
+    ("tool", "present", "expected"),
+    [
+        ("buildah", {"buildah": "1.28"}, "install buildah with skopeo from the OS packages"),
+        ("umoci", {"skopeo": "1.9.3"}, "install umoci with skopeo from the OS packages"),
+        ("umoci", {"umoci": "0.4.7"}, "install umoci with skopeo from the OS packages"),
+        ("umoci", {"umoci": "0.4.7", "skopeo": "1.9.3"}, None),
+    ],
+)
+def test_daemonless_builders_need_skopeo_beside_them(
+    inventory: Inventory, tool: str, present: dict[str, str], expected: str | None
+) -> None:
+    """skopeo is what pushes by digest for buildah and umoci: without it the builder is missing."""
+    chosen = replace(inventory, builder=replace(inventory.builder, tool=tool))
+    plan = plan_host(chosen, chosen.hosts[0], facts("x86_64", **present))
+    builder_changes = [c for c in plan.changes if c.kind == "install-builder"]
+    if expected is None:
+        assert builder_changes == []
+    else:
+        assert [c.detail for c in builder_changes] == [expected]
+        assert builder_changes[0].arg("tool") == tool
+    refused = replace(chosen, builder=replace(chosen.builder, install=False))
+    if expected is not None:
+        with pytest.raises(PlanError, match=f"{tool} with skopeo is missing"):
+            plan_host(refused, refused.hosts[0], facts("x86_64", **present))

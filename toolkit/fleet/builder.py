@@ -1,5 +1,5 @@
-"""Host-side scripts for the build tooling: install buildah or docker+buildx from the OS
-packages, and put the CI user in the group it needs. Pure: they return POSIX sh; every value
+"""Host-side scripts for the build tooling: install buildah, docker+buildx or umoci+skopeo from
+the OS packages, and put the CI user in the group it needs. Pure: they return POSIX sh; every value
 that comes from the inventory goes through shlex.quote."""
 
 from __future__ import annotations
@@ -7,12 +7,31 @@ from __future__ import annotations
 import shlex
 
 # Per package manager: what provides each builder. buildah needs skopeo beside it to push by
-# digest (the templates and the Jenkins step copy the OCI layout with skopeo).
+# digest (the templates and the Jenkins step copy the OCI layout with skopeo). umoci edits OCI
+# layouts with no daemon and no namespaces; skopeo moves them to and from the registry.
 _PACKAGES = {
-    "apt-get": {"buildah": "buildah skopeo", "docker": "docker.io docker-buildx"},
-    "dnf": {"buildah": "buildah skopeo", "docker": "moby-engine docker-buildx"},
-    "yum": {"buildah": "buildah skopeo", "docker": "docker docker-buildx"},
-    "apk": {"buildah": "buildah skopeo", "docker": "docker docker-cli-buildx"},
+    "apt-get": {
+        "buildah": "buildah skopeo",
+        "docker": "docker.io docker-buildx",
+        "umoci": "umoci skopeo",
+    },
+    "dnf": {
+        "buildah": "buildah skopeo",
+        "docker": "moby-engine docker-buildx",
+        "umoci": "umoci skopeo",
+    },
+    "yum": {"buildah": "buildah skopeo", "docker": "docker docker-buildx", "umoci": "umoci skopeo"},
+    "apk": {
+        "buildah": "buildah skopeo",
+        "docker": "docker docker-cli-buildx",
+        "umoci": "umoci skopeo",
+    },
+}
+# What proves the install worked, per builder.
+_CHECKS = {
+    "buildah": "buildah --version",
+    "docker": "docker buildx version",
+    "umoci": "umoci --version && skopeo --version",
 }
 _INSTALL = {
     "apt-get": "DEBIAN_FRONTEND=noninteractive apt-get update -qq && "
@@ -24,14 +43,14 @@ _INSTALL = {
 
 
 def install_builder_script(tool: str) -> str:
-    if tool not in ("buildah", "docker"):
-        raise ValueError(f"unknown builder {tool!r}: expected buildah or docker")
+    if tool not in _CHECKS:
+        raise ValueError(f"unknown builder {tool!r}: expected one of {', '.join(_CHECKS)}")
     branches = []
     for manager, packages in _PACKAGES.items():
         branches.append(
             f"if command -v {manager} >/dev/null 2>&1; then {_INSTALL[manager]} {packages[tool]}"
         )
-    check = "buildah --version" if tool == "buildah" else "docker buildx version"
+    check = _CHECKS[tool]
     return (
         "set -e\n"
         + "\nel".join(branches)

@@ -1,19 +1,40 @@
-"""Fabric connections with a safe host-key policy, timeouts and jump hosts.
+"""Fabric connections with a safe host-key policy, timeouts, jump hosts and a bounded retry.
 
 Fabric's default accepts any unknown host key (AutoAddPolicy); a provisioning tool hands
 runner tokens to the host it talks to, so an unknown key is refused here (RejectPolicy)
 and keys come from the inventory's known_hosts file (plus the system's).
+
+Connecting is retried, a few times with jittered backoff inside the inventory's
+connect_timeout, but ONLY on what sshd's MaxStartups does to a busy server: it accepts the
+TCP connection and closes it before (or while) the SSH banner and key exchange are sent.
+Nothing after the key exchange is retried — a refused or changed host key, an authentication
+failure — and nothing once a command has started: `connect` opens the connection before the
+first command, and `run_script` never retries, so no command can run twice.
 """
 
 from __future__ import annotations
 
+import logging
+import random
 import shlex
+import time
 from dataclasses import dataclass
 
 import paramiko
 from fabric import Config, Connection
 
 from ..inventory import Host, SshSettings
+
+# Attempts per connection (the first one included); the connect_timeout bounds them all.
+CONNECT_ATTEMPTS = 6
+_BACKOFF_BASE = 0.5  # seconds before the first retry, doubled per retry, jittered
+_BACKOFF_CAP = 4.0
+
+# paramiko's transport thread logs a traceback for every failed handshake, and with no logging
+# configured Python prints it on stderr. The failure reaches the user once, as the host's
+# ConnectError — and a drop that a retry got past is no failure at all. (An application that
+# configures logging still gets the records.)
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 class ConnectError(RuntimeError):
@@ -57,27 +78,153 @@ def _secure(connection: Connection, settings: SshSettings) -> None:
             raise ConnectError(f"known_hosts file {settings.known_hosts} does not exist") from None
 
 
-def connect(host: Host) -> Connection:
-    """A (lazy) connection to `host`; nothing is opened until the first command."""
+def _config(host: Host) -> Config:
     settings = host.ssh
-    config = Config(
-        overrides={
-            "load_ssh_configs": settings.use_ssh_config,
-            "run": {"hide": True, "warn": True, "in_stream": False},
-            "timeouts": {"connect": int(settings.connect_timeout)},
-        }
-    )
+    overrides = {
+        "load_ssh_configs": settings.use_ssh_config,
+        "run": {"hide": True, "warn": True, "in_stream": False},
+        "timeouts": {"connect": int(settings.connect_timeout)},
+    }
+    if not (settings.use_ssh_config and settings.ssh_config_file is not None):
+        return Config(overrides=overrides)
+    try:
+        # Like `ssh -F FILE`: this file instead of ~/.ssh/config and /etc/ssh/ssh_config.
+        return Config(overrides=overrides, runtime_ssh_path=str(settings.ssh_config_file))
+    except OSError as exc:
+        raise ConnectError(
+            f"{host.name}: cannot read ssh config file {settings.ssh_config_file} "
+            f"({exc.strerror or exc})"
+        ) from None
+
+
+def connection_for(host: Host) -> Connection:
+    """A connection to `host`, not yet open (Fabric opens it at the first command)."""
+    settings = host.ssh
+    config = _config(host)
+    user, port = settings.user, settings.port
+    if settings.use_ssh_config:
+        # OpenSSH's order: what the inventory says wins over the ssh config (as `ssh -l/-p`
+        # would), but the inventory's defaults (user root, port 22) give way to its User/Port.
+        found = config.base_ssh_config.lookup(host.address)
+        if "user" not in settings.given and "user" in found:
+            user = found["user"]
+        if "port" not in settings.given and "port" in found:
+            port = int(found["port"])
     connection = Connection(
         host.address,
-        user=settings.user,
-        port=settings.port,
+        user=user,
+        port=port,
         config=config,
         connect_timeout=int(settings.connect_timeout),
         connect_kwargs=_connect_kwargs(settings),
         gateway=_jump(settings.jump_host, settings, config) if settings.jump_host else None,
     )
     _secure(connection, settings)
+    # A ProxyJump from the ssh config makes Fabric build the hops itself, with its default
+    # AutoAddPolicy: those hops get the same refusing policy and known_hosts.
+    hop = connection.gateway
+    while isinstance(hop, Connection):
+        _secure(hop, settings)
+        hop = hop.gateway
     return connection
+
+
+def connect(host: Host, *, attempts: int = CONNECT_ATTEMPTS) -> Connection:
+    """An OPEN connection to `host`. A connection that sshd dropped before or during the key
+    exchange (MaxStartups) is tried again, at most `attempts` times in all and only while the
+    host's connect_timeout has time left; any other failure is raised at once as ConnectError.
+    """
+    if attempts < 1:
+        raise ValueError(f"attempts must be at least 1, not {attempts}")
+    deadline = time.monotonic() + host.ssh.connect_timeout
+    attempt = 0
+    while True:
+        attempt += 1
+        connection = connection_for(host)
+        try:
+            connection.open()
+        except Exception as exc:  # classified below; nothing is swallowed
+            # Classified before the discard, which forgets how far the transport got.
+            transient = _dropped_before_key_exchange(exc, connection)
+            _discard(connection)
+            error = _connect_error(exc, host.name)
+            if error is None:
+                raise
+            if not transient:
+                raise error from None
+            delay = _backoff(attempt)
+            if attempt >= attempts or time.monotonic() + delay >= deadline:
+                raise ConnectError(
+                    f"{error} — dropped {attempt} time(s) in a row before the key exchange; "
+                    "sshd may be refusing new connections (MaxStartups): lower --workers "
+                    "or raise ssh.connect_timeout"
+                ) from None
+            time.sleep(delay)
+            continue
+        return connection
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds to wait after failed attempt `attempt`: doubling, half of it jittered, so
+    hosts that were dropped together do not all come back together."""
+    ceiling = min(_BACKOFF_CAP, _BACKOFF_BASE * 2.0 ** (attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not a secret
+
+
+def _dropped_before_key_exchange(exc: BaseException, connection: Connection) -> bool:
+    """What MaxStartups does, and nothing else: the server closed or reset the connection
+    while the banner or the key exchange was going on — so before any host key was received,
+    let alone checked, and before authentication."""
+    if isinstance(exc, paramiko.BadHostKeyException | paramiko.AuthenticationException):
+        return False
+    transport = connection.client.get_transport()
+    if transport is not None and getattr(transport, "host_key", None) is not None:
+        return False  # the key exchange was done: what failed came after it
+    if isinstance(exc, EOFError | ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+        return True
+    if isinstance(exc, paramiko.SSHException):
+        text = str(exc)
+        return text.startswith("Error reading SSH protocol banner") or text == (
+            "Negotiation failed."
+        )
+    return False
+
+
+def _discard(connection: Connection) -> None:
+    """Close what a failed open left behind (its transport, a jump host's connection)."""
+    connection.client.close()
+    hop = connection.gateway
+    while isinstance(hop, Connection):
+        hop.close()
+        hop = hop.gateway
+
+
+def _connect_error(exc: BaseException, host: str) -> ConnectError | None:
+    """The SSH failure `exc` as a message a user can act on; None if it is no SSH failure."""
+    if isinstance(exc, ConnectError):
+        return exc
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return ConnectError(
+            f"{host}: host key mismatch ({exc.key.get_name()}); the known_hosts entry differs"
+        )
+    if isinstance(exc, paramiko.AuthenticationException):
+        return ConnectError(f"{host}: authentication failed ({exc})")
+    if isinstance(exc, paramiko.SSHException):
+        text = str(exc)
+        if "not found in known_hosts" in text:
+            # paramiko: "Server '[10.0.0.5]:2222' not found in known_hosts" — with a jump
+            # host, which of the two it is matters.
+            server = text.split("'")[1] if text.count("'") >= 2 else "the server"
+            return ConnectError(
+                f"{host}: unknown host key of {server}; add it to the inventory's known_hosts "
+                "(ssh-keyscan, after checking its fingerprint)"
+            )
+        return ConnectError(f"{host}: SSH failed ({text})")
+    if isinstance(exc, EOFError):
+        return ConnectError(f"{host}: SSH failed (the server closed the connection)")
+    if isinstance(exc, OSError):
+        return ConnectError(f"{host}: cannot connect ({exc.strerror or exc})")
+    return None
 
 
 @dataclass(frozen=True)
@@ -93,25 +240,15 @@ class CommandResult:
 
 def run_script(connection: Connection, script: str, *, timeout: float, host: str) -> CommandResult:
     """Run a POSIX sh script in one round trip. The script travels as ONE quoted argument:
-    whatever it contains, the remote login shell sees `sh -c '<script>'` and nothing else."""
+    whatever it contains, the remote login shell sees `sh -c '<script>'` and nothing else.
+    Never retried: a script that may have started must not run twice."""
     try:
         result = connection.run(f"sh -c {shlex.quote(script)}", timeout=timeout)
-    except paramiko.BadHostKeyException as exc:
-        raise ConnectError(
-            f"{host}: host key mismatch ({exc.key.get_name()}); the known_hosts entry differs"
-        ) from None
-    except paramiko.SSHException as exc:
-        text = str(exc)
-        if "not found in known_hosts" in text:
-            raise ConnectError(
-                f"{host}: unknown host key; add it to the inventory's known_hosts "
-                "(ssh-keyscan, after checking its fingerprint)"
-            ) from None
-        raise ConnectError(f"{host}: SSH failed ({text})") from None
-    except OSError as exc:
-        raise ConnectError(f"{host}: cannot connect ({exc.strerror or exc})") from None
-    except Exception as exc:  # invoke's CommandTimedOut and friends
-        if type(exc).__name__ == "CommandTimedOut":
+    except Exception as exc:
+        error = _connect_error(exc, host)
+        if error is not None:
+            raise error from None
+        if type(exc).__name__ == "CommandTimedOut":  # invoke's
             raise ConnectError(f"{host}: command timed out after {timeout:.0f} s") from None
         raise
     return CommandResult(result.exited, result.stdout, result.stderr)

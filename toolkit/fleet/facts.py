@@ -31,6 +31,8 @@ if command -v docker >/dev/null 2>&1; then
   echo "buildx=$(docker buildx version 2>/dev/null | head -n1 | cut -d' ' -f2)"
 fi
 command -v buildah >/dev/null 2>&1 && echo "buildah=$(buildah --version | cut -d' ' -f3)"
+command -v umoci >/dev/null 2>&1 && echo "umoci=$(umoci --version | sed -n 's/^umoci version *//p')"
+command -v skopeo >/dev/null 2>&1 && echo "skopeo=$(skopeo --version | cut -d' ' -f3)"
 if command -v gitlab-runner >/dev/null 2>&1; then
   echo "gitlab_runner=$(gitlab-runner --version 2>/dev/null | sed -n 's/^Version: *//p' | head -n1)"
 fi
@@ -78,6 +80,8 @@ class HostFacts:
     docker: str | None = None
     buildx: str | None = None
     buildah: str | None = None
+    umoci: str | None = None
+    skopeo: str | None = None
     gitlab_runner: str | None = None
     runners: tuple[RegisteredRunner, ...] = ()
     runner_config_mode: str | None = None
@@ -132,6 +136,8 @@ def parse_facts(output: str, *, host: str) -> HostFacts:
         docker=one("docker"),
         buildx=one("buildx"),
         buildah=one("buildah"),
+        umoci=one("umoci"),
+        skopeo=one("skopeo"),
         gitlab_runner=one("gitlab_runner"),
         runners=tuple(runners),
         runner_config_mode=one("runner_config_mode"),

@@ -93,14 +93,20 @@ def check_native(host: Host, facts: HostFacts) -> None:
 
 def plan_builder(inventory: Inventory, facts: HostFacts) -> list[Change]:
     builder = inventory.builder
-    if builder.tool == "buildah":
-        if facts.buildah:
+    daemonless = {
+        # buildah pushes by digest through skopeo; so does umoci.
+        "buildah": ("buildah with skopeo", facts.buildah and facts.skopeo),
+        "umoci": ("umoci with skopeo", facts.umoci and facts.skopeo),
+    }
+    if builder.tool in daemonless:
+        what, present = daemonless[builder.tool]
+        if present:
             return []
         if not builder.install:
-            raise PlanError("buildah is missing and builder.install is false")
+            raise PlanError(f"{what} is missing and builder.install is false")
         return [
             Change(
-                "install-builder", "install buildah from the OS packages", (("tool", "buildah"),)
+                "install-builder", f"install {what} from the OS packages", (("tool", builder.tool),)
             )
         ]
     changes: list[Change] = []

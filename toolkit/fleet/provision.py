@@ -18,7 +18,12 @@ from .connect import connect, run_script
 from .facts import HostFacts
 from .gather import read_facts
 from .gitlab_runner import GitLabRunners, create_and_register
-from .jenkins_agent import JenkinsNodes, ensure_remote_root_script, install_java_script
+from .jenkins_agent import (
+    JenkinsNodes,
+    NodeOutcome,
+    ensure_remote_root_script,
+    install_java_script,
+)
 from .plan import Change, HostPlan, NodeState, RunnerState, plan_host
 
 
@@ -53,6 +58,9 @@ class HostReport:
     runner_tags: tuple[str, ...] = ()
     agent_labels: tuple[str, ...] = ()
     runner_online: bool | None = None
+    # After a create-node/update-node of this run: Jenkins' answer right after saving the
+    # node (an SSH agent takes a while to launch, so "not yet" is normal); otherwise the
+    # state before this run, as runners-status reports it.
     agent_online: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -138,8 +146,10 @@ def _apply(
     report: HostReport,
 ) -> None:
     for change in plan.changes:
-        _apply_change(change, plan, connection, inventory, servers)
+        node = _apply_change(change, plan, connection, inventory, servers)
         report.applied.append(str(change))
+        if node is not None:
+            report.agent_online = node.state.online
 
 
 def _apply_change(
@@ -148,7 +158,8 @@ def _apply_change(
     connection: Connection,
     inventory: Inventory,
     servers: Servers,
-) -> None:
+) -> NodeOutcome | None:
+    """Apply one change; a node created or updated on Jenkins comes back with its state."""
     host, kind = plan.host, change.kind
     timeout = host.ssh.command_timeout
     if kind == "install-builder":
@@ -205,7 +216,8 @@ def _apply_change(
             ensure_remote_root_script(jenkins.remote_root, host.ssh.user),
             f"creating {jenkins.remote_root}",
         )
-        servers.nodes.ensure(
+        # The state `ensure` returns was read (one GET) after the node was saved.
+        return servers.nodes.ensure(
             host.name,
             address=host.address,
             port=host.ssh.port,
@@ -216,6 +228,7 @@ def _apply_change(
         )
     else:
         raise ApplyError(f"{host.name}: no code applies a {kind!r} change")
+    return None
 
 
 def status_host(inventory: Inventory, host: Host, servers: Servers) -> HostReport:

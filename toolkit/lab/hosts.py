@@ -20,7 +20,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -61,6 +61,9 @@ ROOT_ORIGIN_FILE = "rootfs-origin"
 HOST_KEY = "etc/ssh/ssh_host_ed25519_key"
 SSHD_PID_FILE = "/run/sshd.pid"
 _HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_SSHD_KEYWORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+# Set by start_host's own arguments: the address in particular must stay on loopback.
+_SSHD_FIXED = {"listenaddress", "port"}
 # sshd sees only this, not the caller's environment (which may hold tokens).
 _SSHD_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
 _START_MARK = "--- start "
@@ -207,6 +210,7 @@ def start_host(
     mirror: str | None = None,
     fresh: bool = False,
     start_timeout: float = 60.0,
+    sshd_options: Mapping[str, str] | None = None,
 ) -> LabHost:
     """Start host `name` under `workdir/name` with sshd on `address:port` (127.0.0.0/8).
 
@@ -214,9 +218,12 @@ def start_host(
     `build_rootfs(debian_arch, mirror=mirror)`, built on first use (minutes for arm64).
     A root left by an earlier start of the same host is reused — with its host key, so
     known_hosts stays valid and what was installed stays installed — unless `fresh`.
-    root may log in with any of `authorized_keys`, by key only.
+    root may log in with any of `authorized_keys`, by key only. `sshd_options` are extra
+    `sshd -o Keyword=value` settings (e.g. {"MaxStartups": "1"}); one of the lab's own
+    settings with the same keyword is replaced, ListenAddress and Port cannot be given.
     """
     _check_arguments(name, debian_arch, address, port, authorized_keys)
+    extra_options = _check_sshd_options(sshd_options or {})
     host_dir = (workdir / name).resolve()
     host_dir.mkdir(parents=True, exist_ok=True)
     root = host_dir / ROOT_DIR
@@ -231,7 +238,7 @@ def start_host(
     log_path = host_dir / LOG_FILE
     try:
         _mount_system_dirs(root)
-        process = _spawn_sshd(root, name, address, port, log_path)
+        process = _spawn_sshd(root, name, address, port, log_path, extra_options)
     except BaseException:
         unmount_all_under(root)
         raise
@@ -289,6 +296,17 @@ def _check_arguments(
         parse_public_key(key, source=f"authorized key for {name}")
     if debian_arch not in ("amd64", "arm64"):
         raise ValueError(f"lab host architecture {debian_arch!r}: use amd64 or arm64")
+
+
+def _check_sshd_options(options: Mapping[str, str]) -> dict[str, str]:
+    for keyword, value in options.items():
+        if not _SSHD_KEYWORD.fullmatch(keyword):
+            raise ValueError(f"sshd option {keyword!r} is not an sshd_config keyword")
+        if keyword.lower() in _SSHD_FIXED:
+            raise ValueError(f"sshd option {keyword}: use start_host's address/port arguments")
+        if not value.strip() or any(c in value for c in "\n\r\x00"):
+            raise ValueError(f"sshd option {keyword}: value {value!r} must be one plain line")
+    return dict(options)
 
 
 def _check_start_prerequisites(debian_arch: str) -> None:
@@ -391,7 +409,12 @@ def _mount_system_dirs(root: Path) -> None:
 
 
 def _spawn_sshd(
-    root: Path, name: str, address: str, port: int, log_path: Path
+    root: Path,
+    name: str,
+    address: str,
+    port: int,
+    log_path: Path,
+    extra_options: Mapping[str, str],
 ) -> subprocess.Popen[bytes]:
     options = {
         "ListenAddress": address,
@@ -407,6 +430,10 @@ def _spawn_sshd(
         "PrintMotd": "no",
         "PrintLastLog": "no",
     }
+    # sshd keeps the FIRST value given for most keywords: an extra replaces ours, not follows.
+    wanted = {keyword.lower() for keyword in extra_options}
+    options = {k: v for k, v in options.items() if k.lower() not in wanted}
+    options.update(extra_options)
     sshd = ["/usr/sbin/sshd", "-D", "-e", "-p", str(port)]
     for key, value in options.items():
         sshd += ["-o", f"{key}={value}"]

@@ -132,6 +132,34 @@ class LocalRegistry:
         # A zombie has an empty command line: it has stopped, whoever reaps it.
         return str(self.config_path).encode() in argv and argv[0].endswith(REGISTRY_BINARY.encode())
 
+    def to_state(self) -> dict[str, Any]:
+        """What another process needs to find and stop this registry (see `from_state`)."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "root": str(self.root),
+            "log_path": str(self.log_path),
+            "pid": self.pid,
+            "config_path": str(self.config_path),
+            "tls": self.tls,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> LocalRegistry:
+        """The registry `to_state` described; stopping it goes by pid (and its config)."""
+        try:
+            return cls(
+                host=str(state["host"]),
+                port=int(state["port"]),
+                root=Path(state["root"]),
+                log_path=Path(state["log_path"]),
+                pid=int(state["pid"]),
+                config_path=Path(state["config_path"]),
+                tls=bool(state.get("tls", False)),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise RegistryStartError(f"unreadable registry state: {error!r}") from None
+
     def __enter__(self) -> LocalRegistry:
         return self
 
@@ -165,11 +193,14 @@ def start_registry(
     htpasswd: Path | None = None,
     extra_config: Mapping[str, Any] | None = None,
     start_timeout: float = 15.0,
+    detach: bool = False,
 ) -> LocalRegistry:
     """Start a registry on loopback with its storage, config and log under `workdir`.
 
     One registry per `workdir`. `extra_config` is deep-merged into the config last (e.g. an
     `auth: token:` section); with `htpasswd`, basic auth against that file is switched on.
+    `detach` puts it in a session of its own, to outlive this process (`lab.up`); it is then
+    stopped by pid.
     """
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -181,7 +212,9 @@ def start_registry(
         candidate = port if port is not None else _free_loopback_port()
         tried.append(candidate)
         try:
-            return _start_once(workdir, candidate, htpasswd, extra_config, start_timeout)
+            return _start_once(
+                workdir, candidate, htpasswd, extra_config, start_timeout, detach=detach
+            )
         except _PortInUseError:
             continue
     ports = ", ".join(map(str, tried))
@@ -253,6 +286,8 @@ def _start_once(
     htpasswd: Path | None,
     extra_config: Mapping[str, Any] | None,
     start_timeout: float,
+    *,
+    detach: bool = False,
 ) -> LocalRegistry:
     root = workdir / "storage"
     root.mkdir(exist_ok=True)
@@ -269,6 +304,8 @@ def _start_once(
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # Detached: a Ctrl-C or hang-up of the starting command does not reach it.
+                start_new_session=detach,
             )
         except FileNotFoundError:
             raise RegistryStartError(

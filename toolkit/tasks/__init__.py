@@ -2,12 +2,13 @@
 
 from invoke.collection import Collection
 
-from . import demo, fleet, inventory, manifest, publish_jenkins, publish_templates
+from . import demo, fleet, inventory, lab, manifest, publish_jenkins, publish_templates
 
 namespace = Collection()
 namespace.add_task(manifest.merge_manifest)
 namespace.add_task(manifest.verify_manifest)
 namespace.add_task(demo.demo)
+namespace.add_collection(lab.namespace)
 namespace.add_task(inventory.inventory_schema)
 namespace.add_task(inventory.inventory_check)
 namespace.add_task(fleet.fleet_facts)

@@ -70,30 +70,14 @@ def _servers(fleet: Inventory, *, no_gitlab: bool, no_jenkins: bool) -> Servers:
 
 
 def _run_hosts(fleet: Inventory, work: Callable[[Any], Any], workers: int, quiet: bool) -> Any:
-    from ..fleet.connect import ConnectError
-    from ..fleet.facts import FactsError
-    from ..fleet.gitlab_host import RunnerHostError
-    from ..fleet.gitlab_runner import GitLabRunnerError
-    from ..fleet.jenkins_agent import JenkinsAgentError
+    from ..fleet.errors import HOST_ERRORS
     from ..fleet.parallel import for_each_host
-    from ..fleet.plan import PlanError
-    from ..fleet.provision import ApplyError
 
-    expected = (
-        ConnectError,
-        FactsError,
-        PlanError,
-        ApplyError,
-        RunnerHostError,
-        GitLabRunnerError,
-        JenkinsAgentError,
-        ValueError,
-    )
     return for_each_host(
         fleet.hosts,
         work,
         workers=workers,
-        expected=expected,
+        expected=HOST_ERRORS,
         on_done=None if quiet else report.host_done,
     )
 

@@ -1,0 +1,127 @@
+"""provision-runners on a REAL arm64 host, both roles: every binary of the host is arm64 run
+under qemu-user, so its `uname -m`, its apt-get, its Java and the gitlab-runner it runs are
+arm64 code. That is the slow half of the fleet (apt under QEMU: a few minutes), so it has a
+test of its own.
+
+Not real here: GitLab and Jenkins (local HTTP fakes of their documented REST APIs,
+tests/support/gitlab_fake.py and jenkins_fake.py) and the gitlab-runner binary (a stand-in
+script served over loopback, tests/support/runner_standin.py) — served ONLY under the arm64
+download name, so a host that asked for another arch's binary would fail to install it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Lab, free_port
+from tests.support.cli import Run, archfleet
+from tests.support.gitlab_fake import GitLabFake
+from tests.support.jenkins_fake import FakeJenkins
+from tests.support.runner_standin import STANDIN_SCRIPT, serve_file
+from toolkit.lab.hosts import LabHost, start_host, write_known_hosts
+
+pytestmark = pytest.mark.integration
+
+API_TOKEN = "glpat-arm64-e2e-5c2d"
+JENKINS_TOKEN = "77cd-jenkins-arm64-T0K"
+ADDRESS = "127.0.0.72"
+
+
+@pytest.fixture
+def fresh_arm64(lab: Lab, tmp_path: Path) -> Iterator[tuple[LabHost, Path]]:
+    """An arm64 host of its own: provisioning installs a builder, Java and gitlab-runner."""
+    host = start_host(
+        "prov-arm64",
+        "arm64",
+        ADDRESS,
+        free_port(ADDRESS),
+        tmp_path,
+        authorized_keys=[lab.public_key],
+    )
+    try:
+        yield host, write_known_hosts(tmp_path / "known_hosts", [host])
+    finally:
+        host.remove()
+
+
+def test_arm64_host_provisioned_for_real_then_no_change(
+    lab: Lab, fresh_arm64: tuple[LabHost, Path], tmp_path: Path
+) -> None:
+    host, known_hosts = fresh_arm64
+    standin = STANDIN_SCRIPT.encode()
+    seen: list[str] = []
+    with (
+        GitLabFake(token=API_TOKEN, project="platform/builds") as gitlab,
+        FakeJenkins(tmp_path / "jenkins", "admin", JENKINS_TOKEN, console=False) as jenkins,
+        serve_file(standin, "/gitlab-runner-linux-arm64") as runner_url,
+    ):
+        inventory = tmp_path / "fleet.yml"
+        inventory.write_text(f"""
+ssh: {{user: root, key: {lab.key}, known_hosts: {known_hosts}, use_ssh_config: false,
+       connect_timeout: 30}}
+builder: {{tool: umoci, install: true}}
+gitlab:
+  url: {gitlab.url}
+  token_env: E2E_GITLAB_TOKEN
+  tags: [native]
+  runner_url: "{runner_url.rsplit("/", 1)[0]}/gitlab-runner-linux-{{arch}}"
+  runner_sha256: {{arm64: {hashlib.sha256(standin).hexdigest()}}}
+jenkins:
+  url: {jenkins.url}
+  user_env: E2E_JENKINS_USER
+  token_env: E2E_JENKINS_TOKEN
+  credentials_id: lab-ssh
+hosts:
+  - {{name: {host.name}, address: {host.address}, arch: arm64,
+      ssh: {{port: {host.port}}}, roles: [gitlab-runner, jenkins-agent]}}
+""")
+        env = {
+            "E2E_GITLAB_TOKEN": API_TOKEN,
+            "E2E_JENKINS_USER": "admin",
+            "E2E_JENKINS_TOKEN": JENKINS_TOKEN,
+        }
+
+        def run(task: str, *args: str) -> Run:
+            result = archfleet(
+                task, "--inventory", str(inventory), "--json", *args, env=env, timeout=1500
+            )
+            seen.extend([result.stdout, result.stderr])
+            return result
+
+        def writes() -> int:
+            return len([r for r in gitlab.requests if r.method != "GET"]) + len(jenkins.writes())
+
+        applied = run("provision-runners")
+        assert applied.code == 0, applied.stderr
+        (report,) = applied.json()["hosts"]
+        assert (report["arch"], report["machine"]) == ("arm64", "aarch64")
+        assert [change.split(":")[0] for change in report["applied"]] == [
+            "install-builder",
+            "install-runner",
+            "create-runner",
+            "register-runner",
+            "install-java",
+            "create-node",
+        ]
+        (runner,) = gitlab.runners.values()
+        assert runner.tag_list == ["arm64", "native"] and runner.run_untagged is False
+        assert "<label>arm64</label>" in jenkins.nodes[host.name]
+
+        # What the host now has, read by the facts script running as arm64 code.
+        facts = run("fleet-facts")
+        (found,) = facts.json()
+        assert found["machine"] == "aarch64"
+        assert found["umoci"] and found["skopeo"] and found["java"] and found["gitlabRunner"]
+        assert [r["name"] for r in found["runners"]] == [host.name]
+
+        before = writes()
+        again = run("provision-runners")
+        assert again.code == 0, again.stderr
+        assert again.json()["hosts"][0]["noChange"] is True
+        assert writes() == before, "a second run changed something"
+    for text in seen:
+        assert API_TOKEN not in text and JENKINS_TOKEN not in text and "glrt-" not in text

@@ -1,0 +1,143 @@
+"""Tasks lab.up, lab.status, lab.down: the local fleet (registry + one SSH host per arch)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from .. import report
+
+DIR_HELP = "The lab's directory (default: $ARCHFLEET_CACHE/lab, i.e. ~/.cache/archfleet/lab)."
+ADDRESS_HELP = "The first host's loopback address; the next arch gets the next one (127.0.0.51)."
+PORT_HELP = "The hosts' SSH port (2222)."
+JSON_HELP = "Print the result as JSON on stdout."
+
+
+def lab_directory(dir: str) -> Path:
+    from ..lab.fleet import default_lab_dir
+
+    return Path(dir).expanduser() if dir else default_lab_dir()
+
+
+def lab_errors() -> tuple[type[Exception], ...]:
+    """What a lab command reports as a plain error (no traceback)."""
+    from ..lab.fleet import LabError
+    from ..lab.hosts import LabHostError
+    from ..lab.images import ImageBuildError
+    from ..lab.registry import RegistryStartError
+    from ..lab.rootfs import RootfsError
+    from ..lab.sshkeys import SshKeyError
+    from ..registry.commands import USER_ERRORS
+
+    return (
+        LabError,
+        LabHostError,
+        ImageBuildError,
+        RegistryStartError,
+        RootfsError,
+        SshKeyError,
+        *USER_ERRORS,
+    )
+
+
+@contextlib.contextmanager
+def errors_reported(expected: tuple[type[Exception], ...]) -> Iterator[None]:
+    """An expected failure becomes one clear line and exit code 1, not a traceback."""
+    try:
+        yield
+    except expected as exc:
+        report.error(str(exc))
+        raise Exit(code=1) from None
+
+
+def check_prerequisites() -> None:
+    from ..lab.prereqs import missing_lab_prerequisites
+
+    problems = missing_lab_prerequisites()
+    for problem in problems:
+        report.error(problem)
+    if problems:
+        raise Exit(code=1)
+
+
+@task(
+    help={
+        "dir": DIR_HELP,
+        "first-address": ADDRESS_HELP,
+        "port": PORT_HELP,
+        "mirror": "Debian mirror for building host roots (default: this machine's apt sources).",
+        "json": JSON_HELP,
+    }
+)
+def up(
+    c: Context,
+    dir: str = "",
+    first_address: str = "127.0.0.51",
+    port: int = 2222,
+    mirror: str = "",
+    json: bool = False,
+) -> None:
+    """Start the lab: a registry and an amd64 and an arm64 SSH host on loopback (idempotent)."""
+    from ..lab.fleet import lab_up
+
+    check_prerequisites()
+    with errors_reported(lab_errors()):
+        lab = lab_up(
+            lab_directory(dir),
+            report.progress,
+            first_address=first_address,
+            port=port,
+            mirror=mirror or None,
+        )
+    if json:
+        report.emit_json(report.lab_json(lab))
+    else:
+        report.lab_summary(lab)
+
+
+@task(help={"dir": DIR_HELP, "json": JSON_HELP})
+def status(c: Context, dir: str = "", json: bool = False) -> None:
+    """What of the lab runs: the registry and each host (exit 1 if any part is down)."""
+    from ..lab.fleet import lab_status
+
+    directory = lab_directory(dir)
+    with errors_reported(lab_errors()):
+        parts = lab_status(directory)
+    if json:
+        report.emit_json(
+            {
+                "dir": str(directory),
+                "up": bool(parts) and all(p.running for p in parts),
+                "parts": [p.__dict__ for p in parts],
+            }
+        )
+    else:
+        report.lab_status_table(directory, parts)
+    if not parts or not all(p.running for p in parts):
+        raise Exit(code=1)
+
+
+@task(
+    help={
+        "dir": DIR_HELP,
+        "purge": "Also delete the hosts' roots and the registry's storage (next up rebuilds).",
+    }
+)
+def down(c: Context, dir: str = "", purge: bool = False) -> None:
+    """Stop exactly what lab.up started (by pid), unmount the hosts; safe to run twice."""
+    from ..lab.fleet import lab_down
+
+    with errors_reported(lab_errors()):
+        lab_down(lab_directory(dir), report.progress, purge=purge)
+
+
+namespace = Collection("lab")
+namespace.add_task(up)
+namespace.add_task(status)
+namespace.add_task(down)
