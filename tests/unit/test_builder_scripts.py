@@ -47,7 +47,10 @@ def test_umoci_comes_with_skopeo_and_is_checked(tmp_path: Path) -> None:
         script, tmp_path, {"apt-get": "exit 0", "umoci": "exit 0", "skopeo": "exit 0"}
     )
     assert code == 0
-    assert "apt-get|install|-y|-qq|--no-install-recommends|umoci|skopeo|" in calls
+    assert (
+        "apt-get|-o|DPkg::Lock::Timeout=60|install|-y|-qq|--no-install-recommends|umoci|skopeo|"
+        in calls
+    )
     assert "umoci|--version|" in calls and "skopeo|--version|" in calls
     # The install "succeeded" but left no skopeo: the script must say so, not report success.
     (tmp_path / "again").mkdir()

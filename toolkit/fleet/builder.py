@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import shlex
 
+from .apt import APT_GET_FUNCTION
+
 # Per package manager: what provides each builder. buildah needs skopeo beside it to push by
 # digest (the templates and the Jenkins step copy the OCI layout with skopeo). umoci edits OCI
 # layouts with no daemon and no namespaces; skopeo moves them to and from the registry.
@@ -34,8 +36,8 @@ _CHECKS = {
     "umoci": "umoci --version && skopeo --version",
 }
 _INSTALL = {
-    "apt-get": "DEBIAN_FRONTEND=noninteractive apt-get update -qq && "
-    "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends",
+    # apt_get: apt-get with a bounded wait for the locks of a host's unattended-upgrades.
+    "apt-get": "apt_get update -qq && apt_get install -y -qq --no-install-recommends",
     "dnf": "dnf install -y -q",
     "yum": "yum install -y -q",
     "apk": "apk add --no-cache -q",
@@ -53,6 +55,7 @@ def install_builder_script(tool: str) -> str:
     check = _CHECKS[tool]
     return (
         "set -e\n"
+        + APT_GET_FUNCTION
         + "\nel".join(branches)
         + "\nelse echo 'no supported package manager (apt-get, dnf, yum, apk)' >&2; exit 3\nfi\n"
         + f"{check} >/dev/null\n"

@@ -27,6 +27,7 @@ from jenkinsapi.jenkins import Jenkins
 from jenkinsapi.node import Node
 
 from ..inventory import JenkinsSettings
+from .apt import APT_GET_FUNCTION
 from .jenkins_config import (
     MANAGED_DESCRIPTION,
     NodeConfig,
@@ -394,12 +395,10 @@ def _reason(exc: BaseException, credentials_hint: str) -> str:
 _JAVA = (
     (
         "apt-get",
-        "export DEBIAN_FRONTEND=noninteractive; "
-        # Bounded wait for a dpkg lock held by unattended-upgrades on a fresh host.
-        "apt-get -o DPkg::Lock::Timeout=120 update -qq && "
-        "{ apt-get -o DPkg::Lock::Timeout=120 install -y -qq --no-install-recommends "
-        "default-jre-headless || apt-get -o DPkg::Lock::Timeout=120 install -y -qq "
-        "--no-install-recommends openjdk-17-jre-headless; }",
+        # apt_get: a bounded wait for the locks of a fresh host's unattended-upgrades.
+        "apt_get update -qq && "
+        "{ apt_get install -y -qq --no-install-recommends default-jre-headless || "
+        "apt_get install -y -qq --no-install-recommends openjdk-17-jre-headless; }",
     ),
     ("dnf", "dnf install -y -q java-17-openjdk-headless"),
     ("yum", "yum install -y -q java-17-openjdk-headless"),
@@ -416,6 +415,7 @@ def install_java_script() -> str:
     return (
         "set -e\n"
         'export PATH="$PATH:/usr/local/bin:/usr/sbin:/sbin"\n'
+        f"{APT_GET_FUNCTION}"
         "if command -v java >/dev/null 2>&1; then\n"
         "  echo 'java already installed'\n"
         "  exit 0\n"
