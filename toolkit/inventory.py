@@ -8,7 +8,7 @@ expected. Unknown keys are errors: a typo must not silently drop a setting.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -149,6 +149,17 @@ class InventoryError(ValueError):
 
 
 @dataclass(frozen=True)
+class NewHostKey:
+    """A host key seen for the first time and recorded in known_hosts (--accept-new-host-keys)."""
+
+    host: str  # the inventory host, or "<host> (jump host addr:port)"
+    server: str  # the known_hosts name written: `addr`, or `[addr]:port`
+    key_type: str  # ssh-ed25519, ecdsa-sha2-nistp256, ...
+    fingerprint: str  # SHA256:..., as `ssh-keygen -l` shows it
+    known_hosts: Path
+
+
+@dataclass(frozen=True)
 class SshSettings:
     user: str = "root"
     port: int = 22
@@ -162,6 +173,11 @@ class SshSettings:
     # The keys the inventory set (top level or per host); the others are defaults, which
     # give way to the ssh config, as `ssh` options do.
     given: frozenset[str] = frozenset()
+    # No inventory key (the schema has none): a task's --accept-new-host-keys sets it with
+    # dataclasses.replace. None: an unknown host key is refused. A function: like OpenSSH's
+    # accept-new, a host with no known_hosts entry is accepted, its key appended to
+    # known_hosts and passed to the function (to report it); a changed key is still refused.
+    accept_new_host_keys: Callable[[NewHostKey], None] | None = None
 
 
 @dataclass(frozen=True)

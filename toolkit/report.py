@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # types only: the CLI starts without importing every subsyste
     from .fleet.facts import HostFacts
     from .fleet.parallel import Outcome
     from .fleet.provision import HostReport
-    from .inventory import Inventory
+    from .inventory import Inventory, NewHostKey
     from .lab.demo import DemoReport
     from .lab.fleet import ComponentStatus, Lab
     from .publish.gitlab_templates import PublishResult as GitLabPublishResult
@@ -70,6 +70,14 @@ def error(message: str) -> None:
 
 def note(message: str) -> None:
     _say(f"note: {message}")
+
+
+def host_key_recorded(recorded: NewHostKey) -> None:
+    """--accept-new-host-keys trusted a key on first sight: say whose, so it can be checked."""
+    note(
+        f"{recorded.host}: recorded the new host key of {recorded.server} in "
+        f"{recorded.known_hosts}: {recorded.key_type} {recorded.fingerprint}"
+    )
 
 
 def merge_summary(result: MergeResult) -> None:

@@ -1,8 +1,13 @@
 """Fabric connections with a safe host-key policy, timeouts, jump hosts and a bounded retry.
 
-Fabric's default accepts any unknown host key (AutoAddPolicy); a provisioning tool hands
-runner tokens to the host it talks to, so an unknown key is refused here (RejectPolicy)
-and keys come from the inventory's known_hosts file (plus the system's).
+Fabric's default accepts any unknown host key (AutoAddPolicy) and loads no known_hosts; a
+provisioning tool hands runner tokens to the host it talks to, so here keys come from the
+inventory's known_hosts file and an unknown key is refused (RejectPolicy). A task's
+`--accept-new-host-keys` (SshSettings.accept_new_host_keys) is OpenSSH's
+StrictHostKeyChecking=accept-new instead: a host with NO entry at all is accepted and its key
+appended to that file. A changed key is refused either way and never overwritten — paramiko
+raises BadHostKeyException before it consults the policy — and so is a key that differs from
+the one another thread or process recorded for the same host meanwhile.
 
 Connecting is retried, a few times with jittered backoff inside the inventory's
 connect_timeout, but ONLY on what sshd's MaxStartups does to a busy server: it accepts the
@@ -14,16 +19,20 @@ first command, and `run_script` never retries, so no command can run twice.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import random
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import paramiko
 from fabric import Config, Connection
 
-from ..inventory import Host, SshSettings
+from ..inventory import Host, NewHostKey, SshSettings
 
 # Attempts per connection (the first one included); the connect_timeout bounds them all.
 CONNECT_ATTEMPTS = 6
@@ -52,8 +61,7 @@ def _jump(spec: str, settings: SshSettings, config: Config) -> Connection:
         connect_timeout=int(settings.connect_timeout),
         connect_kwargs=_connect_kwargs(settings),
     )
-    _secure(gateway, settings)
-    return gateway
+    return gateway  # secured by connection_for, with every other hop
 
 
 def _connect_kwargs(settings: SshSettings) -> dict[str, object]:
@@ -69,13 +77,101 @@ def _connect_kwargs(settings: SshSettings) -> dict[str, object]:
     return kwargs
 
 
-def _secure(connection: Connection, settings: SshSettings) -> None:
-    connection.client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    if settings.known_hosts is not None:
+def _secure(connection: Connection, settings: SshSettings, label: str) -> None:
+    """The inventory's known_hosts and the host-key policy on `connection`'s client (Fabric
+    left AutoAddPolicy there); `label` names the host (or jump host) in errors and notes."""
+    known_hosts = settings.known_hosts
+    on_new = settings.accept_new_host_keys
+    if on_new is None:
+        connection.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    elif known_hosts is None:
+        raise ConnectError(
+            f"{label}: accepting new host keys needs a file to record them in: "
+            "set ssh.known_hosts in the inventory"
+        )
+    else:
+        connection.client.set_missing_host_key_policy(
+            AcceptNewHostKeys(known_hosts, label=label, on_recorded=on_new)
+        )
+    if known_hosts is not None:
         try:
-            connection.client.load_host_keys(str(settings.known_hosts))
+            connection.client.load_host_keys(str(known_hosts))
         except FileNotFoundError:
-            raise ConnectError(f"known_hosts file {settings.known_hosts} does not exist") from None
+            if on_new is None:
+                raise ConnectError(f"known_hosts file {known_hosts} does not exist") from None
+            # accept-new: the first key recorded creates it.
+
+
+class AcceptNewHostKeys(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
+    """OpenSSH's accept-new: record the key of a host that known_hosts has no entry for.
+
+    paramiko consults a policy only for a host with no entry at all (a changed key raised
+    BadHostKeyException before), so this never replaces a key.
+    """
+
+    def __init__(
+        self, known_hosts: Path, *, label: str, on_recorded: Callable[[NewHostKey], None]
+    ) -> None:
+        self.known_hosts = known_hosts
+        self.label = label
+        self.on_recorded = on_recorded
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
+        # `hostname` is paramiko's known_hosts name of the server: `addr`, or `[addr]:port`.
+        if record_host_key(self.known_hosts, hostname, key, label=self.label):
+            self.on_recorded(
+                NewHostKey(
+                    host=self.label,
+                    server=hostname,
+                    key_type=key.get_name(),
+                    fingerprint=key.fingerprint,
+                    known_hosts=self.known_hosts,
+                )
+            )
+
+
+def record_host_key(known_hosts: Path, server: str, key: paramiko.PKey, *, label: str) -> bool:
+    """Append `server`'s `key` to `known_hosts` (made if missing) as one OpenSSH line; True if
+    it was appended, False if the file holds that key for `server` already (another host of
+    the same run, or another process, recorded it meanwhile).
+
+    A different key for `server` in the file raises BadHostKeyException: never overwritten.
+    The check and the append happen under an exclusive flock of the file: it excludes the
+    other threads of this process (each call opens the file anew, and flock locks belong to
+    the open file) as well as another archfleet run; the line goes out in one O_APPEND write.
+    """
+    line = f"{server} {key.get_name()} {key.get_base64()}\n".encode()
+    cannot = f"{label}: cannot record the host key of {server} in {known_hosts}"
+    try:
+        fd = os.open(known_hosts, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise ConnectError(f"{cannot} ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # Read by paramiko itself, so what counts as "an entry for this host" (hashed names,
+        # several names per line) is what its client goes by.
+        entries = paramiko.HostKeys(str(known_hosts)).lookup(server)
+        if entries is not None:
+            recorded = entries.get(key.get_name())
+            if recorded == key:
+                return False
+            raise paramiko.BadHostKeyException(
+                server, key, recorded if recorded is not None else next(iter(entries.values()))
+            )
+        size = os.fstat(fd).st_size
+        # A last line without its newline must not have ours glued on.
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        written = os.write(fd, line)
+    except OSError as exc:
+        raise ConnectError(f"{cannot} ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)  # and with it the lock
+    if written != len(line):  # a full disk: a short write of a small line
+        raise ConnectError(f"{cannot} (wrote {written} of {len(line)} bytes)")
+    return True
 
 
 def _config(host: Host) -> Config:
@@ -119,12 +215,12 @@ def connection_for(host: Host) -> Connection:
         connect_kwargs=_connect_kwargs(settings),
         gateway=_jump(settings.jump_host, settings, config) if settings.jump_host else None,
     )
-    _secure(connection, settings)
-    # A ProxyJump from the ssh config makes Fabric build the hops itself, with its default
-    # AutoAddPolicy: those hops get the same refusing policy and known_hosts.
+    _secure(connection, settings, host.name)
+    # The inventory's jump host, and a ProxyJump from the ssh config (Fabric builds those hops
+    # itself, with its default AutoAddPolicy): every hop gets the same policy and known_hosts.
     hop = connection.gateway
     while isinstance(hop, Connection):
-        _secure(hop, settings)
+        _secure(hop, settings, f"{host.name} (jump host {hop.host}:{hop.port})")
         hop = hop.gateway
     return connection
 
@@ -217,7 +313,8 @@ def _connect_error(exc: BaseException, host: str) -> ConnectError | None:
             server = text.split("'")[1] if text.count("'") >= 2 else "the server"
             return ConnectError(
                 f"{host}: unknown host key of {server}; add it to the inventory's known_hosts "
-                "(ssh-keyscan, after checking its fingerprint)"
+                "(ssh-keyscan, after checking its fingerprint), or let --accept-new-host-keys "
+                "record it"
             )
         return ConnectError(f"{host}: SSH failed ({text})")
     if isinstance(exc, EOFError):

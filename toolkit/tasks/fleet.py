@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
@@ -23,6 +24,9 @@ COMMON_HELP = {
     "limit": "Only these hosts: name,name.",
     "workers": "Hosts handled at once (default 8).",
     "json": "Print the result as JSON on stdout.",
+    "accept-new-host-keys": "Accept the SSH key of a host that the inventory's known_hosts has "
+    "no entry for, and record it there (like OpenSSH's accept-new); a changed key is still "
+    "refused.",
 }
 SERVER_HELP = {
     "no-gitlab": "Leave the GitLab side out (no server reachable, e.g. the lab).",
@@ -30,16 +34,37 @@ SERVER_HELP = {
 }
 
 
-def _load(inventory: str, limit: str) -> Inventory:
+def _load(inventory: str, limit: str, accept_new_host_keys: bool) -> Inventory:
     from ..inventory import InventoryError, load
 
     try:
         fleet = load(inventory)
-        return fleet.limited(limit.split(",")) if limit else fleet
+        fleet = fleet.limited(limit.split(",")) if limit else fleet
     except InventoryError as exc:
         for problem in exc.problems:
             report.error(problem)
         raise Exit(code=1) from None
+    return _accepting_new_host_keys(fleet) if accept_new_host_keys else fleet
+
+
+def _accepting_new_host_keys(fleet: Inventory) -> Inventory:
+    """The fleet with --accept-new-host-keys on every host: new keys are recorded in the
+    known_hosts file the inventory names, and each one is reported."""
+    nowhere = [host.name for host in fleet.hosts if host.ssh.known_hosts is None]
+    if nowhere:
+        report.error(
+            f"--accept-new-host-keys records keys in the inventory's known_hosts file, and "
+            f"{fleet.path} sets none for {', '.join(nowhere)}: set ssh.known_hosts "
+            "(for all hosts, or per host)"
+        )
+        raise Exit(code=1)
+    return replace(
+        fleet,
+        hosts=tuple(
+            replace(host, ssh=replace(host.ssh, accept_new_host_keys=report.host_key_recorded))
+            for host in fleet.hosts
+        ),
+    )
 
 
 def _servers(fleet: Inventory, *, no_gitlab: bool, no_jenkins: bool) -> Servers:
@@ -89,11 +114,14 @@ def fleet_facts(
     limit: str = "",
     workers: int = 8,
     json: bool = False,
+    accept_new_host_keys: bool = False,
 ) -> None:
     """Read every host's facts (real arch, OS, emulators, build tools, runners) over SSH."""
     from ..fleet.gather import gather_facts
 
-    outcomes = _run_hosts(_load(inventory, limit), gather_facts, workers, json)
+    outcomes = _run_hosts(
+        _load(inventory, limit, accept_new_host_keys), gather_facts, workers, json
+    )
     if json:
         report.emit_json([report.facts_json(o.host.name, o.value, o.error) for o in outcomes])
     else:
@@ -120,11 +148,12 @@ def provision_runners(
     json: bool = False,
     no_gitlab: bool = False,
     no_jenkins: bool = False,
+    accept_new_host_keys: bool = False,
 ) -> None:
     """Make each host a native runner/agent tagged with its real arch (plan, then apply)."""
     from ..fleet.provision import provision_host
 
-    fleet = _load(inventory, limit)
+    fleet = _load(inventory, limit, accept_new_host_keys)
     servers = _servers(fleet, no_gitlab=no_gitlab, no_jenkins=no_jenkins)
     outcomes = _run_hosts(
         fleet,
@@ -146,11 +175,12 @@ def runners_status(
     json: bool = False,
     no_gitlab: bool = False,
     no_jenkins: bool = False,
+    accept_new_host_keys: bool = False,
 ) -> None:
     """Facts and server state per host, and per arch: is an online runner/agent there?"""
     from ..fleet.provision import preflight, status_host
 
-    fleet = _load(inventory, limit)
+    fleet = _load(inventory, limit, accept_new_host_keys)
     servers = _servers(fleet, no_gitlab=no_gitlab, no_jenkins=no_jenkins)
     outcomes = _run_hosts(fleet, lambda host: status_host(fleet, host, servers), workers, json)
     arches = preflight(
@@ -173,11 +203,12 @@ def deprovision_runners(
     json: bool = False,
     no_gitlab: bool = False,
     no_jenkins: bool = False,
+    accept_new_host_keys: bool = False,
 ) -> None:
     """Unregister each host's runner and delete it on GitLab; delete its Jenkins node."""
     from ..fleet.provision import deprovision_host
 
-    fleet = _load(inventory, limit)
+    fleet = _load(inventory, limit, accept_new_host_keys)
     servers = _servers(fleet, no_gitlab=no_gitlab, no_jenkins=no_jenkins)
     outcomes = _run_hosts(
         fleet,
