@@ -26,8 +26,9 @@ from ..registry.merge import SourceSpec
 from ..registry.reference import parse_reference
 from .cache import cache_dir
 from .hosts import LabHost, LabHostError, lab_keypair, load_hosts, start_host, write_known_hosts
-from .images import build_image
+from .images import build_image, host_debian_arch
 from .registry import LocalRegistry, RegistryStartError, start_registry
+from .rootfs import build_rootfs, cached_rootfs
 
 Progress = Callable[[str], None]
 
@@ -286,9 +287,16 @@ def _ensure_host(
             return previous
         if previous.running:
             previous.stop()  # asked for another address: restart it there
+    rootfs = cached_rootfs(spec.arch)
+    if rootfs is None:
+        progress(
+            f"building the {spec.arch} host root with debootstrap (first time only; minutes"
+            + (", its second stage runs under QEMU)" if spec.arch != host_debian_arch() else ")")
+        )
+        rootfs = build_rootfs(spec.arch, mirror=mirror)
     progress(
         f"starting host {spec.name}: {spec.arch} root, sshd on {spec.address}:{spec.port}"
-        + (" (every binary runs under QEMU)" if spec.arch == "arm64" else "")
+        + (" (every binary runs under QEMU)" if spec.arch != host_debian_arch() else "")
     )
     host = start_host(
         spec.name,
@@ -297,7 +305,7 @@ def _ensure_host(
         spec.port,
         directory / HOSTS_DIR,
         authorized_keys=[public_key],
-        mirror=mirror,
+        rootfs=rootfs,
     )
     started.append(host)
     progress(f"  {host.name} up, host key {host.host_key_fingerprint}")

@@ -85,6 +85,11 @@ def rootfs_name(debian_arch: str, extra_packages: Sequence[str] = ()) -> str:
     return name
 
 
+def cached_rootfs(debian_arch: str, extra_packages: Sequence[str] = ()) -> Path | None:
+    """The cached tarball `build_rootfs` would return at once, or None if it must build one."""
+    return _cached_tarball(cache_dir() / "rootfs", rootfs_name(debian_arch, extra_packages))
+
+
 def extract_rootfs(tarball: Path, dest: Path) -> None:
     """Unpack a cached root into `dest` (created; must not hold anything yet)."""
     if dest.exists() and any(dest.iterdir()):
