@@ -147,7 +147,10 @@ def lab_down(directory: Path, progress: Progress, *, purge: bool = False) -> int
         # started one before it could write the state.
         for host in load_hosts(directory / HOSTS_DIR):
             was_running = host.running or bool(host.processes())
-            host.remove() if purge else host.stop()
+            if purge:
+                host.remove()
+            else:
+                host.stop()
             if was_running:
                 stopped += 1
                 progress(f"host {host.name} stopped (sshd pid {host.pid}), mounts undone")
