@@ -18,6 +18,7 @@ write nothing to either fake.
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import hashlib
 import importlib.metadata
@@ -271,8 +272,12 @@ PLAYBOOK_TEMPLATE = r"""
       register: runners
       when: runner_config.stat.exists
       changed_when: false
-    - name: java
-      ansible.builtin.command: java -version
+    - name: java (the runtime's release file, as the facts script reads it; else java -version)
+      ansible.builtin.shell: |
+        java=$(command -v java) || exit 1
+        home=$(readlink -f "$java") && home=${home%/bin/java}
+        sed -n 's/^JAVA_VERSION="\([^"]*\)"$/\1/p' "$home/release" 2>/dev/null | grep . ||
+          java -version
       register: java
       changed_when: false
       failed_when: false
@@ -544,9 +549,18 @@ class Bench:
         return seconds
 
 
+def compile_bytecode() -> bool:
+    """Write the .pyc files of our package, as pip does when it installs a wheel; whether they
+    were all written. The libraries measured beside us (fabric, paramiko, ansible) load theirs
+    from pip's .pyc files; a checkout run with PYTHONDONTWRITEBYTECODE=1 (set on the machines
+    here) would otherwise compile every module of ours again in every timed run."""
+    return bool(compileall.compile_dir(REPO_ROOT / "toolkit", quiet=1))
+
+
 def measure(bench: Bench, n: int, runs: int) -> dict[str, Measurement]:
     results = {tool: Measurement(tool) for tool in TOOLS}
-    # One untimed round: page cache, .pyc files, and the warm row's masters.
+    # One untimed round: page cache, the warm row's masters (and .pyc files where Python may
+    # write them; ours are compiled beforehand, see compile_bytecode).
     for tool in TOOLS:
         bench.once(tool, n)
     # Round-robin, so drift in the machine's load spreads over every tool alike.
@@ -733,6 +747,7 @@ def print_text(report: dict[str, Any]) -> None:
         f"runs:     {report['runs']} per tool and N after one untimed round; "
         "wall = whole processes, round-robin"
     )
+    print(f"bytecode: {report['bytecode']}")
     startup = ", ".join(f"{k} {v:.3f}s" for k, v in report["startupMedianSeconds"].items())
     print(f"start-up: (median, no host touched) {startup}")
     for drift in report["playbookDrift"]:
@@ -802,6 +817,8 @@ def _terminate(signum: int, _frame: object) -> None:
 
 def benchmark(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     ansible = ansible_playbook()
+    if not compile_bytecode():
+        raise BenchError(f"compileall could not write the .pyc files under {REPO_ROOT / 'toolkit'}")
     count = max(args.ns)
     # Other work on a shared machine shows here; it makes wall times noisy.
     load_before = round(os.getloadavg()[0], 2)
@@ -830,6 +847,8 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "measured": "ours = no-op re-run of provision-runners with both roles, GitLab and "
             "Jenkins sides on (local HTTP fakes of their APIs; gitlab-runner stand-in)",
             "runs": args.runs,
+            "bytecode": "toolkit's .pyc files compiled before timing, as pip install does "
+            f"(PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '') or 'unset'})",
             "startupMedianSeconds": startup_floor(args.runs),
             "playbookDrift": playbook_drift(),
             "sections": sections,

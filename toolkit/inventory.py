@@ -3,21 +3,30 @@
 `load()` validates against ONE JSON Schema (the same one `invoke inventory-schema` prints for
 editors) and reports every problem with the file, the key path, the line, and what was
 expected. Unknown keys are errors: a typo must not silently drop a setting.
+
+Every run loads the inventory, and importing jsonschema costs more than the whole check of a
+sound file. So a sound file is recognised by `conforms()`, a small walk over the same SCHEMA
+that understands the few keywords it uses and answers "no" for anything else; only a file it
+does not pass goes through jsonschema, whose errors (or absence of errors) are what counts.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from .archmap import UNAME_TO_PLATFORM
 from .registry.manifest import Platform
+
+if TYPE_CHECKING:
+    import jsonschema
 
 ROLES = ("gitlab-runner", "jenkins-agent")
 RUNNER_TYPES = ("instance_type", "group_type", "project_type")
@@ -279,6 +288,121 @@ def _line_map(text: str) -> dict[tuple[str | int, ...], int]:
     return lines
 
 
+class _Lines:
+    """`_line_map(text)`, composed on first use: only a file with a problem needs its lines."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    @cached_property
+    def _map(self) -> dict[tuple[str | int, ...], int]:
+        return _line_map(self._text)
+
+    def get(self, path: tuple[str | int, ...]) -> int | None:
+        return self._map.get(path)
+
+
+# --- the fast check of a sound file ----------------------------------------------------------
+
+_ANNOTATIONS = frozenset({"$schema", "title", "description"})
+
+
+def _is_number(value: object) -> bool:
+    return type(value) in (int, float)
+
+
+# Exact Python types, as YAML produces them (bool is no integer; 1.0 is left to jsonschema).
+_TYPES: dict[str, type] = {
+    "object": dict,
+    "array": list,
+    "string": str,
+    "integer": int,
+    "boolean": bool,
+}
+
+
+def _check_type(value: object, expected: object, _schema: Mapping[str, Any]) -> bool:
+    if expected == "number":
+        return _is_number(value)
+    kind = _TYPES.get(expected) if isinstance(expected, str) else None
+    return kind is not None and type(value) is kind
+
+
+def _check_properties(value: object, expected: Any, _schema: Mapping[str, Any]) -> bool:
+    if not isinstance(value, dict):
+        return True
+    return all(key not in value or conforms(value[key], sub) for key, sub in expected.items())
+
+
+def _check_additional(value: object, expected: Any, schema: Mapping[str, Any]) -> bool:
+    if not isinstance(value, dict):
+        return True
+    known = schema.get("properties", {})
+    extra = [key for key in value if key not in known]
+    if expected is False:
+        return not extra
+    return isinstance(expected, dict) and all(conforms(value[key], expected) for key in extra)
+
+
+def _check_unique(value: object, expected: object, _schema: Mapping[str, Any]) -> bool:
+    if expected is not True:
+        return False  # `uniqueItems: false` is not used; left to jsonschema
+    if not isinstance(value, list):
+        return True
+    # Strings only: jsonschema's equality of other values (1 vs True, 1 vs 1.0) is its own.
+    return all(type(item) is str for item in value) and len(set(value)) == len(value)
+
+
+_KEYWORDS: dict[str, Callable[[Any, Any, Mapping[str, Any]], bool]] = {
+    "type": _check_type,
+    "properties": _check_properties,
+    "additionalProperties": _check_additional,
+    "required": lambda v, e, _: not isinstance(v, dict) or all(k in v for k in e),
+    "enum": lambda v, e, _: any(type(v) is type(c) and v == c for c in e),
+    "pattern": lambda v, e, _: not isinstance(v, str) or re.search(e, v) is not None,
+    "minLength": lambda v, e, _: not isinstance(v, str) or len(v) >= e,
+    "minimum": lambda v, e, _: not _is_number(v) or v >= e,
+    "maximum": lambda v, e, _: not _is_number(v) or v <= e,
+    "exclusiveMinimum": lambda v, e, _: not _is_number(v) or v > e,
+    "items": lambda v, e, _: not isinstance(v, list) or all(conforms(i, e) for i in v),
+    "minItems": lambda v, e, _: not isinstance(v, list) or len(v) >= e,
+    "uniqueItems": _check_unique,
+}
+
+
+def conforms(value: Any, schema: Mapping[str, Any] = SCHEMA) -> bool:
+    """True only if `value` is valid against `schema` for sure; False when it is not, or when
+    the schema says something this walk does not understand (then jsonschema decides)."""
+    if isinstance(value, dict) and not all(type(key) is str for key in value):
+        return False
+    for keyword, expected in schema.items():
+        if keyword in _ANNOTATIONS:
+            continue
+        check = _KEYWORDS.get(keyword)
+        if check is None or not check(value, expected, schema):
+            return False
+    return True
+
+
+def _schema_problems(data: Any, path: Path, lines: _Lines) -> list[str]:
+    """Every schema problem of `data`, as jsonschema finds them, with file, line and key path."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    problems = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        where = tuple(error.absolute_path)
+        pointer = where
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            # Point at the unknown key itself, not at the mapping holding it.
+            known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+            pointer = (*where, min(k for k in error.instance if k not in known))
+        line = lines.get(pointer) or lines.get(where) or lines.get(where[:-1])
+        prefix = f"{path}:{line}" if line else f"{path}"
+        problems.append(f"{prefix}: {_dotted(where)}: {_describe(error)}")
+    return problems
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     """jsonschema's wording, made to say what was expected."""
     validator, value = error.validator, error.validator_value
@@ -320,19 +444,8 @@ def _ssh(data: Mapping[str, Any], base: SshSettings) -> SshSettings:
 
 def parse(data: Any, path: Path, text: str = "") -> Inventory:
     """Validate a parsed document and build the model; every problem is reported at once."""
-    lines = _line_map(text)
-    validator = jsonschema.Draft202012Validator(SCHEMA)
-    problems = []
-    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
-        where = tuple(error.absolute_path)
-        pointer = where
-        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            # Point at the unknown key itself, not at the mapping holding it.
-            known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
-            pointer = (*where, min(k for k in error.instance if k not in known))
-        line = lines.get(pointer) or lines.get(where) or lines.get(where[:-1])
-        prefix = f"{path}:{line}" if line else f"{path}"
-        problems.append(f"{prefix}: {_dotted(where)}: {_describe(error)}")
+    lines = _Lines(text)
+    problems = [] if conforms(data) else _schema_problems(data, path, lines)
     if problems:
         raise InventoryError(path, problems)
     problems += _cross_checks(data, path, lines)
@@ -367,9 +480,7 @@ def parse(data: Any, path: Path, text: str = "") -> Inventory:
     )
 
 
-def _cross_checks(
-    data: Mapping[str, Any], path: Path, lines: Mapping[tuple[str | int, ...], int]
-) -> list[str]:
+def _cross_checks(data: Mapping[str, Any], path: Path, lines: _Lines) -> list[str]:
     """What a schema cannot say: unique names, roles that need their server section."""
     problems = []
 

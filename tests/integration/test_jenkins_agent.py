@@ -243,3 +243,25 @@ def test_a_refused_create_leaves_nothing(jenkins: FakeJenkins, nodes: JenkinsNod
     with pytest.raises(JenkinsAgentError, match=f"creating node '{NODE}'.*HTTP 403"):
         create(nodes)
     assert jenkins.nodes == {}
+
+
+def test_one_node_listing_serves_a_whole_fleet_command(
+    jenkins: FakeJenkins, nodes: JenkinsNodes, settings: JenkinsSettings
+) -> None:
+    """A fleet command connects (one listing of the nodes, also the credentials check) and
+    plans every host against that listing: one config.xml per existing node, nothing else."""
+    create(nodes, "build-a")
+    create(nodes, "build-b")
+    jenkins.online["build-b"] = True
+    mark = len(jenkins.requests)
+    fresh = JenkinsNodes.from_settings(settings, {"J_USER": USER, "J_TOKEN": TOKEN})
+    listing = fresh.snapshot()
+    found = {name: fresh.find(name, listing=listing) for name in ("build-a", "build-b", "new")}
+    assert [r.path for r in jenkins.requests[mark:]] == [
+        "/computer/api/python",
+        "/computer/build-a/config.xml",
+        "/computer/build-b/config.xml",
+    ]
+    a, b = found["build-a"], found["build-b"]
+    assert a is not None and not a.online and a.labels == ("amd64", "linux")
+    assert b is not None and b.online and found["new"] is None

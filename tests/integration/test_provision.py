@@ -58,6 +58,31 @@ def test_declared_arch_mismatch_is_refused_and_others_go_on(lab: Lab, tmp_path: 
     assert amd["planned"] == ["install-builder: install buildah with skopeo from the OS packages"]
 
 
+def test_a_server_side_that_cannot_be_set_up_is_one_error_and_no_host_goes_on(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """The hosts connect and read facts while the servers are set up; when Jenkins cannot be
+    reached (nothing listens on 127.0.0.1:9), that is ONE error, exit 1, and no host goes past
+    its facts: none is reported, nothing is printed as JSON."""
+    inventory = write_inventory(lab, tmp_path / "lab.yml")
+    run = archfleet(
+        "provision-runners",
+        "--inventory",
+        str(inventory),
+        "--no-gitlab",
+        "--json",
+        env={"JENKINS_USER": "admin", "JENKINS_API_TOKEN": "unused-token-0d1e"},
+        timeout=600,
+    )
+    assert run.code == 1
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "connecting to Jenkins at http://127.0.0.1:9" in errors[0]
+    assert run.stdout == ""
+    for host in lab.hosts.values():
+        assert f"{host.name}:" not in run.stderr
+    assert "unused-token-0d1e" not in run.stderr
+
+
 API_TOKEN = "glpat-provision-e2e-7f31"
 JENKINS_TOKEN = "11ab-jenkins-provision-T0K"
 

@@ -74,3 +74,47 @@ def test_incomplete_or_unknown_is_an_error() -> None:
         parse_facts("machine=x86_64\n", host="h")
     with pytest.raises(FactsError, match="h: unknown machine architecture 'sparc64'"):
         parse_facts("machine=sparc64\nfacts=done\n", host="h")
+
+
+def _fake_java(tmp_path: Path, *, release: str | None) -> tuple[dict[str, str], Path]:
+    """A `java` on PATH (a symlink into a runtime's bin/, like Debian's alternatives) that
+    records every start; the runtime's `release` file as given."""
+    home = tmp_path / "jvm" / "java-17"
+    (home / "bin").mkdir(parents=True)
+    started = tmp_path / "java-started"
+    java = home / "bin" / "java"
+    java.write_text(
+        f"#!/bin/sh\ntouch {started}\necho 'openjdk version \"17.0.99\" 2026-01-01' >&2\n"
+    )
+    java.chmod(0o755)
+    if release is not None:
+        (home / "release").write_text(release)
+    on_path = tmp_path / "bin"
+    on_path.mkdir()
+    (on_path / "java").symlink_to(java)
+    return {"PATH": f"{on_path}:/usr/bin:/bin"}, started
+
+
+def _java_fact(env: dict[str, str]) -> str | None:
+    output = subprocess.run(
+        ["sh", "-c", FACTS_SCRIPT], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    return parse_facts(output, host="local").java
+
+
+def test_java_version_comes_from_the_runtime_release_file_without_starting_a_jvm(
+    tmp_path: Path,
+) -> None:
+    release = 'IMPLEMENTOR="Debian"\nJAVA_VERSION="17.0.19"\nJAVA_VERSION_DATE="2026-04-21"\n'
+    env, started = _fake_java(tmp_path, release=release)
+    assert _java_fact(env) == "17.0.19"
+    assert not started.exists()
+
+
+@pytest.mark.parametrize("release", [None, 'IMPLEMENTOR="x"\n'])
+def test_without_a_release_file_java_itself_says_its_version(
+    tmp_path: Path, release: str | None
+) -> None:
+    env, started = _fake_java(tmp_path, release=release)
+    assert _java_fact(env) == "17.0.99"
+    assert started.exists()

@@ -3,13 +3,17 @@ the file, the line, the key path and what was expected."""
 
 from __future__ import annotations
 
+import copy as copy_module
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
+import yaml
 
-from toolkit.inventory import SCHEMA, InventoryError, load
+from toolkit.inventory import SCHEMA, InventoryError, conforms, load
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -163,3 +167,138 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
 def test_schema_is_json() -> None:
     text = json.dumps(SCHEMA)
     assert '"additionalProperties": false' in text and "hosts" in SCHEMA["required"]
+
+
+# --- the fast check (inventory.conforms) against jsonschema ----------------------------------
+
+_CANDIDATES: list[object] = [
+    None,
+    True,
+    False,
+    0,
+    1,
+    -1,
+    1.0,
+    1.5,
+    70000,
+    float("nan"),
+    "",
+    "x",
+    "build-1",
+    "https://g.example.com",
+    "/abs",
+    "a b",
+    "; rm -rf /",
+    "a" * 300,
+    "instance_type",
+    "amd64",
+    "gitlab-runner",
+    "0" * 64,
+    [],
+    ["x"],
+    ["x", "x"],
+    ["gitlab-runner", "gitlab-runner"],
+    [1],
+    [True],
+    [None],
+    {},
+    {"x": 1},
+    {1: "x"},
+]
+
+
+def _paths(value: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    found = [path]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _paths(item, (*path, index))
+    return found
+
+
+def _replaced(document: object, path: tuple[object, ...], value: object) -> object:
+    if not path:
+        return value
+    copy = copy_module.deepcopy(document)
+    parent: Any = copy
+    for part in path[:-1]:
+        parent = parent[part]
+    if value is _DELETE:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    return copy
+
+
+_DELETE = object()
+
+
+def _mutations(document: dict[str, Any]) -> list[object]:
+    mutated: list[object] = []
+    for path in _paths(document):
+        mutated += [_replaced(document, path, value) for value in _CANDIDATES]
+        if path:
+            mutated.append(_replaced(document, path, _DELETE))
+        target: Any = document
+        for part in path:
+            target = target[part]
+        if isinstance(target, dict):
+            mutated.append(_replaced(document, path, {**target, "unknown_key": 1}))
+    return mutated
+
+
+@pytest.mark.parametrize("source", ["examples/inventory.yml", "lab"])
+def test_the_fast_check_never_passes_what_jsonschema_refuses(source: str) -> None:
+    """conforms() is what spares a sound file jsonschema's import: it must never say yes where
+    jsonschema says no — every value of a real inventory is replaced in turn by values of
+    every kind, every key deleted, an unknown key added to every mapping."""
+    if source == "lab":
+        text = textwrap.dedent(
+            """
+            ssh: {user: root, key: /k, known_hosts: /kh, use_ssh_config: false, port: 22,
+                  connect_timeout: 5, command_timeout: 60.5, jump_host: j, ssh_config_file: /c}
+            builder: {tool: docker, install: false, group: docker}
+            gitlab:
+              url: http://127.0.0.1:1
+              runner_type: project_type
+              project: platform/builds
+              tags: [native, fast]
+              runner_sha256:
+                amd64: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+              locked: false
+            jenkins: {url: http://127.0.0.1:2, credentials_id: lab, executors: 2, labels: [x]}
+            hosts:
+              - {name: a-1, address: 127.0.0.1, arch: amd64, roles: [gitlab-runner],
+                 ssh: {port: 2222}, tags: [t], labels: [l], executors: 3}
+            """
+        )
+    else:
+        text = (REPO / source).read_text()
+    document = yaml.safe_load(text)
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    assert conforms(document) and not list(validator.iter_errors(document))
+    refused = passed = 0
+    for mutated in _mutations(document):
+        valid = not list(validator.iter_errors(mutated))
+        if conforms(mutated):
+            assert valid, mutated
+            passed += 1
+        refused += not valid
+    # Both answers really occur: the mutations reach past the fast check both ways.
+    assert refused > 100 and passed > 50
+
+
+def test_a_file_the_fast_check_doubts_but_jsonschema_accepts_loads(tmp_path: Path) -> None:
+    # 22.0 is an integer to JSON Schema; the fast check leaves such a value to jsonschema.
+    path = write(
+        tmp_path,
+        """
+        ssh: {port: 22.0}
+        hosts: [{name: a, address: h, roles: [gitlab-runner]}]
+        gitlab: {url: https://g.example.com}
+        """,
+    )
+    assert not conforms(yaml.safe_load(path.read_text()))
+    assert load(path).hosts[0].ssh.port == 22

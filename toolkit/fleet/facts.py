@@ -49,8 +49,16 @@ if [ -r "$config" ]; then
     echo "runner=$id|$name|$(printf %s "$token" | sha256sum | cut -c1-16)"
   done
 fi
-if command -v java >/dev/null 2>&1; then
-  echo "java=$(java -version 2>&1 | head -n1 | sed 's/.*version "\([^"]*\)".*/\1/')"
+if java=$(command -v java 2>/dev/null); then
+  # The runtime's `release` file (JDK 9+) holds the version `java -version` prints, and
+  # reading it starts no JVM; without one, ask java itself.
+  home=$(readlink -f "$java" 2>/dev/null) && home=${home%/bin/java} || home=
+  version=
+  [ -n "$home" ] && [ -r "$home/release" ] &&
+    version=$(sed -n 's/^JAVA_VERSION="\([^"]*\)"$/\1/p' "$home/release" | head -n1)
+  [ -n "$version" ] ||
+    version=$(java -version 2>&1 | head -n1 | sed 's/.*version "\([^"]*\)".*/\1/')
+  echo "java=$version"
 fi
 echo "disk_free_kb=$(df -Pk / | awk 'NR==2 {print $4}')"
 echo "user=$(id -un)"

@@ -24,16 +24,13 @@ from gitlab import config as gl_config
 from gitlab import exceptions as gl_errors
 
 from ..inventory import GitLabSettings
+from .errors import GitLabRunnerError
 from .gitlab_host import register_runner
 from .plan import RunnerState
 
 __all__ = ["CreatedRunner", "GitLabRunnerError", "GitLabRunners", "create_and_register"]
 
 _SCOPE_OWNER = {"group_type": "group", "project_type": "project"}
-
-
-class GitLabRunnerError(RuntimeError):
-    """A GitLab runner call failed or could not be authenticated; names the server and step."""
 
 
 @dataclass(frozen=True)

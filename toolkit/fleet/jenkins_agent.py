@@ -16,6 +16,7 @@ module contains it (errors say which environment variables to check instead).
 from __future__ import annotations
 
 import shlex
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,6 +29,7 @@ from jenkinsapi.node import Node
 
 from ..inventory import JenkinsSettings
 from .apt import APT_GET_FUNCTION
+from .errors import JenkinsAgentError
 from .jenkins_config import (
     MANAGED_DESCRIPTION,
     NodeConfig,
@@ -53,10 +55,6 @@ __all__ = [
 # Jenkins.checkGoodName refuses these in any item or node name.
 _UNSAFE_NAME_CHARS = set("?*/\\%!@#$^&|<>[]:;")
 BUILT_IN = "Built-In Node"
-
-
-class JenkinsAgentError(RuntimeError):
-    """A Jenkins node operation failed; the message names the node, what and why."""
 
 
 def check_node_name(name: str) -> str:
@@ -89,6 +87,8 @@ class JenkinsNodes:
         self.user = user
         # e.g. "JENKINS_USER / JENKINS_API_TOKEN": what to check when Jenkins refuses us.
         self._credentials_hint = credentials_hint
+        self._lock = threading.Lock()
+        self._snapshot: Mapping[str, bool] | None = None
 
     def __repr__(self) -> str:
         return f"JenkinsNodes(url={self.url!r}, user={self.user!r})"
@@ -119,15 +119,20 @@ class JenkinsNodes:
                 f"Jenkins at {url} needs a user and an API token: set {' and '.join(missing)} "
                 f"in the environment (user in {settings.user_env}, token in {settings.token_env})"
             )
+        # lazy: jenkinsapi's own first request lists every job (and one more per folder);
+        # the check that Jenkins answers and takes the credentials is the node listing,
+        # which a fleet command needs anyway (`snapshot`).
+        jenkins = Jenkins(
+            url, username=user, password=token, timeout=timeout, ssl_verify=ssl_verify, lazy=True
+        )
+        nodes = cls(jenkins, url=url, user=user, credentials_hint=hint)
         try:
-            jenkins = Jenkins(
-                url, username=user, password=token, timeout=timeout, ssl_verify=ssl_verify
-            )
+            nodes._snapshot = nodes._fetch_listing()
         except (requests.RequestException, JenkinsAPIException) as exc:
             raise JenkinsAgentError(
                 f"connecting to Jenkins at {url}: {_reason(exc, hint)}"
             ) from None
-        return cls(jenkins, url=url, user=user, credentials_hint=hint)
+        return nodes
 
     # ------------------------------------------------------------------ plumbing
 
@@ -140,6 +145,31 @@ class JenkinsNodes:
 
     def _fail(self, what: str, exc: Exception) -> JenkinsAgentError:
         return JenkinsAgentError(f"{what} on {self.url}: {_reason(exc, self._credentials_hint)}")
+
+    def _fetch_listing(self) -> dict[str, bool]:
+        data = self._jenkins.get_data(
+            f"{self.url}/computer/api/python", tree="computer[displayName,offline]"
+        )
+        return {
+            str(computer.get("displayName")): not computer.get("offline", True)
+            for computer in data.get("computer", [])
+        }
+
+    def _listing(self, what: str) -> dict[str, bool]:
+        """name -> online, of every node (the built-in one too): ONE request for them all."""
+        try:
+            return self._fetch_listing()
+        except (requests.RequestException, JenkinsAPIException) as exc:
+            raise self._fail(what, exc) from None
+
+    def snapshot(self) -> Mapping[str, bool]:
+        """The node listing (name -> online) as it was when this client connected (or at the
+        first call): what one fleet command plans against, for all its hosts, instead of a
+        listing per host. `find` without it, and every write, read the listing anew."""
+        with self._lock:
+            if self._snapshot is None:
+                self._snapshot = self._listing("listing nodes")
+            return self._snapshot
 
     def _exists(self, name: str) -> bool:
         try:
@@ -172,17 +202,25 @@ class JenkinsNodes:
         except NodeConfigError as exc:
             raise JenkinsAgentError(f"{exc} (on {self.url})") from None
 
-    def find(self, name: str) -> NodeState | None:
-        config = self.config(name)
-        if config is None:
+    def find(self, name: str, *, listing: Mapping[str, bool] | None = None) -> NodeState | None:
+        """Node `name` as Jenkins stores it, or None: its config.xml, and whether it exists and
+        is online from `listing` (e.g. `snapshot()`), else from a listing read now."""
+        check_node_name(name)
+        if listing is None:
+            listing = self._listing(f"listing nodes (looking for {name!r})")
+        if name not in listing:
             return None
+        try:
+            config = parse_node_config(self._config_xml(name), node=name)
+        except NodeConfigError as exc:
+            raise JenkinsAgentError(f"{exc} (on {self.url})") from None
         return NodeState(
             name=name,
             labels=config.labels,
             executors=config.executors,
             remote_root=config.remote_root,
             credentials_id=config.credentials_id,
-            online=self.is_online(name),
+            online=listing[name],
         )
 
     def is_online(self, name: str) -> bool:

@@ -34,11 +34,18 @@ def for_each_host(
     workers: int = 8,
     expected: tuple[type[Exception], ...] = (Exception,),
     on_done: Callable[[Outcome[T]], None] | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> list[Outcome[T]]:
-    """Outcomes in inventory order; `expected` errors become the host's error message."""
+    """Outcomes in inventory order; `expected` errors become the host's error message.
+
+    `meanwhile` runs in the calling thread once the hosts' work has started (e.g. setting up
+    what the work waits for later); if it raises, the hosts' work is waited for and its
+    outcomes dropped, and the exception propagates."""
     outcomes: dict[str, Outcome[T]] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(hosts) or 1))) as pool:
         futures = {pool.submit(work, host): host for host in hosts}
+        if meanwhile is not None:
+            meanwhile()
         for future in as_completed(futures):
             host = futures[future]
             try:

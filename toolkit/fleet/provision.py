@@ -3,32 +3,47 @@
 `--dry-run` stops after the plan, so what is printed is exactly what apply would run. Each
 change is idempotent, and a host's failure is its own: the caller (parallel.for_each_host)
 collects it and goes on with the others.
+
+What the servers know about a host does not depend on its facts, so a fleet command does not
+wait for one before the other: the hosts' SSH work starts first, and meanwhile the server
+sides are set up and every host's server state is looked up (`ServerLookups`). python-gitlab
+and jenkinsapi are imported then, not before: this module does not import them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
-
-from fabric import Connection
+from typing import TYPE_CHECKING, Any
 
 from ..inventory import Host, Inventory
 from . import builder, gitlab_host
 from .connect import connect, run_script
-from .facts import HostFacts
 from .gather import read_facts
-from .gitlab_runner import GitLabRunners, create_and_register
-from .jenkins_agent import (
-    JenkinsNodes,
-    NodeOutcome,
-    ensure_remote_root_script,
-    install_java_script,
-)
 from .plan import Change, HostPlan, NodeState, RunnerState, plan_host
+
+if TYPE_CHECKING:
+    from fabric import Connection
+
+    from .gitlab_runner import GitLabRunners
+    from .jenkins_agent import JenkinsNodes, NodeOutcome
 
 
 class ApplyError(RuntimeError):
     pass
+
+
+class ServersUnavailable(RuntimeError):
+    """The server sides could not be set up; the command reports why, once, for all hosts."""
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """What the servers in use know about one host before this run (None: nothing, or off)."""
+
+    runner: RunnerState | None = None
+    node: NodeState | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,78 @@ class Servers:
             gitlab=inventory.gitlab if self.runners else None,
             jenkins=inventory.jenkins if self.nodes else None,
         )
+
+    def state_of(self, host: Host) -> ServerState:
+        """The host's runner (GitLab lists its scope once) and node (against ONE listing of
+        Jenkins' nodes for the whole run), as far as its roles and the sides in use go."""
+        runner = (
+            self.runners.find(host.name)
+            if self.runners and host.has_role("gitlab-runner")
+            else None
+        )
+        node = (
+            self.nodes.find(host.name, listing=self.nodes.snapshot())
+            if self.nodes and host.has_role("jenkins-agent")
+            else None
+        )
+        return ServerState(runner, node)
+
+
+class ServerLookups:
+    """The servers of one command, and each host's `ServerState`, for the hosts' threads.
+
+    The command's main thread sets the servers up (`start`) while the hosts' threads connect
+    and read facts; from then on, every host's state is looked up at once, `workers` at a time,
+    so these round trips overlap the SSH ones. A host's thread waits only where it needs the
+    answer (`servers`, `state`); if the set-up failed (`fail`), it stops there with
+    ServersUnavailable — after reading facts, before any change.
+    """
+
+    def __init__(self) -> None:
+        self._ready: Future[Servers] = Future()
+        self._states: dict[str, Future[ServerState]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def of(cls, servers: Servers) -> ServerLookups:
+        """Servers already set up; each state is looked up when a host asks for it."""
+        lookups = cls()
+        lookups._ready.set_result(servers)
+        return lookups
+
+    def start(self, servers: Servers, hosts: Sequence[Host], *, workers: int = 8) -> None:
+        """The servers are ready: look up every host's state now, in the background."""
+        if (servers.runners or servers.nodes) and hosts:
+            self._pool = ThreadPoolExecutor(
+                max_workers=max(1, min(workers, len(hosts))), thread_name_prefix="lookup"
+            )
+            for host in hosts:
+                self._states[host.name] = self._pool.submit(servers.state_of, host)
+        self._ready.set_result(servers)
+
+    def fail(self) -> None:
+        if not self._ready.done():
+            self._ready.set_exception(ServersUnavailable("the server sides could not be set up"))
+
+    def close(self) -> None:
+        """Stop (fail) what never started; wait for the lookups under way."""
+        self.fail()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> ServerLookups:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def servers(self) -> Servers:
+        return self._ready.result()
+
+    def state(self, host: Host) -> ServerState:
+        servers = self.servers()
+        future = self._states.get(host.name)
+        return future.result() if future is not None else servers.state_of(host)
 
 
 @dataclass
@@ -79,35 +166,28 @@ class HostReport:
         }
 
 
-def _plan(
-    inventory: Inventory, host: Host, facts: HostFacts, servers: Servers, rotate_token: bool
-) -> tuple[HostPlan, RunnerState | None, NodeState | None]:
-    runner = (
-        servers.runners.find(host.name)
-        if servers.runners and host.has_role("gitlab-runner")
-        else None
-    )
-    node = (
-        servers.nodes.find(host.name) if servers.nodes and host.has_role("jenkins-agent") else None
-    )
-    plan = plan_host(
-        servers.scoped(inventory), host, facts, runner=runner, node=node, rotate_token=rotate_token
-    )
-    return plan, runner, node
-
-
 def provision_host(
     inventory: Inventory,
     host: Host,
-    servers: Servers,
+    servers: Servers | ServerLookups,
     *,
     dry_run: bool = False,
     rotate_token: bool = False,
 ) -> HostReport:
+    lookups = servers if isinstance(servers, ServerLookups) else ServerLookups.of(servers)
     connection = connect(host)
     try:
         facts = read_facts(connection, host)
-        plan, runner, node = _plan(inventory, host, facts, servers, rotate_token)
+        sides = lookups.servers()
+        state = lookups.state(host)
+        plan = plan_host(
+            sides.scoped(inventory),
+            host,
+            facts,
+            runner=state.runner,
+            node=state.node,
+            rotate_token=rotate_token,
+        )
         report = HostReport(
             host.name,
             facts.arch,
@@ -118,12 +198,12 @@ def provision_host(
             agent_labels=plan.agent_labels,
         )
         # Online as the servers saw it before this run: what runners-status reports.
-        if servers.runners and host.has_role("gitlab-runner"):
-            report.runner_online = bool(runner and runner.online)
-        if servers.nodes and host.has_role("jenkins-agent"):
-            report.agent_online = bool(node and node.online)
+        if sides.runners and host.has_role("gitlab-runner"):
+            report.runner_online = bool(state.runner and state.runner.online)
+        if sides.nodes and host.has_role("jenkins-agent"):
+            report.agent_online = bool(state.node and state.node.online)
         if not dry_run:
-            _apply(plan, connection, servers.scoped(inventory), servers, report)
+            _apply(plan, connection, sides.scoped(inventory), sides, report)
         return report
     finally:
         connection.close()
@@ -187,6 +267,8 @@ def _apply_change(
         gitlab_host.unregister_runner(connection, host.name, host.name, timeout=timeout)
     elif kind == "create-runner":
         assert servers.runners is not None and inventory.gitlab is not None
+        from .gitlab_runner import create_and_register
+
         # Creation and registration are one step: a failed registration deletes the runner.
         create_and_register(
             servers.runners,
@@ -206,9 +288,13 @@ def _apply_change(
     elif kind == "fix-runner-config-mode":
         gitlab_host.fix_config_mode(connection, host.name, timeout=timeout)
     elif kind == "install-java":
+        from .jenkins_agent import install_java_script
+
         _script(connection, host, install_java_script(), "installing Java")
     elif kind in ("create-node", "update-node"):
         assert servers.nodes is not None and inventory.jenkins is not None
+        from .jenkins_agent import ensure_remote_root_script
+
         jenkins = inventory.jenkins
         _script(
             connection,
@@ -231,21 +317,25 @@ def _apply_change(
     return None
 
 
-def status_host(inventory: Inventory, host: Host, servers: Servers) -> HostReport:
+def status_host(inventory: Inventory, host: Host, servers: Servers | ServerLookups) -> HostReport:
     """Facts + server state + what provisioning would still change (nothing is changed)."""
     return provision_host(inventory, host, servers, dry_run=True)
 
 
 def deprovision_host(
-    inventory: Inventory, host: Host, servers: Servers, *, dry_run: bool = False
+    inventory: Inventory, host: Host, servers: Servers | ServerLookups, *, dry_run: bool = False
 ) -> HostReport:
     """Unregister on the host, delete on GitLab/Jenkins; what is already gone is skipped."""
+    lookups = servers if isinstance(servers, ServerLookups) else ServerLookups.of(servers)
     connection = connect(host)
     try:
         facts = read_facts(connection, host)
+        sides = lookups.servers()
+        state = lookups.state(host)
         report = HostReport(host.name, facts.arch, facts.machine, facts.can_emulate)
         steps: list[tuple[str, Any]] = []
-        if servers.runners and host.has_role("gitlab-runner"):
+        runners, nodes = sides.runners, sides.nodes
+        if runners and host.has_role("gitlab-runner"):
             if facts.runner_named(host.name):
                 steps.append(
                     (
@@ -255,19 +345,16 @@ def deprovision_host(
                         ),
                     )
                 )
-            state = servers.runners.find(host.name)
-            if state is not None:
-                runner_id = state.id
+            if state.runner is not None:
+                runner_id = state.runner.id
                 steps.append(
                     (
                         f"delete-runner: runner #{runner_id} on GitLab",
-                        lambda: servers.runners.delete(runner_id),
+                        lambda: runners.delete(runner_id),
                     )
                 )
-        if servers.nodes and host.has_role("jenkins-agent") and servers.nodes.find(host.name):
-            steps.append(
-                (f"delete-node: {host.name} on Jenkins", lambda: servers.nodes.delete(host.name))
-            )
+        if nodes and host.has_role("jenkins-agent") and state.node:
+            steps.append((f"delete-node: {host.name} on Jenkins", lambda: nodes.delete(host.name)))
         report.planned = [what for what, _ in steps]
         if not dry_run:
             for what, step in steps:

@@ -16,8 +16,10 @@ from invoke.tasks import task
 from .. import report
 
 if TYPE_CHECKING:
-    from ..fleet.provision import Servers
-    from ..inventory import Inventory
+    from ..fleet.gitlab_runner import GitLabRunners
+    from ..fleet.jenkins_agent import JenkinsNodes
+    from ..fleet.provision import ServerLookups, Servers
+    from ..inventory import Host, Inventory
 
 COMMON_HELP = {
     "inventory": "The fleet file (YAML).",
@@ -68,22 +70,22 @@ def _accepting_new_host_keys(fleet: Inventory) -> Inventory:
 
 
 def _servers(fleet: Inventory, *, no_gitlab: bool, no_jenkins: bool) -> Servers:
-    from ..fleet.gitlab_runner import GitLabRunnerError, GitLabRunners
-    from ..fleet.jenkins_agent import JenkinsAgentError, JenkinsNodes
+    from ..fleet.errors import GitLabRunnerError, JenkinsAgentError
     from ..fleet.provision import Servers
 
     wants = {role for host in fleet.hosts for role in host.roles}
+    # python-gitlab and jenkinsapi are imported only for a side that is on.
+    runners: GitLabRunners | None = None
+    nodes: JenkinsNodes | None = None
     try:
-        runners = (
-            GitLabRunners.from_settings(fleet.gitlab, os.environ)
-            if fleet.gitlab and "gitlab-runner" in wants and not no_gitlab
-            else None
-        )
-        nodes = (
-            JenkinsNodes.from_settings(fleet.jenkins, os.environ)
-            if fleet.jenkins and "jenkins-agent" in wants and not no_jenkins
-            else None
-        )
+        if fleet.gitlab and "gitlab-runner" in wants and not no_gitlab:
+            from ..fleet.gitlab_runner import GitLabRunners
+
+            runners = GitLabRunners.from_settings(fleet.gitlab, os.environ)
+        if fleet.jenkins and "jenkins-agent" in wants and not no_jenkins:
+            from ..fleet.jenkins_agent import JenkinsNodes
+
+            nodes = JenkinsNodes.from_settings(fleet.jenkins, os.environ)
     except (GitLabRunnerError, JenkinsAgentError) as exc:
         report.error(str(exc))
         raise Exit(code=1) from None
@@ -94,7 +96,13 @@ def _servers(fleet: Inventory, *, no_gitlab: bool, no_jenkins: bool) -> Servers:
     return Servers(runners, nodes)
 
 
-def _run_hosts(fleet: Inventory, work: Callable[[Any], Any], workers: int, quiet: bool) -> Any:
+def _run_hosts(
+    fleet: Inventory,
+    work: Callable[[Any], Any],
+    workers: int,
+    quiet: bool,
+    meanwhile: Callable[[], None] | None = None,
+) -> Any:
     from ..fleet.errors import HOST_ERRORS
     from ..fleet.parallel import for_each_host
 
@@ -104,7 +112,46 @@ def _run_hosts(fleet: Inventory, work: Callable[[Any], Any], workers: int, quiet
         workers=workers,
         expected=HOST_ERRORS,
         on_done=None if quiet else report.host_done,
+        meanwhile=meanwhile,
     )
+
+
+def _run_with_servers(
+    fleet: Inventory,
+    work: Callable[[Host, ServerLookups], Any],
+    workers: int,
+    json: bool,
+    *,
+    no_gitlab: bool,
+    no_jenkins: bool,
+) -> tuple[Any, Servers]:
+    """Run `work` per host while the server sides are set up and looked up (ServerLookups):
+    the hosts connect and read their facts meanwhile, and wait for the servers only where
+    they need them. A server side that cannot be set up is reported once (exit 1), and no
+    host gets past its facts."""
+    from ..fleet.provision import ServerLookups
+
+    with ServerLookups() as lookups:
+
+        def set_up() -> None:
+            try:
+                servers = _servers(fleet, no_gitlab=no_gitlab, no_jenkins=no_jenkins)
+            except BaseException:
+                lookups.fail()
+                raise
+            lookups.start(servers, fleet.hosts, workers=workers)
+            if not json:
+                _load_table_modules()
+
+        outcomes = _run_hosts(
+            fleet, lambda host: work(host, lookups), workers, json, meanwhile=set_up
+        )
+        return outcomes, lookups.servers()
+
+
+def _load_table_modules() -> None:
+    """The summary table's modules, imported while the hosts are still being waited for."""
+    from rich import console, table  # noqa: F401
 
 
 @task(help=COMMON_HELP)
@@ -154,14 +201,15 @@ def provision_runners(
     from ..fleet.provision import provision_host
 
     fleet = _load(inventory, limit, accept_new_host_keys)
-    servers = _servers(fleet, no_gitlab=no_gitlab, no_jenkins=no_jenkins)
-    outcomes = _run_hosts(
+    outcomes, _ = _run_with_servers(
         fleet,
-        lambda host: provision_host(
+        lambda host, servers: provision_host(
             fleet, host, servers, dry_run=dry_run, rotate_token=rotate_token
         ),
         workers,
         json,
+        no_gitlab=no_gitlab,
+        no_jenkins=no_jenkins,
     )
     _finish("provision" if not dry_run else "plan (dry run)", outcomes, json)
 
@@ -181,8 +229,14 @@ def runners_status(
     from ..fleet.provision import preflight, status_host
 
     fleet = _load(inventory, limit, accept_new_host_keys)
-    servers = _servers(fleet, no_gitlab=no_gitlab, no_jenkins=no_jenkins)
-    outcomes = _run_hosts(fleet, lambda host: status_host(fleet, host, servers), workers, json)
+    outcomes, servers = _run_with_servers(
+        fleet,
+        lambda host, servers: status_host(fleet, host, servers),
+        workers,
+        json,
+        no_gitlab=no_gitlab,
+        no_jenkins=no_jenkins,
+    )
     arches = preflight(
         [o.value for o in outcomes if o.value],
         servers.runners.online_by_tag() if servers.runners else {},
@@ -209,12 +263,13 @@ def deprovision_runners(
     from ..fleet.provision import deprovision_host
 
     fleet = _load(inventory, limit, accept_new_host_keys)
-    servers = _servers(fleet, no_gitlab=no_gitlab, no_jenkins=no_jenkins)
-    outcomes = _run_hosts(
+    outcomes, _ = _run_with_servers(
         fleet,
-        lambda host: deprovision_host(fleet, host, servers, dry_run=dry_run),
+        lambda host, servers: deprovision_host(fleet, host, servers, dry_run=dry_run),
         workers,
         json,
+        no_gitlab=no_gitlab,
+        no_jenkins=no_jenkins,
     )
     _finish("deprovision", outcomes, json)
 
