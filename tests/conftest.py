@@ -3,6 +3,7 @@ images built by buildah for the whole session. Tests use their own target tags/r
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import socket
 from collections.abc import Iterator
@@ -125,6 +126,21 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     finally:
         for host in hosts.values():
             host.remove()
+
+
+@contextlib.contextmanager
+def own_host(
+    lab: Lab, workdir: Path, name: str, arch: str, address: str
+) -> Iterator[tuple[LabHost, Path]]:
+    """A fresh lab host of one test's own (it may install things the shared hosts must not
+    get), with a known_hosts file holding just its key; removed afterwards."""
+    host = start_host(
+        name, arch, address, free_port(address), workdir, authorized_keys=[lab.public_key]
+    )
+    try:
+        yield host, write_known_hosts(workdir / "known_hosts", [host])
+    finally:
+        host.remove()
 
 
 def write_inventory(

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Lab, free_port
+from tests.conftest import Lab, own_host
 from tests.support.cli import archfleet
 from toolkit.fleet.connect import connect, run_script
 from toolkit.inventory import load
-from toolkit.lab.hosts import LabHost, start_host, write_known_hosts
+from toolkit.lab.hosts import LabHost
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +29,8 @@ HOLD_SECONDS = 12
 
 @pytest.fixture
 def fresh_amd64(lab: Lab, tmp_path: Path) -> Iterator[tuple[LabHost, Path]]:
-    host = start_host(
-        "apt-busy", "amd64", ADDRESS, free_port(ADDRESS), tmp_path, authorized_keys=[lab.public_key]
-    )
-    try:
-        yield host, write_known_hosts(tmp_path / "known_hosts", [host])
-    finally:
-        host.remove()
+    with own_host(lab, tmp_path, "apt-busy", "amd64", ADDRESS) as made:
+        yield made
 
 
 def test_provisioning_waits_for_apt_locks_then_installs(

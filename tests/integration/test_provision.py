@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Lab, free_port, write_inventory
+from tests.conftest import Lab, own_host, write_inventory
 from tests.support.cli import Run, archfleet
 from tests.support.gitlab_fake import GitLabFake
 from tests.support.jenkins_fake import FakeJenkins
 from tests.support.runner_standin import STANDIN_SCRIPT, serve_file
-from toolkit.lab.hosts import LabHost, start_host, write_known_hosts
+from toolkit.lab.hosts import LabHost, start_host
 
 pytestmark = pytest.mark.integration
 
@@ -91,18 +91,8 @@ JENKINS_TOKEN = "11ab-jenkins-provision-T0K"
 def fresh_amd64(lab: Lab, tmp_path: Path) -> Iterator[tuple[LabHost, Path]]:
     """A host of its own: provisioning installs buildah and Java, which the shared lab
     hosts must not get."""
-    host = start_host(
-        "prov-amd64",
-        "amd64",
-        "127.0.0.71",
-        free_port("127.0.0.71"),
-        tmp_path,
-        authorized_keys=[lab.public_key],
-    )
-    try:
-        yield host, write_known_hosts(tmp_path / "known_hosts", [host])
-    finally:
-        host.remove()
+    with own_host(lab, tmp_path, "prov-amd64", "amd64", "127.0.0.71") as made:
+        yield made
 
 
 def test_provision_converges_then_no_change_then_deprovision(

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Lab, free_port
+from tests.conftest import Lab, own_host
 from tests.support.cli import Run, archfleet
 from tests.support.gitlab_fake import GitLabFake
 from tests.support.jenkins_fake import FakeJenkins
 from tests.support.runner_standin import STANDIN_SCRIPT, serve_file
-from toolkit.lab.hosts import LabHost, start_host, write_known_hosts
+from toolkit.lab.hosts import LabHost
 
 pytestmark = pytest.mark.integration
 
@@ -34,18 +34,8 @@ ADDRESS = "127.0.0.72"
 @pytest.fixture
 def fresh_arm64(lab: Lab, tmp_path: Path) -> Iterator[tuple[LabHost, Path]]:
     """An arm64 host of its own: provisioning installs a builder, Java and gitlab-runner."""
-    host = start_host(
-        "prov-arm64",
-        "arm64",
-        ADDRESS,
-        free_port(ADDRESS),
-        tmp_path,
-        authorized_keys=[lab.public_key],
-    )
-    try:
-        yield host, write_known_hosts(tmp_path / "known_hosts", [host])
-    finally:
-        host.remove()
+    with own_host(lab, tmp_path, "prov-arm64", "arm64", ADDRESS) as made:
+        yield made
 
 
 def test_arm64_host_provisioned_for_real_then_no_change(
