@@ -177,7 +177,7 @@ def demo_summary(result: DemoReport) -> None:
     from rich.table import Table
 
     table = Table(title=f"archfleet demo: {result.target}", title_justify="left")
-    for column in ("host", "arch/uname", "build", "pushed", "ELF", "skopeo gets"):
+    for column in ("host", "arch/uname", "build", "pushed", "ELF", "skopeo"):
         table.add_column(column, no_wrap=True)
     builds = {b.host: b for b in result.builds}
     checks = {c.platform: c for c in result.clients}
