@@ -5,7 +5,6 @@ APIs), or are switched off (--no-gitlab/--no-jenkins), as in the lab demo."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -18,6 +17,7 @@ import pytest
 
 from tests.conftest import Lab, own_host, write_inventory
 from tests.support.cli import Run, archfleet
+from tests.support.e2e import FleetCommands, server_sections
 from tests.support.gitlab_fake import GitLabFake
 from tests.support.jenkins_fake import FakeJenkins
 from tests.support.runner_standin import STANDIN_SCRIPT, serve_file
@@ -100,51 +100,28 @@ def test_provision_converges_then_no_change_then_deprovision(
 ) -> None:
     host, known_hosts = fresh_amd64
     standin = STANDIN_SCRIPT.encode()
-    seen: list[str] = []
     with (
         GitLabFake(token=API_TOKEN, project="platform/builds") as gitlab,
         FakeJenkins(tmp_path / "jenkins", "admin", JENKINS_TOKEN, console=False) as jenkins,
         serve_file(standin, "/gitlab-runner-linux-amd64") as runner_url,
     ):
-        base = runner_url.rsplit("/", 1)[0]
         inventory = tmp_path / "fleet.yml"
 
         def write(extra_tags: str) -> None:
+            sections = server_sections(
+                gitlab, jenkins, runner_url, arch="amd64", standin=standin, tags=extra_tags
+            )
             inventory.write_text(f"""
 ssh: {{user: root, key: {lab.key}, known_hosts: {known_hosts}, use_ssh_config: false}}
 builder: {{tool: buildah, install: true}}
-gitlab:
-  url: {gitlab.url}
-  token_env: E2E_GITLAB_TOKEN
-  runner_type: instance_type
-  tags: [{extra_tags}]
-  runner_url: "{base}/gitlab-runner-linux-{{arch}}"
-  runner_sha256: {{amd64: {hashlib.sha256(standin).hexdigest()}}}
-jenkins:
-  url: {jenkins.url}
-  user_env: E2E_JENKINS_USER
-  token_env: E2E_JENKINS_TOKEN
-  credentials_id: lab-ssh
+{sections}
 hosts:
   - {{name: {host.name}, address: {host.address}, arch: amd64,
       ssh: {{port: {host.port}}}, roles: [gitlab-runner, jenkins-agent]}}
 """)
 
-        env = {
-            "E2E_GITLAB_TOKEN": API_TOKEN,
-            "E2E_JENKINS_USER": "admin",
-            "E2E_JENKINS_TOKEN": JENKINS_TOKEN,
-        }
-
-        def run(task: str, *args: str) -> Run:
-            result = archfleet(
-                task, "--inventory", str(inventory), "--json", *args, env=env, timeout=900
-            )
-            seen.extend([result.stdout, result.stderr])
-            return result
-
-        def writes() -> int:
-            return len([r for r in gitlab.requests if r.method != "GET"]) + len(jenkins.writes())
+        fleet = FleetCommands(inventory, gitlab, jenkins, API_TOKEN, JENKINS_TOKEN)
+        run, writes = fleet.run, fleet.writes
 
         write("native")
         planned = run("provision-runners", "--dry-run")
@@ -202,19 +179,11 @@ hosts:
         # A node whose agent has not connected yet (the usual case right after creation) is
         # a success, shown as such in the human summary.
         jenkins.launch_on_create = False
-        table = archfleet(
-            "provision-runners",
-            "--inventory",
-            str(inventory),
-            env={**env, "COLUMNS": "400"},
-            timeout=900,
-        )
-        seen.extend([table.stdout, table.stderr])
+        table = run("provision-runners", as_json=False, columns=400)
         assert table.code == 0, table.stderr
         assert host.name in jenkins.nodes and not jenkins.online.get(host.name)
         assert "jenkins agent" in table.stderr and "not yet online" in table.stderr
-    for text in seen:
-        assert API_TOKEN not in text and JENKINS_TOKEN not in text and "glrt-" not in text
+    fleet.assert_no_token_leaked()
 
 
 def test_host_lost_mid_registration_rolls_back_and_a_rerun_converges(

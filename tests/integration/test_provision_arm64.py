@@ -11,14 +11,13 @@ download name, so a host that asked for another arch's binary would fail to inst
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Lab, own_host
-from tests.support.cli import Run, archfleet
+from tests.support.e2e import FleetCommands, server_sections
 from tests.support.gitlab_fake import GitLabFake
 from tests.support.jenkins_fake import FakeJenkins
 from tests.support.runner_standin import STANDIN_SCRIPT, serve_file
@@ -43,7 +42,6 @@ def test_arm64_host_provisioned_for_real_then_no_change(
 ) -> None:
     host, known_hosts = fresh_arm64
     standin = STANDIN_SCRIPT.encode()
-    seen: list[str] = []
     with (
         GitLabFake(token=API_TOKEN, project="platform/builds") as gitlab,
         FakeJenkins(tmp_path / "jenkins", "admin", JENKINS_TOKEN, console=False) as jenkins,
@@ -54,36 +52,13 @@ def test_arm64_host_provisioned_for_real_then_no_change(
 ssh: {{user: root, key: {lab.key}, known_hosts: {known_hosts}, use_ssh_config: false,
        connect_timeout: 30}}
 builder: {{tool: umoci, install: true}}
-gitlab:
-  url: {gitlab.url}
-  token_env: E2E_GITLAB_TOKEN
-  tags: [native]
-  runner_url: "{runner_url.rsplit("/", 1)[0]}/gitlab-runner-linux-{{arch}}"
-  runner_sha256: {{arm64: {hashlib.sha256(standin).hexdigest()}}}
-jenkins:
-  url: {jenkins.url}
-  user_env: E2E_JENKINS_USER
-  token_env: E2E_JENKINS_TOKEN
-  credentials_id: lab-ssh
+{server_sections(gitlab, jenkins, runner_url, arch="arm64", standin=standin)}
 hosts:
   - {{name: {host.name}, address: {host.address}, arch: arm64,
       ssh: {{port: {host.port}}}, roles: [gitlab-runner, jenkins-agent]}}
 """)
-        env = {
-            "E2E_GITLAB_TOKEN": API_TOKEN,
-            "E2E_JENKINS_USER": "admin",
-            "E2E_JENKINS_TOKEN": JENKINS_TOKEN,
-        }
-
-        def run(task: str, *args: str) -> Run:
-            result = archfleet(
-                task, "--inventory", str(inventory), "--json", *args, env=env, timeout=1500
-            )
-            seen.extend([result.stdout, result.stderr])
-            return result
-
-        def writes() -> int:
-            return len([r for r in gitlab.requests if r.method != "GET"]) + len(jenkins.writes())
+        fleet = FleetCommands(inventory, gitlab, jenkins, API_TOKEN, JENKINS_TOKEN, timeout=1500)
+        run, writes = fleet.run, fleet.writes
 
         applied = run("provision-runners")
         assert applied.code == 0, applied.stderr
@@ -113,5 +88,4 @@ hosts:
         assert again.code == 0, again.stderr
         assert again.json()["hosts"][0]["noChange"] is True
         assert writes() == before, "a second run changed something"
-    for text in seen:
-        assert API_TOKEN not in text and JENKINS_TOKEN not in text and "glrt-" not in text
+    fleet.assert_no_token_leaked()
