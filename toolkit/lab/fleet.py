@@ -11,11 +11,10 @@ Nothing here prints: callers get `progress` lines and return values.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import json
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from ..registry.client import RegistryClient, RegistryError
 from ..registry.engine import MergeOptions, merge_manifest
 from ..registry.merge import SourceSpec
 from ..registry.reference import parse_reference
-from .cache import cache_dir
+from .cache import cache_dir, file_lock
 from .hosts import LabHost, LabHostError, lab_keypair, load_hosts, start_host, write_known_hosts
 from .images import build_image, host_debian_arch
 from .registry import LocalRegistry, RegistryStartError, start_registry
@@ -110,7 +109,8 @@ def lab_up(
     """
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    with _locked(directory):
+    # One lab command at a time per lab dir: a second `lab.up` waits, then finds it up.
+    with file_lock(directory / ".lock"):
         state = _read_state(directory)
         started: list[LocalRegistry | LabHost] = []
         try:
@@ -141,7 +141,8 @@ def lab_down(directory: Path, progress: Progress, *, purge: bool = False) -> int
     if not directory.is_dir():
         progress(f"no lab at {directory}: nothing to stop")
         return 0
-    with _locked(directory):
+    # One lab command at a time per lab dir: a second `lab.up` waits, then finds it up.
+    with file_lock(directory / ".lock"):
         stopped = 0
         # Every host ever started here, whatever lab.json says: a crashed lab.up may have
         # started one before it could write the state.
@@ -367,14 +368,3 @@ def _registry_from(state: dict[str, Any] | None) -> LocalRegistry | None:
         return LocalRegistry.from_state(state["registry"])
     except RegistryStartError:
         return None
-
-
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """One lab command at a time per lab dir: a second `lab.up` waits, then finds it up."""
-    with (directory / ".lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -117,16 +117,17 @@ def build_on_host(
             f"{host.name}: COPY source(s) {', '.join(missing)} are not files in {context}"
         )
     started = time.perf_counter()
+    # One round trip: a private directory with its context/ inside, or nothing.
     made = run_script(
-        connection, f"mktemp -d {REMOTE_WORK_PREFIX}XXXXXX", timeout=60, host=host.name
+        connection,
+        f'work=$(mktemp -d {REMOTE_WORK_PREFIX}XXXXXX) && mkdir "$work/context" && echo "$work"',
+        timeout=60,
+        host=host.name,
     )
     work = made.stdout.strip()
     if not made.ok or not work.startswith(REMOTE_WORK_PREFIX):
         raise NativeBuildError(f"{host.name}: cannot make a build directory: {made.stderr.strip()}")
     try:
-        run_script(
-            connection, f"mkdir {shlex.quote(work + '/context')}", timeout=60, host=host.name
-        )
         for n, name in enumerate(recipe.context_files):
             # Fabric's put keeps the file mode: an executable stays executable in the layer.
             connection.put(str(context / name), f"{work}/context/{n}")

@@ -9,7 +9,6 @@ extracting the cached tarball takes seconds.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -19,11 +18,11 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
-from toolkit.lab.cache import cache_dir
+from toolkit.lab.cache import cache_dir, file_lock
 from toolkit.lab.images import BinfmtError, ensure_binfmt
 
 SUITE = "bookworm"
@@ -67,7 +66,7 @@ def build_rootfs(
     if cached is not None:
         return cached
     # One builder per tarball: a second process waits here and then finds the tarball.
-    with _locked(directory / f".{name}.lock"):
+    with file_lock(directory / f".{name}.lock"):
         cached = _cached_tarball(directory, name)
         if cached is not None:
             return cached
@@ -325,16 +324,6 @@ def _compress_flags(tarball: Path) -> list[str]:
             raise RootfsError(f"{tarball} is zstd-compressed: apt-get install zstd")
         return ["--use-compress-program=zstd -q"]
     return ["-z"] if tarball.name.endswith(".tar.gz") else []
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _deb822_entries(text: str) -> list[tuple[str, list[str]]]:
