@@ -45,9 +45,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from tests.support.e2e import runner_downloads  # noqa: E402
 from tests.support.gitlab_fake import GitLabFake  # noqa: E402
 from tests.support.jenkins_fake import FakeJenkins  # noqa: E402
-from tests.support.runner_standin import STANDIN_SCRIPT, serve_file  # noqa: E402
+from tests.support.runner_standin import STANDIN_SCRIPT, STANDIN_VERSION  # noqa: E402
 from toolkit.fleet.facts import FACTS_SCRIPT  # noqa: E402
 from toolkit.fleet.gitlab_host import CONFIG_FILE, RUNNER_BINARY  # noqa: E402
 from toolkit.lab.cache import cache_dir  # noqa: E402
@@ -433,7 +434,7 @@ def floor_command(lab: Lab, n: int, command: str) -> list[str]:
 def write_inventory(path: Path, lab: Lab, servers: Servers, n: int) -> Path:
     """Both roles on every host, as test_provision.py's converge test writes it."""
     standin = hashlib.sha256(STANDIN_SCRIPT.encode()).hexdigest()
-    base = servers.runner_url.rsplit("/", 1)[0]
+    base = servers.runner_url
     hosts = "".join(
         f"  - {{name: {h.name}, address: {h.address}, arch: amd64,\n"
         f"      ssh: {{port: {h.port}}}, roles: [gitlab-runner, jenkins-agent]}}\n"
@@ -444,13 +445,17 @@ ssh: {{user: root, key: {lab.key}, known_hosts: {lab.known_hosts}, use_ssh_confi
 builder: {{tool: buildah, install: true}}
 gitlab:
   url: {servers.gitlab.url}
+  allow_http: true
   token_env: BENCH_GITLAB_TOKEN
-  runner_type: instance_type
+  group: {servers.gitlab.group}
   tags: [native]
-  runner_url: "{base}/gitlab-runner-linux-{{arch}}"
+  runner_version: "{STANDIN_VERSION}"
+  runner_url: "{base}/v{{version}}/binaries/gitlab-runner-linux-{{arch}}"
   runner_sha256: {{amd64: {standin}}}
 jenkins:
   url: {servers.jenkins.url}
+  allow_http: true
+  java_version: 17  # the bench's hosts are Debian 12 roots: Java 17 is what they have
   user_env: BENCH_JENKINS_USER
   token_env: BENCH_JENKINS_TOKEN
   credentials_id: lab-ssh
@@ -630,15 +635,16 @@ def lab_hosts(workdir: Path, count: int) -> Iterator[Lab]:
 
 
 @contextlib.contextmanager
-def fake_servers(workdir: Path) -> Iterator[Servers]:
+def fake_servers(workdir: Path, roots: Sequence[Path] = ()) -> Iterator[Servers]:
     # Fresh random tokens: nothing real, and nothing a reader of the output could reuse.
     gitlab_token = f"glpat-{secrets.token_hex(10)}"
     jenkins_token = secrets.token_hex(16)
     with (
         GitLabFake(token=gitlab_token, project="platform/builds") as gitlab,
         FakeJenkins(workdir / "jenkins", "bench", jenkins_token, console=False) as jenkins,
-        serve_file(STANDIN_SCRIPT.encode(), "/gitlab-runner-linux-amd64") as runner_url,
+        runner_downloads(STANDIN_SCRIPT.encode(), "amd64", workdir, roots) as downloads,
     ):
+        runner_url = downloads.base
         env = {
             "BENCH_GITLAB_TOKEN": gitlab_token,
             "BENCH_JENKINS_USER": "bench",
@@ -822,7 +828,10 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     count = max(args.ns)
     # Other work on a shared machine shows here; it makes wall times noisy.
     load_before = round(os.getloadavg()[0], 2)
-    with lab_hosts(tmp / "hosts", count) as lab, fake_servers(tmp) as servers:
+    with (
+        lab_hosts(tmp / "hosts", count) as lab,
+        fake_servers(tmp, [h.root for h in lab.hosts]) as servers,
+    ):
         inventories = {n: write_inventory(tmp / f"fleet-{n}.yml", lab, servers, n) for n in args.ns}
         print(f"provisioning {count} hosts once (both roles, fakes) ...", file=sys.stderr)
         provision_once(inventories[count], servers, count)

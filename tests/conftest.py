@@ -6,16 +6,17 @@ from __future__ import annotations
 import contextlib
 import itertools
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.support.cli import archfleet
-from toolkit.lab.hosts import LabHost, lab_keypair, start_host, write_known_hosts
+from toolkit.lab.hosts import LabHost, LabUser, lab_keypair, start_host, write_known_hosts
 from toolkit.lab.images import BuiltImage, build_image
 from toolkit.lab.registry import LocalRegistry, start_registry
+from toolkit.lab.rootfs import DEFAULT_SUITE
 
 _names = itertools.count()
 
@@ -130,12 +131,28 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 @contextlib.contextmanager
 def own_host(
-    lab: Lab, workdir: Path, name: str, arch: str, address: str
+    lab: Lab,
+    workdir: Path,
+    name: str,
+    arch: str,
+    address: str,
+    *,
+    suite: str = DEFAULT_SUITE,
+    users: Sequence[LabUser] = (),
 ) -> Iterator[tuple[LabHost, Path]]:
     """A fresh lab host of one test's own (it may install things the shared hosts must not
-    get), with a known_hosts file holding just its key; removed afterwards."""
+    get), with a known_hosts file holding just its key; removed afterwards. `suite` picks
+    the Debian release (bookworm, trixie); `users` are non-root logins with the lab key
+    (e.g. `[LabUser("ci"), LabUser("ci-pw", sudo="password")]`)."""
     host = start_host(
-        name, arch, address, free_port(address), workdir, authorized_keys=[lab.public_key]
+        name,
+        arch,
+        address,
+        free_port(address),
+        workdir,
+        authorized_keys=[lab.public_key],
+        suite=suite,
+        users=users,
     )
     try:
         yield host, write_known_hosts(workdir / "known_hosts", [host])
@@ -154,8 +171,8 @@ def write_inventory(
         f"  known_hosts: {lab.known_hosts}",
         "  use_ssh_config: false",
         "builder: {tool: buildah, install: false}",
-        "gitlab: {url: 'http://127.0.0.1:9', tags: [native]}",
-        "jenkins: {url: 'http://127.0.0.1:9', credentials_id: lab-ssh}",
+        "gitlab: {url: 'http://127.0.0.1:9', allow_http: true, group: lab, tags: [native]}",
+        "jenkins: {url: 'http://127.0.0.1:9', allow_http: true, credentials_id: lab-ssh}",
         "hosts:",
     ]
     for arch, host in lab.hosts.items():

@@ -31,6 +31,7 @@ import yaml
 
 from . import __version__, archmap, report
 from .registry.manifest import Platform
+from .resources import data_path
 
 COMPONENT = "multiarch"
 COMPONENT_PATH = f"templates/{COMPONENT}.yml"
@@ -660,7 +661,8 @@ def render_readme(current: str, *, where: str = README_PATH) -> str:
 
 
 def default_root() -> Path:
-    return Path(__file__).resolve().parent.parent / "ci-templates"
+    """ci-templates/: the checkout's, or the copy packaged in the wheel (toolkit.resources)."""
+    return data_path("ci-templates")
 
 
 def render_all(root: Path) -> dict[str, str]:

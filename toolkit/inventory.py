@@ -31,12 +31,21 @@ if TYPE_CHECKING:
 ROLES = ("gitlab-runner", "jenkins-agent")
 RUNNER_TYPES = ("instance_type", "group_type", "project_type")
 BUILDERS = ("buildah", "docker", "umoci")
-DEFAULT_RUNNER_URL = (
-    "https://gitlab-runner-downloads.s3.amazonaws.com/latest/binaries/gitlab-runner-linux-{arch}"
-)
+# gitlab-runner is pinned: a release that exists (gitlab-org/gitlab-runner tag v19.3.0), its
+# binary and GitLab's published checksums of that release, from GitLab's download bucket
+# (docs/install/linux-manually.md, docs/install/bleeding-edge.md "any other tagged release").
+DEFAULT_RUNNER_VERSION = "19.3.0"
+RUNNER_DOWNLOADS = "https://gitlab-runner-downloads.s3.amazonaws.com/v{version}"
+DEFAULT_RUNNER_URL = RUNNER_DOWNLOADS + "/binaries/gitlab-runner-linux-{arch}"
+DEFAULT_RUNNER_CHECKSUMS_URL = RUNNER_DOWNLOADS + "/release.sha256"
 _ARCHES = sorted({Platform.parse(p).tag_suffix for p in UNAME_TO_PLATFORM.values()})
 # Host names become runner descriptions, node names and file names: keep them plain.
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+# Addresses reach paramiko's ssh config (`Match exec %h`) and node configs: a hostname, an
+# IPv4 or an IPv6 address (with an optional %zone), nothing a shell could read as syntax. The
+# character check is here; `_address_problem` checks the form.
+_ADDRESS_PATTERN = r"^[A-Za-z0-9:][A-Za-z0-9.:%_-]{0,252}$"
+_VERSION_PATTERN = r"^[0-9]+\.[0-9]+\.[0-9]+$"
 _TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,254}$"
 _ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -54,6 +63,11 @@ _SSH_PROPERTIES: dict[str, Any] = {
         "minLength": 1,
         "description": "OpenSSH client config to read instead of ~/.ssh/config and "
         "/etc/ssh/ssh_config (like ssh -F); needs use_ssh_config",
+    },
+    "become": {
+        "enum": ["sudo"],
+        "description": "run every host step as root through non-interactive sudo (sudo -n): "
+        "for a login user that is not root; sudo must not ask for a password",
     },
 }
 _TAGS = {"type": "array", "items": {"type": "string", "pattern": _TAG_PATTERN}, "uniqueItems": True}
@@ -83,20 +97,57 @@ SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "required": ["url"],
             "properties": {
-                "url": {"type": "string", "pattern": r"^https?://"},
+                "url": {"type": "string", "pattern": r"^https?://[^\s]+$"},
+                "allow_http": {
+                    "type": "boolean",
+                    "description": "allow an http:// url (tokens would travel in clear)",
+                },
                 "token_env": {"type": "string", "pattern": _ENV_PATTERN},
                 "config_file": {"type": "string", "description": "python-gitlab config file"},
                 "config_section": {"type": "string"},
-                "runner_type": {"enum": list(RUNNER_TYPES)},
+                "runner_type": {
+                    "enum": list(RUNNER_TYPES),
+                    "description": "group_type (default, with gitlab.group) or project_type "
+                    "(with gitlab.project); instance_type runners take jobs of every project",
+                },
                 "group": {"type": "string", "minLength": 1},
                 "project": {"type": "string", "minLength": 1},
-                "executor": {"enum": ["shell", "docker"]},
+                "executor": {
+                    "enum": ["shell", "docker"],
+                    "description": "shell (default): jobs run as the gitlab-runner user",
+                },
+                "allow_shared_shell": {
+                    "type": "boolean",
+                    "description": "allow an instance_type runner with the shell executor "
+                    "(anyone on the instance could run code on the build host)",
+                },
                 "docker_image": {"type": "string"},
                 "docker_privileged": {"type": "boolean"},
                 "tags": _TAGS,
-                "runner_url": {"type": "string", "description": "{arch}: amd64, arm64, …"},
+                "concurrent": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 256,
+                    "description": "jobs at once per host (config.toml concurrent; default 2)",
+                },
+                "runner_version": {
+                    "type": "string",
+                    "pattern": _VERSION_PATTERN,
+                    "description": f"gitlab-runner release (default {DEFAULT_RUNNER_VERSION})",
+                },
+                "runner_url": {
+                    "type": "string",
+                    "pattern": r"^https://[^\s]+$",
+                    "description": "binary download; {version}, and {arch}: amd64, arm64, arm, …",
+                },
+                "runner_checksums_url": {
+                    "type": "string",
+                    "pattern": r"^https://[^\s]+$",
+                    "description": "sha256sum-style list of the release's binaries ({version})",
+                },
                 "runner_sha256": {
                     "type": "object",
+                    "description": "per binary arch, the sha256 to expect (else from the list)",
                     "additionalProperties": {"type": "string", "pattern": r"^[a-f0-9]{64}$"},
                 },
                 "locked": {"type": "boolean"},
@@ -107,13 +158,43 @@ SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "required": ["url", "credentials_id"],
             "properties": {
-                "url": {"type": "string", "pattern": r"^https?://"},
+                "url": {"type": "string", "pattern": r"^https?://[^\s]+$"},
+                "allow_http": {
+                    "type": "boolean",
+                    "description": "allow an http:// url (the API token would travel in clear)",
+                },
                 "user_env": {"type": "string", "pattern": _ENV_PATTERN},
                 "token_env": {"type": "string", "pattern": _ENV_PATTERN},
                 "credentials_id": {"type": "string", "minLength": 1},
                 "remote_root": {"type": "string", "pattern": "^/"},
                 "executors": {"type": "integer", "minimum": 1, "maximum": 64},
                 "labels": _TAGS,
+                "host_key_verification": {
+                    "enum": ["manual", "known_hosts"],
+                    "description": "manual (default): Jenkins accepts only the host key "
+                    "archfleet verified over SSH; known_hosts: the controller's own "
+                    "~/.ssh/known_hosts, which must then hold the agent's key",
+                },
+                "java_version": {
+                    "type": "integer",
+                    "minimum": 8,
+                    "maximum": 99,
+                    "description": "Java major the agents need (default 21: Jenkins 2.545+ "
+                    "and LTS 2.555.1+ refuse older agents)",
+                },
+                "agent_user": {
+                    "type": "string",
+                    "pattern": r"^[a-z_][a-z0-9_-]{0,31}$",
+                    "description": "user the agent runs as and owns remote_root (default "
+                    "jenkins); credentials_id must be an SSH key of this user",
+                },
+                "agent_authorized_key": {
+                    "type": "string",
+                    "pattern": r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|"
+                    r"sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\n]*)?$",
+                    "description": "public half of the credentials_id key: put in agent_user's "
+                    "~/.ssh/authorized_keys so the controller can log in",
+                },
             },
         },
         "hosts": {
@@ -125,7 +206,11 @@ SCHEMA: dict[str, Any] = {
                 "required": ["name", "address", "roles"],
                 "properties": {
                     "name": {"type": "string", "pattern": _NAME_PATTERN},
-                    "address": {"type": "string", "minLength": 1, "pattern": r"^[^\s;&|`$]+$"},
+                    "address": {
+                        "type": "string",
+                        "pattern": _ADDRESS_PATTERN,
+                        "description": "hostname, IPv4 or IPv6 address (or an ssh config Host)",
+                    },
                     "arch": {"enum": _ARCHES, "description": "declared arch; must match uname"},
                     "roles": {
                         "type": "array",
@@ -179,6 +264,8 @@ class SshSettings:
     command_timeout: float = 900.0
     use_ssh_config: bool = True
     ssh_config_file: Path | None = None
+    # "sudo": every host step runs through `sudo -n` (a login user that is not root).
+    become: str | None = None
     # The keys the inventory set (top level or per host); the others are defaults, which
     # give way to the ssh config, as `ssh` options do.
     given: frozenset[str] = frozenset()
@@ -202,14 +289,21 @@ class GitLabSettings:
     token_env: str = "GITLAB_TOKEN"  # noqa: S105 - the name of a variable, not a secret
     config_file: Path | None = None
     config_section: str | None = None
-    runner_type: str = "instance_type"
+    # Least privilege: a group's (or a project's) runners, never the whole instance's unless
+    # asked for. `parse` picks project_type when only gitlab.project is given.
+    runner_type: str = "group_type"
     group: str | None = None
     project: str | None = None
     executor: str = "shell"
+    allow_shared_shell: bool = False
+    allow_http: bool = False
     docker_image: str = "alpine:3.20"
     docker_privileged: bool = False
     tags: tuple[str, ...] = ()
+    concurrent: int = 2
+    runner_version: str = DEFAULT_RUNNER_VERSION
     runner_url: str = DEFAULT_RUNNER_URL
+    runner_checksums_url: str = DEFAULT_RUNNER_CHECKSUMS_URL
     runner_sha256: Mapping[str, str] = field(default_factory=dict)
     locked: bool = True
 
@@ -218,11 +312,20 @@ class GitLabSettings:
 class JenkinsSettings:
     url: str
     credentials_id: str
+    allow_http: bool = False
     user_env: str = "JENKINS_USER"
     token_env: str = "JENKINS_API_TOKEN"  # noqa: S105 - the name of a variable, not a secret
     remote_root: str = "/var/lib/jenkins-agent"
     executors: int = 2
     labels: tuple[str, ...] = ()
+    # "manual": the host key archfleet verified is the only one Jenkins accepts;
+    # "known_hosts": the controller's ~/.ssh/known_hosts decides (jenkins_config.py).
+    host_key_verification: str = "manual"
+    # Jenkins 2.545+ / LTS 2.555.1+ need Java 21 on every agent (toolkit/fleet/java.py).
+    java_version: int = 21
+    # The agent's own user (owns remote_root); the Jenkins credentials log in as it.
+    agent_user: str = "jenkins"
+    agent_authorized_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -359,7 +462,7 @@ _KEYWORDS: dict[str, Callable[[Any, Any, Mapping[str, Any]], bool]] = {
     "additionalProperties": _check_additional,
     "required": lambda v, e, _: not isinstance(v, dict) or all(k in v for k in e),
     "enum": lambda v, e, _: any(type(v) is type(c) and v == c for c in e),
-    "pattern": lambda v, e, _: not isinstance(v, str) or re.search(e, v) is not None,
+    "pattern": lambda v, e, _: not isinstance(v, str) or matches(e, v),
     "minLength": lambda v, e, _: not isinstance(v, str) or len(v) >= e,
     "minimum": lambda v, e, _: not _is_number(v) or v >= e,
     "maximum": lambda v, e, _: not _is_number(v) or v <= e,
@@ -368,6 +471,20 @@ _KEYWORDS: dict[str, Callable[[Any, Any, Mapping[str, Any]], bool]] = {
     "minItems": lambda v, e, _: not isinstance(v, list) or len(v) >= e,
     "uniqueItems": _check_unique,
 }
+
+
+def _anchored(pattern: str) -> str:
+    """The schema's patterns end in `$`, which is the end of the string for JSON Schema
+    (ECMA-262) but, in Python's re, also matches before a final newline: here it is `\\Z`."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        return pattern[:-1] + r"\Z"
+    return pattern
+
+
+def matches(pattern: str, value: str) -> bool:
+    """JSON Schema's `pattern`, anchored as ECMA-262 anchors it (a name ending in a newline
+    does not match `^[a-z]+$`)."""
+    return re.search(_anchored(pattern), value) is not None
 
 
 def conforms(value: Any, schema: Mapping[str, Any] = SCHEMA) -> bool:
@@ -386,9 +503,8 @@ def conforms(value: Any, schema: Mapping[str, Any] = SCHEMA) -> bool:
 
 def _schema_problems(data: Any, path: Path, lines: _Lines) -> list[str]:
     """Every schema problem of `data`, as jsonschema finds them, with file, line and key path."""
-    import jsonschema
 
-    validator = jsonschema.Draft202012Validator(SCHEMA)
+    validator = _validator_class()(SCHEMA)
     problems = []
     for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         where = tuple(error.absolute_path)
@@ -401,6 +517,20 @@ def _schema_problems(data: Any, path: Path, lines: _Lines) -> list[str]:
         prefix = f"{path}:{line}" if line else f"{path}"
         problems.append(f"{prefix}: {_dotted(where)}: {_describe(error)}")
     return problems
+
+
+def _validator_class() -> Any:
+    """Draft 2020-12 with `pattern` anchored as in `matches` (jsonschema uses re.search)."""
+    import jsonschema
+
+    def pattern(
+        validator: Any, expected: str, instance: Any, schema: Mapping[str, Any]
+    ) -> Iterable[jsonschema.ValidationError]:
+        if validator.is_type(instance, "string") and not matches(expected, instance):
+            yield jsonschema.ValidationError(f"{instance!r} does not match {expected!r}")
+
+    extend: Any = jsonschema.validators.extend
+    return extend(jsonschema.Draft202012Validator, {"pattern": pattern})
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
@@ -455,6 +585,8 @@ def parse(data: Any, path: Path, text: str = "") -> Inventory:
     defaults = _ssh(data.get("ssh", {}), SshSettings())
     gitlab: dict[str, Any] = dict(data.get("gitlab") or {})
     jenkins: dict[str, Any] = dict(data.get("jenkins") or {})
+    if gitlab:
+        gitlab["runner_type"] = runner_type_of(gitlab)
     # YAML lists become tuples: the settings are frozen values.
     for section, key in ((gitlab, "tags"), (jenkins, "labels")):
         if key in section:
@@ -518,12 +650,115 @@ def _cross_checks(data: Mapping[str, Any], path: Path, lines: _Lines) -> list[st
             key = "ssh_config_file" if "ssh_config_file" in own else "use_ssh_config"
             if key in own:
                 problems.append(at(("hosts", index, "ssh", key), unread))
-    gitlab = data.get("gitlab") or {}
-    kind = gitlab.get("runner_type", "instance_type")
+    for index, host in enumerate(data["hosts"]):
+        problem = address_problem(host["address"])
+        if problem:
+            problems.append(at(("hosts", index, "address"), problem))
+    for where, ssh in [(("ssh",), defaults)] + [
+        (("hosts", i, "ssh"), h.get("ssh") or {}) for i, h in enumerate(data["hosts"])
+    ]:
+        jump = ssh.get("jump_host")
+        problem = jump_host_problem(jump) if isinstance(jump, str) else None
+        if problem:
+            problems.append(at((*where, "jump_host"), problem))
+    problems += _gitlab_checks(data.get("gitlab"), at)
+    for section in ("gitlab", "jenkins"):
+        settings = data.get(section) or {}
+        url = str(settings.get("url", ""))
+        if url.startswith("http://") and not settings.get("allow_http"):
+            problems.append(
+                at(
+                    (section, "url"),
+                    f"{url!r} is plain http: the API token would travel in clear; expected "
+                    f"https://… (or set {section}.allow_http: true for a lab)",
+                )
+            )
+    return problems
+
+
+def _gitlab_checks(
+    gitlab: Mapping[str, Any] | None, at: Callable[[tuple[str | int, ...], str], str]
+) -> list[str]:
+    if not gitlab:
+        return []
+    problems = []
+    kind = runner_type_of(gitlab)
     needs = {"group_type": "group", "project_type": "project"}.get(kind)
     if needs and not gitlab.get(needs):
-        problems.append(at(("gitlab", "runner_type"), f"runner_type {kind} needs gitlab.{needs}"))
+        where = ("gitlab", "runner_type") if "runner_type" in gitlab else ("gitlab",)
+        default = "" if "runner_type" in gitlab else " (the default)"
+        problems.append(
+            at(
+                where,
+                f"runner_type {kind}{default} needs gitlab.{needs}: the group (or, with "
+                "project_type, the project) whose runners these are",
+            )
+        )
+    executor = gitlab.get("executor", "shell")
+    if kind == "instance_type" and executor == "shell" and not gitlab.get("allow_shared_shell"):
+        problems.append(
+            at(
+                ("gitlab", "runner_type"),
+                "an instance_type runner with the shell executor runs every project's jobs on "
+                "the build host as gitlab-runner (in the docker group, that is root): expected "
+                "group_type or project_type, or set gitlab.allow_shared_shell: true",
+            )
+        )
     return problems
+
+
+def runner_type_of(gitlab: Mapping[str, Any]) -> str:
+    """The runner type asked for: explicit, else group_type, or project_type when only a
+    project is named."""
+    if "runner_type" in gitlab:
+        return str(gitlab["runner_type"])
+    return "project_type" if gitlab.get("project") and not gitlab.get("group") else "group_type"
+
+
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\Z")
+
+
+def address_problem(address: str) -> str | None:
+    """None for a hostname (or an ssh config Host alias of that form), an IPv4 or an IPv6
+    address; else what is wrong. Nothing here can carry shell or ssh-config syntax."""
+    import ipaddress
+
+    expected = "expected a hostname, an IPv4 or an IPv6 address"
+    if ":" in address:
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            return f"{address!r} is not an IPv6 address; {expected} (no port: use ssh.port)"
+        return None
+    if "%" in address:
+        return f"{address!r}: a %zone only goes with an IPv6 address; {expected}"
+    labels = address.rstrip(".").split(".")
+    if all(label.isdigit() for label in labels):
+        try:
+            ipaddress.IPv4Address(address)
+        except ValueError:
+            return f"{address!r} is not an IPv4 address; {expected}"
+        return None
+    if len(address) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        return f"{address!r} is not a hostname (labels of letters, digits, '-'); {expected}"
+    return None
+
+
+def jump_host_problem(spec: str) -> str | None:
+    """`[user@]host[:port]`, each part checked as the host's own are."""
+    user, _, rest = spec.rpartition("@")
+    if user and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,31}", user):
+        return f"jump host user {user!r} is not a plain user name; expected [user@]host[:port]"
+    host, port = rest, ""
+    if rest.startswith("["):
+        host, _, tail = rest[1:].partition("]")
+        port = tail[1:] if tail.startswith(":") else tail
+    elif rest.count(":") == 1:
+        host, _, port = rest.partition(":")
+    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        return f"jump host port {port!r}: expected 1..65535"
+    problem = address_problem(host)
+    return f"jump host {spec!r}: {problem}" if problem else None
 
 
 def load(path: Path | str) -> Inventory:

@@ -382,6 +382,8 @@ def fleet_summary(
         extra = []
         if host.runner_online is not None:
             extra.append(f"runner {'online' if host.runner_online else 'offline'}")
+        if host.runner_service not in (None, "running"):
+            extra.append(f"[yellow]runner service {host.runner_service}[/]")
         if host.emulates:
             extra.append("can emulate")
         table.add_row(

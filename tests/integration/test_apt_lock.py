@@ -44,7 +44,7 @@ builder: {{tool: umoci, install: true}}
 hosts:
   - {{name: {host.name}, address: {host.address}, arch: amd64, ssh: {{port: {host.port}}},
       roles: [gitlab-runner]}}
-gitlab: {{url: 'https://gitlab.invalid'}}
+gitlab: {{url: 'https://gitlab.invalid', group: lab}}
 """)
     dpkg_log = host.root / "var/log/dpkg.log"
     # The root's debootstrap left its own installs in the log: only what comes after counts.

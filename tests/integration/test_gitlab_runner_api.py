@@ -50,7 +50,8 @@ def captured(caplog: pytest.LogCaptureFixture) -> Iterator[list[str]]:
 
 def runners(fake: GitLabFake, **settings: Any) -> GitLabRunners:
     return GitLabRunners.from_settings(
-        GitLabSettings(url=fake.url, **settings), {"GITLAB_TOKEN": API_TOKEN}
+        GitLabSettings(url=fake.url, **{"runner_type": "instance_type", **settings}),
+        {"GITLAB_TOKEN": API_TOKEN},
     )
 
 
@@ -168,7 +169,9 @@ def test_token_from_a_python_gitlab_config_file(fake: GitLabFake, tmp_path: Path
     config.write_text(
         f"[global]\ndefault = lab\n\n[lab]\nurl = {fake.url}\nprivate_token = {API_TOKEN}\n"
     )
-    settings = GitLabSettings(url=fake.url, config_file=config, config_section="lab")
+    settings = GitLabSettings(
+        url=fake.url, runner_type="instance_type", config_file=config, config_section="lab"
+    )
     gl = GitLabRunners.from_settings(settings, {})
     assert gl.create("h", ["amd64"], locked=True).id in fake.runners
     assert API_TOKEN not in repr(gl) and str(config) in repr(gl)
@@ -205,7 +208,9 @@ def test_config_file_for_another_server_is_refused(tmp_path: Path) -> None:
 
 def test_refused_token_and_errors_never_show_it(fake: GitLabFake, captured: list[str]) -> None:
     wrong = "glpat-wrong-0000"
-    gl = GitLabRunners.from_settings(GitLabSettings(url=fake.url), {"GITLAB_TOKEN": wrong})
+    gl = GitLabRunners.from_settings(
+        GitLabSettings(url=fake.url, runner_type="instance_type"), {"GITLAB_TOKEN": wrong}
+    )
     with pytest.raises(GitLabRunnerError) as caught:
         gl.find("h")
     message = str(caught.value)
@@ -230,7 +235,9 @@ def test_refused_token_and_errors_never_show_it(fake: GitLabFake, captured: list
 
 def test_unreachable_gitlab_is_one_clear_error() -> None:
     gl = GitLabRunners.from_settings(
-        GitLabSettings(url="http://127.0.0.1:9"), {"GITLAB_TOKEN": API_TOKEN}, timeout=3
+        GitLabSettings(url="http://127.0.0.1:9", runner_type="instance_type"),
+        {"GITLAB_TOKEN": API_TOKEN},
+        timeout=3,
     )
     with pytest.raises(GitLabRunnerError) as caught:
         gl.delete(5)
@@ -256,7 +263,7 @@ def test_a_failed_registration_deletes_the_runner_it_created(
             gl,
             None,
             "host-amd64",
-            GitLabSettings(url=fake.url),
+            GitLabSettings(url=fake.url, runner_type="instance_type"),
             ["amd64"],
             register=failing_register,
         )
@@ -278,3 +285,28 @@ def test_a_failed_registration_deletes_the_runner_it_created(
     )
     assert isinstance(created, CreatedRunner) and ok == [created.token]
     assert list(fake.runners) == [created.id]
+
+
+@pytest.mark.parametrize(
+    ("scopes", "step", "needed"),
+    [
+        ({"read_api", "manage_runner"}, "create", "create_runner"),
+        ({"create_runner", "manage_runner"}, "find", "read_api"),
+    ],
+)
+def test_a_token_without_the_scope_is_told_which_one(
+    scopes: set[str], step: str, needed: str
+) -> None:
+    """The GitLab fake answers 403 insufficient_scope as GitLab does for a token lacking the
+    endpoint's scope (tests/support/gitlab_fake.py cites which); the error names the scope."""
+    with GitLabFake(token=API_TOKEN, project=PROJECT) as fake:
+        fake.scopes = scopes
+        gl = runners(fake, runner_type="group_type", group=fake.group)
+        with pytest.raises(GitLabRunnerError) as denied:
+            if step == "create":
+                gl.create("h", ["amd64"], locked=True)
+            else:
+                gl.find("h")
+    message = str(denied.value)
+    assert "HTTP 403" in message and f"the token needs the {needed} scope" in message
+    assert API_TOKEN not in message

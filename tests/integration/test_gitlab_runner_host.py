@@ -14,13 +14,15 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import Lab
 from tests.integration.test_fleet_facts import inventory_host
+from tests.support.e2e import runner_downloads
 from tests.support.gitlab_fake import GitLabFake
-from tests.support.runner_standin import STANDIN_LOG, STANDIN_SCRIPT, serve_file
+from tests.support.runner_standin import STANDIN_LOG, STANDIN_SCRIPT, STANDIN_VERSION
 from toolkit.fleet.connect import CommandResult, connect, run_script
 from toolkit.fleet.gather import gather_facts
 from toolkit.fleet.gitlab_host import (
@@ -39,6 +41,7 @@ pytestmark = pytest.mark.integration
 API_TOKEN = "glpat-host-test-93be10"
 STANDIN = STANDIN_SCRIPT.encode()
 STANDIN_SHA256 = hashlib.sha256(STANDIN).hexdigest()
+BINARY = "gitlab-runner-linux-amd64"
 CLEANUP = f"rm -rf {RUNNER_BINARY} {RUNNER_BINARY}.* /etc/gitlab-runner {STANDIN_LOG}"
 
 
@@ -72,13 +75,19 @@ def amd64(lab: Lab) -> Iterator[Shell]:
 
 
 def test_runner_lifecycle_on_the_amd64_lab_host(
-    amd64: Shell, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+    amd64: Shell,
+    lab: Lab,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.DEBUG)
     host, connection = amd64.host, amd64.connection
     errors: list[str] = []
     with GitLabFake(token=API_TOKEN, project="platform/builds") as fake:
-        settings = GitLabSettings(url=fake.url, runner_sha256={"amd64": STANDIN_SHA256})
+        settings = GitLabSettings(
+            url=fake.url, runner_type="instance_type", runner_sha256={"amd64": STANDIN_SHA256}
+        )
         gitlab = GitLabRunners.from_settings(settings, {"GITLAB_TOKEN": API_TOKEN})
 
         # Registration fails (no gitlab-runner yet): the runner just created is deleted again.
@@ -89,18 +98,21 @@ def test_runner_lifecycle_on_the_amd64_lab_host(
         assert "deleted on GitLab again" in errors[-1] and fake.runners == {}
         assert [r.method for r in fake.requests if r.path == "/api/v4/user/runners"] == ["POST"]
 
-        with serve_file(STANDIN) as url:
+        with runner_downloads(STANDIN, "amd64", tmp_path, [lab.hosts["amd64"].root]) as served:
+            url = served.url(f"/v{STANDIN_VERSION}/binaries/{BINARY}")
             # A wrong checksum is refused and leaves nothing behind.
             with pytest.raises(RunnerHostError) as refused:
-                install_runner(connection, host.name, url, "0" * 64)
+                install_runner(connection, host.name, url, binary=BINARY, sha256="0" * 64)
             errors.append(str(refused.value))
             assert f"has sha256 {STANDIN_SHA256}, expected {'0' * 64}" in errors[-1]
             assert errors[-1].startswith(f"{host.name}: installing gitlab-runner from {url}")
             leftovers = amd64.run(f"ls -a {RUNNER_BINARY.rsplit('/', 1)[0]}")
             assert "gitlab-runner" not in leftovers.stdout
-            amd64.keep(install_runner(connection, host.name, url, STANDIN_SHA256))
+            amd64.keep(
+                install_runner(connection, host.name, url, binary=BINARY, sha256=STANDIN_SHA256)
+            )
         version = amd64.run("gitlab-runner --version")
-        assert version.stdout.splitlines()[0] == "Version:      17.5.0"
+        assert version.stdout.splitlines()[0] == f"Version:      {STANDIN_VERSION}"
         assert amd64.run(f"stat -c %a {RUNNER_BINARY}").stdout.strip() == "755"
 
         created = create_and_register(gitlab, connection, host.name, settings, ["amd64", "x"])
@@ -110,13 +122,14 @@ def test_runner_lifecycle_on_the_amd64_lab_host(
         assert modes == ["700", "600"]
 
         facts = gather_facts(host)
-        assert facts.gitlab_runner == "17.5.0" and facts.runner_config_mode == "600"
+        assert facts.gitlab_runner == STANDIN_VERSION and facts.runner_config_mode == "600"
         registered = facts.runner_named(host.name)
         assert registered is not None
         assert registered.token_hash == hashlib.sha256(created.token.encode()).hexdigest()[:16]
 
-        # The real `list` prints tokens too: keep only the name column.
-        listed = amd64.run("gitlab-runner list 2>&1 | awk 'NR > 1 {print $1}'")
+        # The real `list` prints tokens too: keep only the name column (after the `Runtime
+        # platform` and `Listing configured runners` lines).
+        listed = amd64.run("gitlab-runner list 2>&1 | awk 'NR > 2 {print $1}'")
         assert listed.stdout.split() == [host.name]
 
         # What gitlab-runner and its parent shell were called with: never the token.
@@ -141,15 +154,23 @@ def test_runner_lifecycle_on_the_amd64_lab_host(
         assert not any(token in text for text in scanned), "a token leaked"
 
 
-def test_install_on_the_arm64_lab_host(lab: Lab) -> None:
-    """The same install script on real arm64 code (busybox wget, arm64 sha256sum, QEMU)."""
+def test_install_on_the_arm64_lab_host(lab: Lab, tmp_path: Path) -> None:
+    """The same install script on real arm64 code (GNU wget over https, arm64 sha256sum,
+    QEMU), with the checksum taken from the release's release.sha256."""
     host = inventory_host(lab, "arm64")
     connection = connect(host)
     try:
-        with serve_file(STANDIN) as url:
-            install_runner(connection, host.name, url, STANDIN_SHA256)
+        binary = "gitlab-runner-linux-arm64"
+        with runner_downloads(STANDIN, "arm64", tmp_path, [lab.hosts["arm64"].root]) as served:
+            install_runner(
+                connection,
+                host.name,
+                served.url(f"/v{STANDIN_VERSION}/binaries/{binary}"),
+                binary=binary,
+                checksums_url=served.url(f"/v{STANDIN_VERSION}/release.sha256"),
+            )
         facts = gather_facts(host)
-        assert facts.arch == "arm64" and facts.gitlab_runner == "17.5.0"
+        assert facts.arch == "arm64" and facts.gitlab_runner == STANDIN_VERSION
     finally:
         run_script(connection, CLEANUP, timeout=60, host=host.name)
         connection.close()

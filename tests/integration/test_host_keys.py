@@ -75,7 +75,7 @@ def write_inventory(
         lines.append(f"  jump_host: root@{jump.address}:{jump.port}")
     lines += [
         "builder: {tool: buildah, install: true}",
-        "gitlab: {url: 'http://127.0.0.1:9'}",
+        "gitlab: {url: 'http://127.0.0.1:9', allow_http: true, group: lab}",
         "hosts:",
     ]
     for name, host in hosts:

@@ -301,6 +301,8 @@ def test_mirror_comes_from_apt_sources(tmp_path: Path, monkeypatch: pytest.Monke
         ("http://mirror.example/debian-security", ["bookworm-security"]),
     ]
     assert debian_mirror(sources_dir, sources_list) == "http://mirror.example/debian"
+    # An entry naming the suite wins for that suite (trixie roots on a bookworm machine).
+    assert debian_mirror(sources_dir, sources_list, suite="trixie") == "http://list.example/debian"
     # A machine on another release: its Debian archive serves bookworm too.
     (sources_dir / "debian.sources").unlink()
     assert debian_mirror(sources_dir, sources_list) == "http://list.example/debian"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -17,11 +18,11 @@ import pytest
 
 from tests.conftest import Lab, own_host, write_inventory
 from tests.support.cli import Run, archfleet
-from tests.support.e2e import FleetCommands, server_sections
+from tests.support.e2e import FleetCommands, runner_downloads, runner_processes, server_sections
 from tests.support.gitlab_fake import GitLabFake
 from tests.support.jenkins_fake import FakeJenkins
-from tests.support.runner_standin import STANDIN_SCRIPT, serve_file
-from toolkit.lab.hosts import LabHost, start_host
+from tests.support.runner_standin import STANDIN_SCRIPT, STANDIN_VERSION
+from toolkit.lab.hosts import LabHost, LabUser, start_host
 
 pytestmark = pytest.mark.integration
 
@@ -89,30 +90,55 @@ JENKINS_TOKEN = "11ab-jenkins-provision-T0K"
 
 @pytest.fixture
 def fresh_amd64(lab: Lab, tmp_path: Path) -> Iterator[tuple[LabHost, Path]]:
-    """A host of its own: provisioning installs buildah and Java, which the shared lab
-    hosts must not get."""
-    with own_host(lab, tmp_path, "prov-amd64", "amd64", "127.0.0.71") as made:
+    """A Debian 13 host of its own (it has Java 21 for current Jenkins), with a non-root login
+    `ci` whose sudo needs no password — as provisioning logins on real servers are."""
+    with own_host(
+        lab, tmp_path, "prov-amd64", "amd64", "127.0.0.71", suite="trixie", users=[LabUser("ci")]
+    ) as made:
         yield made
+
+
+def _assert_service_polls(host: LabHost, gitlab: GitLabFake, runner_id: int) -> None:
+    """The runner service runs in the host and polls GitLab with THIS runner's token."""
+    deadline = time.monotonic() + 60
+    while not gitlab.polls_of(runner_id) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    processes = runner_processes(host)
+    assert processes, "no `gitlab-runner run` process in the host"
+    assert any("--user gitlab-runner" in p for p in processes), processes
+    polls = gitlab.polls_of(runner_id)
+    assert polls, f"runner #{runner_id} never polled POST /api/v4/jobs/request"
+    assert {p.status for p in polls} == {204}
 
 
 def test_provision_converges_then_no_change_then_deprovision(
     lab: Lab, fresh_amd64: tuple[LabHost, Path], tmp_path: Path
 ) -> None:
+    """Logged in as `ci` with `become: sudo`, provisioning leaves a runner SERVICE that polls
+    the GitLab fake with its own token, a Jenkins node that expects the host key we verified,
+    Java >= 21; a re-run changes nothing; a runner deleted on GitLab's side is dropped from the
+    host by the next run, which converges to exactly one runner that polls again.
+
+    Not real here: GitLab and Jenkins (tests/support/gitlab_fake.py, jenkins_fake.py: fakes
+    of their REST APIs) and gitlab-runner (tests/support/runner_standin.py, a stand-in written
+    from gitlab-runner's source: install writes the System V init script, start runs it, run
+    polls), downloaded over https from a loopback server whose CA the host trusts."""
     host, known_hosts = fresh_amd64
     standin = STANDIN_SCRIPT.encode()
     with (
         GitLabFake(token=API_TOKEN, project="platform/builds") as gitlab,
         FakeJenkins(tmp_path / "jenkins", "admin", JENKINS_TOKEN, console=False) as jenkins,
-        serve_file(standin, "/gitlab-runner-linux-amd64") as runner_url,
+        runner_downloads(standin, "amd64", tmp_path, [host.root]) as downloads,
     ):
         inventory = tmp_path / "fleet.yml"
 
         def write(extra_tags: str) -> None:
             sections = server_sections(
-                gitlab, jenkins, runner_url, arch="amd64", standin=standin, tags=extra_tags
+                gitlab, jenkins, downloads, tags=extra_tags, agent_key=lab.public_key
             )
             inventory.write_text(f"""
-ssh: {{user: root, key: {lab.key}, known_hosts: {known_hosts}, use_ssh_config: false}}
+ssh: {{user: ci, become: sudo, key: {lab.key}, known_hosts: {known_hosts},
+       use_ssh_config: false}}
 builder: {{tool: buildah, install: true}}
 {sections}
 hosts:
@@ -130,31 +156,43 @@ hosts:
         assert kinds == [
             "install-builder",
             "install-runner",
+            "ensure-runner-user",
+            "install-runner-service",
             "create-runner",
             "register-runner",
+            "set-runner-concurrent",
+            "start-runner-service",
             "install-java",
             "create-node",
         ]
         assert writes() == 0 and not gitlab.runners and not jenkins.nodes
 
-        # As if the SSH launcher connected the agent at once: the report must say so, read
-        # after the node was created (before this run there was no node: "offline").
-        jenkins.launch_on_create = True
         applied = run("provision-runners")
         assert applied.code == 0, applied.stderr
         report = applied.json()["hosts"][0]
-        assert report["agentOnline"] is True
-        assert len(report["applied"]) == 6 and report["runnerTags"] == ["amd64", "native"]
+        assert len(report["applied"]) == 10 and report["runnerTags"] == ["amd64", "native"]
         (runner,) = gitlab.runners.values()
         assert (runner.description, runner.tag_list) == (host.name, ["amd64", "native"])
         assert runner.run_untagged is False and runner.locked is True
-        assert "<label>amd64</label>" in jenkins.nodes[host.name]
-        assert "lab-ssh" in jenkins.nodes[host.name]
+        assert runner.runner_type == "group_type"
+        _assert_service_polls(host, gitlab, runner.id)
+        config = jenkins.nodes[host.name]
+        assert "<label>amd64</label>" in config and "lab-ssh" in config
+        algorithm, key = host.host_public_key.split()[:2]
+        assert "ManuallyProvidedKeyVerificationStrategy" in config
+        assert algorithm in config and key in config
+        facts = run("fleet-facts").json()[0]
+        assert int(facts["java"].split(".")[0]) >= 21, facts["java"]
+        # The controller's key lets it log in as the agent user, with sshd's StrictModes.
+        ssh_dir = host.root / "home" / "jenkins" / ".ssh"
+        assert (ssh_dir / "authorized_keys").read_text().splitlines() == [lab.public_key.strip()]
+        assert stat.S_IMODE((ssh_dir / "authorized_keys").stat().st_mode) == 0o600
+        assert stat.S_IMODE(ssh_dir.stat().st_mode) == 0o700
 
         before = writes()
         again = run("provision-runners")
         assert again.code == 0, again.stderr
-        assert again.json()["hosts"][0]["noChange"] is True
+        assert again.json()["hosts"][0]["noChange"] is True, again.json()
         assert writes() == before, "a second run changed something"
 
         write("native, fast")
@@ -164,26 +202,56 @@ hosts:
         assert kinds == ["update-runner"]
         assert gitlab.runners[runner.id].tag_list == ["amd64", "native", "fast"]
 
-        gitlab.set_online(runner.id)
+        # Deleted on GitLab's side (the UI, another tool): the host's `unregister` would get
+        # 403 and exit fatally; the next run drops the entry and converges to ONE new runner.
+        gitlab.delete_runner(runner.id)
+        healed = run("provision-runners")
+        assert healed.code == 0, healed.stderr
+        kinds = [c.split(":")[0] for c in healed.json()["hosts"][0]["applied"]]
+        assert kinds == ["verify-delete-runner", "create-runner", "register-runner"]
+        (renewed,) = gitlab.runners.values()
+        assert renewed.id != runner.id
+        registered = run("fleet-facts").json()[0]["runners"]
+        assert [r["id"] for r in registered] == [str(renewed.id)]
+        _assert_service_polls(host, gitlab, renewed.id)
+        settled = run("provision-runners")
+        assert settled.json()["hosts"][0]["noChange"] is True, settled.json()
+
         jenkins.online[host.name] = True
         status = run("runners-status")
         assert status.code == 0, status.stderr
         assert status.json()["arches"] == {"amd64": {"gitlab": True, "jenkins": True}}
+        assert status.json()["hosts"][0]["runnerService"] == "running"
 
         gone = run("deprovision-runners")
         assert gone.code == 0, gone.stderr
         assert not gitlab.runners and host.name not in jenkins.nodes
         facts = run("fleet-facts")
         assert facts.json()[0]["runners"] == []
-
-        # A node whose agent has not connected yet (the usual case right after creation) is
-        # a success, shown as such in the human summary.
-        jenkins.launch_on_create = False
-        table = run("provision-runners", as_json=False, columns=400)
-        assert table.code == 0, table.stderr
-        assert host.name in jenkins.nodes and not jenkins.online.get(host.name)
-        assert "jenkins agent" in table.stderr and "not yet online" in table.stderr
     fleet.assert_no_token_leaked()
+
+
+def test_a_sudo_that_wants_a_password_is_a_clear_error(lab: Lab, tmp_path: Path) -> None:
+    """`become: sudo` for a login whose sudo asks for a password: `sudo -n` refuses at once
+    and the host's error says what to do — no prompt, no hang, no change."""
+    with own_host(
+        lab, tmp_path, "prov-pw", "amd64", "127.0.0.73", users=[LabUser("ci", sudo="password")]
+    ) as (host, known_hosts):
+        inventory = tmp_path / "fleet.yml"
+        inventory.write_text(f"""
+ssh: {{user: ci, become: sudo, key: {lab.key}, known_hosts: {known_hosts},
+       use_ssh_config: false}}
+builder: {{tool: buildah, install: false}}
+hosts:
+  - {{name: {host.name}, address: {host.address}, ssh: {{port: {host.port}}},
+      roles: [gitlab-runner]}}
+gitlab: {{url: 'https://gitlab.invalid', group: g}}
+""")
+        run = provision(inventory, "--dry-run", "--no-gitlab", "--json")
+        assert run.code == 1
+        (failed,) = run.json()["hosts"]
+        assert failed["error"].startswith(f"{host.name}: sudo wants a password for ci (sudo: ")
+        assert "NOPASSWD" in failed["error"]
 
 
 def test_host_lost_mid_registration_rolls_back_and_a_rerun_converges(
@@ -194,10 +262,13 @@ def test_host_lost_mid_registration_rolls_back_and_a_rerun_converges(
     after the host is back converges to exactly one runner, then to "no change"."""
     host, known_hosts = fresh_amd64
     # The stand-in takes its time to register, so the kill lands inside that step for sure.
-    slow = STANDIN_SCRIPT.replace("register)\n", "register)\n  sleep 8\n", 1).encode()
+    slow = STANDIN_SCRIPT.replace(
+        'register) cmd_register "$@" ;;', 'register) sleep 8; cmd_register "$@" ;;', 1
+    )
+    assert slow != STANDIN_SCRIPT
     with (
         GitLabFake(token=API_TOKEN, project="platform/builds") as gitlab,
-        serve_file(slow, "/gitlab-runner-linux-amd64") as runner_url,
+        runner_downloads(slow.encode(), "amd64", tmp_path, [host.root]) as downloads,
     ):
         inventory = tmp_path / "fleet.yml"
         inventory.write_text(f"""
@@ -205,8 +276,12 @@ ssh: {{user: root, key: {lab.key}, known_hosts: {known_hosts}, use_ssh_config: f
 builder: {{tool: buildah, install: true}}
 gitlab:
   url: {gitlab.url}
+  allow_http: true
+  group: {gitlab.group}
   token_env: E2E_GITLAB_TOKEN
-  runner_url: "{runner_url.rsplit("/", 1)[0]}/gitlab-runner-linux-{{arch}}"
+  runner_version: "{STANDIN_VERSION}"
+  runner_url: "{downloads.base}/v{{version}}/binaries/gitlab-runner-linux-{{arch}}"
+  runner_checksums_url: "{downloads.base}/v{{version}}/release.sha256"
 hosts:
   - {{name: {host.name}, address: {host.address}, arch: amd64,
       ssh: {{port: {host.port}}}, roles: [gitlab-runner]}}
@@ -238,7 +313,13 @@ hosts:
         assert API_TOKEN not in out + err and "glrt-" not in out + err
 
         start_host(
-            host.name, "amd64", host.address, host.port, tmp_path, authorized_keys=[lab.public_key]
+            host.name,
+            "amd64",
+            host.address,
+            host.port,
+            tmp_path,
+            authorized_keys=[lab.public_key],
+            suite="trixie",
         )
         # The host comes back with what it had (buildah, the slow stand-in); GitLab has nothing.
         again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)

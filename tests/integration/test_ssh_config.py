@@ -122,7 +122,7 @@ def write_inventory(path: Path, known_hosts: Path, addresses: list[str], ssh: st
         "ssh:",
         f"  known_hosts: {known_hosts}",
         *(f"  {line}" for line in ssh.splitlines() if line),
-        "gitlab: {url: 'http://127.0.0.1:9'}",
+        "gitlab: {url: 'http://127.0.0.1:9', allow_http: true, group: lab}",
         "hosts:",
         *(
             f"  - {{name: h{n}, address: '{address}', roles: [gitlab-runner]}}"

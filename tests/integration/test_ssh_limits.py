@@ -236,8 +236,8 @@ def write_fleet(sshd: LimitedSshd, path: Path) -> Path:
         "  use_ssh_config: false",
         "  connect_timeout: 30",
         "builder: {tool: buildah, install: true}",
-        "gitlab: {url: 'http://127.0.0.1:9'}",
-        "jenkins: {url: 'http://127.0.0.1:9', credentials_id: lab-ssh}",
+        "gitlab: {url: 'http://127.0.0.1:9', allow_http: true, group: lab}",
+        "jenkins: {url: 'http://127.0.0.1:9', allow_http: true, credentials_id: lab-ssh}",
         "hosts:",
     ]
     for n in range(HOSTS):

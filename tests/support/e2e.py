@@ -5,42 +5,89 @@ commands that keeps every output for the final token scan and counts the servers
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.cli import Run, archfleet
 from tests.support.gitlab_fake import GitLabFake
+from tests.support.https_files import HttpsFiles, serve_https, trust_in_root
 from tests.support.jenkins_fake import FakeJenkins
+from tests.support.runner_standin import STANDIN_VERSION
+from toolkit.lab.hosts import LabHost
 
 # Only the variables' names go into an inventory; their values stay in the environment.
 ENV_NAMES = ("E2E_GITLAB_TOKEN", "E2E_JENKINS_USER", "E2E_JENKINS_TOKEN")
 
 
+@contextmanager
+def runner_downloads(
+    standin: bytes, arch: str, workdir: Path, roots: Iterable[Path] = ()
+) -> Iterator[HttpsFiles]:
+    """The gitlab-runner stand-in served over https as GitLab's download bucket lays it out
+    (`/v<version>/binaries/gitlab-runner-linux-<arch>`, ONLY under that arch's name, and the
+    release's `release.sha256`), with the test CA trusted in each host root in `roots`."""
+    name = f"gitlab-runner-linux-{arch}"
+    sums = f"{hashlib.sha256(standin).hexdigest()}  binaries/{name}\n".encode()
+    files = {
+        f"/v{STANDIN_VERSION}/binaries/{name}": standin,
+        f"/v{STANDIN_VERSION}/release.sha256": sums,
+    }
+    with serve_https(files, workdir) as served:
+        for root in roots:
+            trust_in_root(root, served.ca_file)
+        yield served
+
+
 def server_sections(
     gitlab: GitLabFake,
     jenkins: FakeJenkins,
-    runner_url: str,
+    downloads: HttpsFiles,
     *,
-    arch: str,
-    standin: bytes,
     tags: str = "native",
+    concurrent: int = 2,
+    agent_key: str = "",
 ) -> str:
-    """The inventory's `gitlab:` and `jenkins:` sections; the stand-in is served at
-    `runner_url` (the `gitlab-runner-linux-<arch>` download name) with its checksum."""
-    base = runner_url.rsplit("/", 1)[0]
+    """The inventory's `gitlab:` and `jenkins:` sections for the fakes (plain http on
+    loopback, so `allow_http`), a group runner of the fake's group, and the pinned stand-in
+    downloaded from `downloads` with its checksum from the served release.sha256."""
     return f"""gitlab:
   url: {gitlab.url}
+  allow_http: true
   token_env: {ENV_NAMES[0]}
-  runner_type: instance_type
+  group: {gitlab.group}
   tags: [{tags}]
-  runner_url: "{base}/gitlab-runner-linux-{{arch}}"
-  runner_sha256: {{{arch}: {hashlib.sha256(standin).hexdigest()}}}
+  concurrent: {concurrent}
+  runner_version: "{STANDIN_VERSION}"
+  runner_url: "{downloads.base}/v{{version}}/binaries/gitlab-runner-linux-{{arch}}"
+  runner_checksums_url: "{downloads.base}/v{{version}}/release.sha256"
 jenkins:
   url: {jenkins.url}
+  allow_http: true
   user_env: {ENV_NAMES[1]}
   token_env: {ENV_NAMES[2]}
   credentials_id: lab-ssh
-"""
+""" + (f"  agent_authorized_key: {json.dumps(agent_key.strip())}\n" if agent_key else "")
+
+
+def runner_processes(host: LabHost) -> list[str]:
+    """Command lines of the `gitlab-runner run` processes inside the host's root."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "root").resolve() != host.root.resolve():
+                continue
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        text = " ".join(a.decode(errors="replace") for a in argv if a)
+        if "gitlab-runner" in text and " run " in f"{text} ":
+            found.append(text)
+    return found
 
 
 @dataclass
@@ -70,7 +117,11 @@ class FleetCommands:
 
     def writes(self) -> int:
         """Requests that change something on either server."""
-        gitlab_writes = [r for r in self.gitlab.requests if r.method != "GET"]
+        # A runner's own calls (verify at registration, job polls) are not provisioning's.
+        runner_side = ("/api/v4/jobs/request", "/api/v4/runners/verify")
+        gitlab_writes = [
+            r for r in self.gitlab.requests if r.method != "GET" and r.path not in runner_side
+        ]
         return len(gitlab_writes) + len(self.jenkins.writes())
 
     def assert_no_token_leaked(self) -> None:

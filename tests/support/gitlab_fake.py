@@ -1,17 +1,42 @@
-"""A FAKE of the few GitLab REST v4 endpoints archfleet calls, for tests only.
+"""A FAKE of the few GitLab REST v4 endpoints archfleet and gitlab-runner call, for tests only.
 
-It is not GitLab: one project (and its namespace as one group), an in-memory repository
-(commits as whole file maps), token check by the `PRIVATE-TOKEN` header, no pagination beyond
-one page. Payloads and status codes follow GitLab's documented API (docs.gitlab.com/ee/api/):
+It is not GitLab: one project (and its namespace as one group, with one parent group), an
+in-memory repository (commits as whole file maps), no pagination beyond one page. Payloads and
+status codes follow GitLab's documented API (docs.gitlab.com/ee/api/) and its source:
 
 - publish-templates: projects, repository tree (`id` = git blob SHA-1), repository files
   (`last_commit_id`), commits with `actions` (create/update/delete; a stale `last_commit_id`
   is refused with 400 as GitLab does), branches, tags, releases;
-- runners (api/users.md#create-a-runner-linked-to-a-user, api/runners.md): `GET /user`,
-  `POST /user/runners` (answers `{id, token: "glrt-…", token_expires_at}`), `GET /runners/all`,
-  `GET /groups/:id/runners`, `GET /projects/:id/runners` (each with the `type` filter; a group
-  or project also lists the runners it inherits, as GitLab does), `GET|PUT|DELETE /runners/:id`,
-  `GET /groups/:id`. A runner is offline until a test says otherwise (`set_online`).
+- runners, with a personal/project access token in `PRIVATE-TOKEN` (api/users.md#create-a-
+  runner-linked-to-a-user, api/runners.md): `GET /user`, `POST /user/runners` (answers
+  `{id, token: "glrt-…", token_expires_at}`), `GET /runners/all`, `GET /groups/:id/runners`,
+  `GET /projects/:id/runners`, `GET|PUT|DELETE /runners/:id`, `GET /groups/:id`;
+- the runner side, authenticated by the runner token in the JSON body (`params[:token]`,
+  lib/api/ci/helpers/runner.rb `current_runner`; no PRIVATE-TOKEN), from lib/api/ci/runner.rb:
+  `POST /runners/verify` (200 `{id, token, token_expires_at}` = Entities::Ci::
+  RunnerRegistrationDetails; 403 for an unknown or deleted token; creates the runner manager
+  of `system_id`, default `<legacy>`, and heartbeats), `DELETE /runners/managers` (204; 403
+  unknown/deleted runner; 404 "Runner manager not found" for an unknown system_id),
+  `DELETE /runners` (legacy tokens: deletes the runner), `POST /jobs/request` (204 "no job",
+  403 unknown token; every poll is recorded in `polls`).
+
+Runner status (app/models/ci/runner.rb `deprecated_rest_status`, what REST shows as `status`):
+`never_contacted` until the runner talks to GitLab, then `online` while `contacted_at` is
+within ONLINE_CONTACT_TIMEOUT (2 h), else `offline`; a paused runner shows `paused`. Verify
+and job requests update `contacted_at` (authenticate_runner! -> heartbeat), as GitLab does.
+
+Listings as GitLab answers them (api/runners.md): `GET /groups/:id/runners` lists the group's
+runners, its ANCESTOR groups' runners and instance runners; `GET /projects/:id/runners` lists
+the runners assigned to the project (its own and other projects' it was assigned), its
+groups' (and their ancestors') runners and instance runners. `GET /runners/:id` tells owner
+from inherited (lib/api/entities/ci/runner_details.rb): `groups` holds the owning group of a
+group runner, `projects` every assigned project with the OWNER FIRST (Ci::Runner#owner_project
+is the first runner_project).
+
+Token scopes (api/users.md, api/runners.md, auth/tokens): creating a runner needs
+`create_runner`, managing one (`GET|PUT|DELETE /runners/:id`) `manage_runner`, listing
+`read_api`; `api` grants all. Set `fake.scopes = {...}` to model a token that lacks one: the
+endpoint then answers 403 `insufficient_scope`, as GitLab does. `None` (default) = all scopes.
 
 Every request is recorded so tests can assert what was (not) written.
 
@@ -27,17 +52,31 @@ import hashlib
 import itertools
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["GitLabFake", "Recorded", "blob_id"]
+__all__ = ["GitLabFake", "Poll", "Recorded", "blob_id"]
 
 PROJECT_ID = 42
 GROUP_ID = 7
+# The fake's group has one parent (an ancestor whose runners it inherits) and the instance
+# has one more project, owner of "foreign" runners that can be assigned to PROJECT_ID.
+PARENT_GROUP_ID = 5
+OTHER_PROJECT_ID = 43
 RUNNER_TYPES = ("instance_type", "group_type", "project_type")
+# app/models/ci/runner.rb ONLINE_CONTACT_TIMEOUT
+ONLINE_CONTACT_TIMEOUT = 2 * 60 * 60
+# lib/api/ci/helpers/runner.rb LEGACY_SYSTEM_XID: the manager of requests without system_id
+LEGACY_SYSTEM_XID = "<legacy>"
+# Which scope each PRIVATE-TOKEN endpoint needs (docs: api/users.md "create_runner",
+# api/runners.md "manage_runner" for /runners/:id, read_api to read lists and groups).
+SCOPE_CREATE = "create_runner"
+SCOPE_MANAGE = "manage_runner"
+SCOPE_READ = "read_api"
 
 
 def blob_id(data: bytes) -> str:
@@ -85,9 +124,27 @@ class _Repo:
         raise KeyError(path)
 
 
+@dataclass(frozen=True)
+class Poll:
+    """One `POST /api/v4/jobs/request`: which runner (None: the token matched none), a short
+    sha256 of the token it sent (never the token), its system_id, when, and the answer."""
+
+    runner_id: int | None
+    token_sha256: str
+    system_id: str | None
+    at: float
+    status: int
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
 @dataclass
 class FakeRunner:
-    """A runner as GitLab stores it; `token` is its runner authentication token (glrt-)."""
+    """A runner as GitLab stores it; `token` is its runner authentication token (glrt-).
+    `project_ids` lists the projects it is assigned to, its owner first; `managers` maps each
+    system_id that authenticated with its token to that manager's contacted_at."""
 
     id: int
     runner_type: str
@@ -97,13 +154,51 @@ class FakeRunner:
     run_untagged: bool
     locked: bool
     group_id: int | None = None
-    project_id: int | None = None
+    project_ids: list[int] = field(default_factory=list)
     paused: bool = False
-    online: bool = False
+    contacted_at: float | None = None
+    managers: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def project_id(self) -> int | None:
+        """The owner project (Ci::Runner#owner_project: the first runner_project)."""
+        return self.project_ids[0] if self.project_ids else None
+
+    @property
+    def online(self) -> bool:
+        return (
+            self.contacted_at is not None
+            and time.time() - self.contacted_at < ONLINE_CONTACT_TIMEOUT
+        )
 
     @property
     def status(self) -> str:
+        """app/models/ci/runner.rb deprecated_rest_status (what REST shows)."""
+        if self.contacted_at is None:
+            return "never_contacted"
+        if self.paused:
+            return "paused"
         return "online" if self.online else "offline"
+
+    def matches_status(self, wanted: str) -> bool:
+        """The `status` filter of the list endpoints (Ci::Runner.with_status scopes)."""
+        if wanted == "online":
+            return self.online
+        if wanted == "offline":
+            return self.contacted_at is not None and not self.online
+        if wanted == "never_contacted":
+            return self.contacted_at is None
+        if wanted == "paused":
+            return self.paused
+        if wanted == "active":
+            return not self.paused
+        return True
+
+    def heartbeat(self, system_id: str) -> None:
+        """authenticate_runner!: current_runner.heartbeat + ensure_manager(system_id)."""
+        now = time.time()
+        self.contacted_at = now
+        self.managers[system_id] = now
 
     def summary(self) -> dict[str, Any]:
         """The list shape (GET /runners/all and friends): no tag_list, no token."""
@@ -120,8 +215,11 @@ class FakeRunner:
             "status": self.status,
         }
 
-    def detail(self) -> dict[str, Any]:
-        """GET /runners/:id: the summary plus tags, flags and owners (never the token)."""
+    def detail(self, groups: dict[int, str], projects: dict[int, str]) -> dict[str, Any]:
+        """GET /runners/:id (Entities::Ci::RunnerDetails): the summary plus tags, flags and
+        owners, never the token. `groups`: the owning group of a group runner; `projects`:
+        every assigned project, the owner first."""
+        contacted = self.contacted_at
         return {
             **self.summary(),
             "tag_list": list(self.tag_list),
@@ -129,11 +227,37 @@ class FakeRunner:
             "locked": self.locked,
             "maximum_timeout": None,
             "access_level": "not_protected",
+            "version": None,
+            "revision": None,
+            "platform": None,
+            "architecture": None,
             "maintenance_note": None,
-            "contacted_at": None,
-            "projects": [{"id": self.project_id}] if self.project_id else [],
-            "groups": [{"id": self.group_id}] if self.group_id else [],
+            "contacted_at": (
+                time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(contacted))
+                if contacted is not None
+                else None
+            ),
+            "projects": [_project_entry(pid, projects[pid]) for pid in self.project_ids],
+            "groups": [_group_entry(self.group_id, groups[self.group_id])]
+            if self.group_id is not None
+            else [],
         }
+
+
+def _project_entry(project_id: int, path: str) -> dict[str, Any]:
+    """Entities::BasicProjectDetails, the fields a client needs."""
+    return {
+        "id": project_id,
+        "name": path.rsplit("/", 1)[-1],
+        "name_with_namespace": path.replace("/", " / "),
+        "path": path.rsplit("/", 1)[-1],
+        "path_with_namespace": path,
+    }
+
+
+def _group_entry(group_id: int, full_path: str) -> dict[str, Any]:
+    """Entities::BasicGroupDetails."""
+    return {"id": group_id, "name": full_path.rsplit("/", 1)[-1], "full_path": full_path}
 
 
 def _tag_list(value: Any) -> list[str]:
@@ -176,6 +300,10 @@ class GitLabFake:
         self.runners: dict[int, FakeRunner] = {}
         self._runner_ids = itertools.count(101)
         self.requests: list[Recorded] = []
+        # Every POST /jobs/request, in order (see Poll); `polls_of(id)` narrows it.
+        self.polls: list[Poll] = []
+        # None: the PRIVATE-TOKEN has every scope; else only these (see SCOPE_*).
+        self.scopes: set[str] | None = None
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -220,9 +348,42 @@ class GitLabFake:
         return {p: c.decode() for p, c in commit.files.items()} if commit else {}
 
     def set_online(self, runner_id: int, online: bool = True) -> None:
-        """What a registered runner polling GitLab would do."""
+        """What a registered runner polling GitLab would do (contacted now), or one that
+        stopped polling more than ONLINE_CONTACT_TIMEOUT ago (offline)."""
         with self._lock:
-            self.runners[runner_id].online = online
+            runner = self.runners[runner_id]
+            runner.contacted_at = time.time() - (0 if online else ONLINE_CONTACT_TIMEOUT + 60)
+
+    def polls_of(self, runner_id: int) -> list[Poll]:
+        """The job requests GitLab matched to this runner's token."""
+        with self._lock:
+            return [p for p in self.polls if p.runner_id == runner_id]
+
+    def delete_runner(self, runner_id: int) -> None:
+        """A runner deleted on GitLab behind the host's back (UI, another tool): its token
+        stops working at once (verify, unregister and job requests answer 403)."""
+        with self._lock:
+            del self.runners[runner_id]
+
+    def add_inherited_group_runner(self, description: str, tags: list[str]) -> int:
+        """A group runner of the PARENT group: listed for the fake's group and project, but
+        owned elsewhere (`groups` of its details names the parent)."""
+        with self._lock:
+            runner = self._new_runner(
+                {"runner_type": "group_type", "description": description, "tag_list": tags},
+                group_id=PARENT_GROUP_ID,
+            )
+        return runner.id
+
+    def add_foreign_project_runner(self, description: str, tags: list[str]) -> int:
+        """A project runner owned by another project and assigned to the fake's project too
+        (POST /projects/:id/runners): listed for the project, its owner first in `projects`."""
+        with self._lock:
+            runner = self._new_runner(
+                {"runner_type": "project_type", "description": description, "tag_list": tags},
+                project_ids=[OTHER_PROJECT_ID, PROJECT_ID],
+            )
+        return runner.id
 
     def add_runner(self, runner_type: str, description: str, tags: list[str], **extra: Any) -> int:
         """A runner created behind archfleet's back (e.g. by hand in the UI)."""
@@ -285,6 +446,7 @@ class GitLabFake:
             if not rest and method == "GET":
                 return 200, self._project_json()
             if rest == ["runners"] and method == "GET":
+                self._need_scope(SCOPE_READ)
                 return 200, self._list_runners(query, project=True)
             if rest == ["repository", "tree"] and method == "GET":
                 return 200, self._tree(query)
@@ -321,6 +483,7 @@ class GitLabFake:
                 "web_url": f"{self.url}/root",
             }
         if path == ["user", "runners"] and method == "POST":
+            self._need_scope(SCOPE_CREATE)
             new = self._new_runner(body)
             return 201, {
                 "id": new.id,
@@ -328,46 +491,54 @@ class GitLabFake:
                 "token_expires_at": None,
             }
         if path == ["runners", "all"] and method == "GET":
+            self._need_scope(SCOPE_READ)
             if not self.admin:
                 raise _HTTPError(403, "403 Forbidden")
             return 200, self._list_runners(query)
         if path[:1] == ["groups"] and len(path) in (2, 3):
-            if path[1] not in (str(GROUP_ID), self.group):
-                raise _HTTPError(404, "404 Group Not Found")
+            self._need_scope(SCOPE_READ)
+            group_id = self._group_id(path[1])
             if len(path) == 2 and method == "GET":
-                return 200, {"id": GROUP_ID, "full_path": self.group, "path": self.group}
+                full_path = self._group_paths()[group_id]
+                return 200, {
+                    "id": group_id,
+                    "full_path": full_path,
+                    "path": full_path.rsplit("/", 1)[-1],
+                    "parent_id": PARENT_GROUP_ID if group_id == GROUP_ID else None,
+                }
             if path[2] == "runners" and method == "GET":
-                return 200, self._list_runners(query, group=True)
+                return 200, self._list_runners(query, group=group_id)
         if path[:1] == ["runners"] and len(path) == 2 and path[1].isdigit():
+            self._need_scope(SCOPE_MANAGE)
             runner = self.runners.get(int(path[1]))
             if runner is None:
                 raise _HTTPError(404, "404 Runner Not Found")
             if method == "GET":
-                return 200, runner.detail()
+                return 200, self._detail(runner)
             if method == "PUT":
                 self._update_runner(runner, body)
-                return 200, runner.detail()
+                return 200, self._detail(runner)
             if method == "DELETE":
                 del self.runners[runner.id]
                 return 204, None
         raise _HTTPError(404, f"404 {method} {'/'.join(path)} not implemented by the fake")
 
-    def _new_runner(self, body: Any) -> FakeRunner:
+    def _new_runner(
+        self, body: Any, *, group_id: int | None = None, project_ids: list[int] | None = None
+    ) -> FakeRunner:
         kind = body.get("runner_type")
         if kind not in RUNNER_TYPES:
             raise _HTTPError(400, {"error": "runner_type does not have a valid value"})
-        group_id: int | None = None
-        project_id: int | None = None
         if kind == "instance_type" and not self.admin:
             raise _HTTPError(403, "403 Forbidden")
-        if kind == "group_type":
+        if kind == "group_type" and group_id is None:
             if str(body.get("group_id")) != str(GROUP_ID):
                 raise _HTTPError(400, {"error": "group_id is missing or unknown"})
             group_id = GROUP_ID
-        if kind == "project_type":
+        if kind == "project_type" and project_ids is None:
             if str(body.get("project_id")) != str(PROJECT_ID):
                 raise _HTTPError(400, {"error": "project_id is missing or unknown"})
-            project_id = PROJECT_ID
+            project_ids = [PROJECT_ID]
         runner_id = next(self._runner_ids)
         runner = FakeRunner(
             id=runner_id,
@@ -379,7 +550,7 @@ class GitLabFake:
             locked=_flag(body.get("locked"), False),
             paused=_flag(body.get("paused"), False),
             group_id=group_id,
-            project_id=project_id,
+            project_ids=list(project_ids or []),
         )
         self.runners[runner_id] = runner
         return runner
@@ -394,25 +565,108 @@ class GitLabFake:
         runner.paused = _flag(body.get("paused"), runner.paused)
 
     def _list_runners(
-        self, query: dict[str, str], *, group: bool = False, project: bool = False
+        self, query: dict[str, str], *, group: int | None = None, project: bool = False
     ) -> list[dict[str, Any]]:
-        """A group's or project's list includes what it inherits (instance and, for a
-        project, its group's runners), as GitLab's does; `type` narrows it."""
+        """GET /runners/all (group None, project False): every runner. A group's list holds
+        its own, its ancestors' and instance runners; a project's list the runners assigned
+        to it (its own and foreign ones), its groups' and ancestors' and instance runners,
+        as GitLab's do (api/runners.md); `type`, `status` and `paused` narrow it."""
+        ancestors = {GROUP_ID, PARENT_GROUP_ID} if project or group == GROUP_ID else {group}
         found = []
         for runner in sorted(self.runners.values(), key=lambda r: r.id):
-            inherited = runner.runner_type == "instance_type" or (
-                runner.group_id == GROUP_ID and (group or project)
+            visible = (
+                (group is None and not project)
+                or runner.runner_type == "instance_type"
+                or (runner.group_id is not None and runner.group_id in ancestors)
+                or (project and PROJECT_ID in runner.project_ids)
             )
-            own = project and runner.project_id == PROJECT_ID
-            visible = inherited or own or not (group or project)
             if not visible:
                 continue
             if query.get("type") and runner.runner_type != query["type"]:
                 continue
-            if query.get("status") and runner.status != query["status"]:
+            if query.get("status") and not runner.matches_status(query["status"]):
+                continue
+            if query.get("paused") and runner.paused != _flag(query["paused"], False):
                 continue
             found.append(runner.summary())
         return found
+
+    def _group_paths(self) -> dict[int, str]:
+        """The parent group's path: the namespace's own parent when it has one, else a name
+        of its own (the fake does not fold it into the group's full_path)."""
+        parent = self.group.rsplit("/", 1)[0] if "/" in self.group else "parent-group"
+        return {GROUP_ID: self.group, PARENT_GROUP_ID: parent}
+
+    def _group_id(self, ref: str) -> int:
+        for group_id, full_path in self._group_paths().items():
+            if ref in (str(group_id), full_path):
+                return group_id
+        raise _HTTPError(404, "404 Group Not Found")
+
+    def _detail(self, runner: FakeRunner) -> dict[str, Any]:
+        other = "other/project"
+        return runner.detail(
+            self._group_paths(), {PROJECT_ID: self.project, OTHER_PROJECT_ID: other}
+        )
+
+    def _need_scope(self, scope: str) -> None:
+        """403 insufficient_scope, as GitLab answers a token without the scope."""
+        if self.scopes is None or scope in self.scopes or "api" in self.scopes:
+            return
+        raise _HTTPError(
+            403,
+            {
+                "error": "insufficient_scope",
+                "error_description": "The request requires higher privileges than "
+                "provided by the access token.",
+                "scope": scope,
+            },
+        )
+
+    # --- the runner's own API (lib/api/ci/runner.rb), authenticated by the runner token ----
+
+    def runner_api(self, method: str, path: list[str], body: Any) -> tuple[int, Any] | None:
+        """The endpoints gitlab-runner calls with its runner token in the body; None for
+        any other path. The token is `params[:token]` (helpers/runner.rb current_runner)."""
+        route = (method, tuple(path))
+        if route not in {
+            ("POST", ("runners", "verify")),
+            ("DELETE", ("runners", "managers")),
+            ("DELETE", ("runners",)),
+            ("POST", ("jobs", "request")),
+        }:
+            return None
+        token = str(body.get("token") or "") if isinstance(body, dict) else ""
+        system_id = body.get("system_id") if isinstance(body, dict) else None
+        with self._lock:
+            runner = next((r for r in self.runners.values() if r.token == token), None)
+            if route[1] == ("jobs", "request"):
+                self.polls.append(
+                    Poll(
+                        runner.id if runner else None,
+                        token_hash(token),
+                        system_id,
+                        time.time(),
+                        204 if runner else 403,
+                    )
+                )
+            if runner is None:
+                raise _HTTPError(403, "403 Forbidden")
+            if route[1] == ("runners", "managers"):
+                # ensure_runner_manager: false; the manager must exist (404 otherwise).
+                if not system_id:
+                    raise _HTTPError(400, {"error": "system_id is missing"})
+                if system_id not in runner.managers:
+                    raise _HTTPError(404, "404 Runner manager not found")
+                del runner.managers[system_id]
+                return 204, None
+            if route[1] == ("runners",):
+                del self.runners[runner.id]
+                return 204, None
+            runner.heartbeat(str(system_id or LEGACY_SYSTEM_XID))
+            if route[1] == ("runners", "verify"):
+                return 200, {"id": runner.id, "token": runner.token, "token_expires_at": None}
+            return 204, None
 
     def _tree(self, query: dict[str, str]) -> list[dict[str, Any]]:
         if query.get("recursive", "").lower() != "true":
@@ -545,9 +799,14 @@ class GitLabFake:
                 body: Any = json.loads(raw) if raw else {}
                 fake.requests.append(Recorded(method, unquote(split.path), body))
                 try:
-                    if self.headers.get("PRIVATE-TOKEN") != fake.token:
-                        raise _HTTPError(401, "401 Unauthorized")
-                    status, payload = fake.route(method, segments, query, body)
+                    answer = None
+                    if segments[:2] == ["api", "v4"]:
+                        answer = fake.runner_api(method, segments[2:], body)
+                    if answer is None:
+                        if self.headers.get("PRIVATE-TOKEN") != fake.token:
+                            raise _HTTPError(401, "401 Unauthorized")
+                        answer = fake.route(method, segments, query, body)
+                    status, payload = answer
                 except _HTTPError as error:
                     status, payload = error.status, {"message": error.message}
                 data = b"" if status == 204 else json.dumps(payload).encode()

@@ -24,6 +24,30 @@ endpoints jenkinsapi and publish-jenkins-library call, the way Jenkins documents
   online as soon as it is created (as if its SSH launcher had connected at once).
   `fail_once(method, path, status)` makes the next such request fail, to test what a client
   does halfway.
+
+Failure answers of the node endpoints follow Jenkins core (jenkinsci/jenkins):
+- `POST /computer/<name>/config.xml` is `Computer.doConfigDotXml` -> `updateByXml`
+  (core/src/main/java/hudson/model/Computer.java): Computer/Configure is checked first (403),
+  an unknown node is 404 (`ComputerSet.getDynamic` finds no computer), a body whose node class
+  differs from the node's is `HttpResponses.errorWithoutStack(SC_BAD_REQUEST, "Node types do
+  not match")` — 400, not 500; a body XStream cannot read fails in `XSTREAM2.fromXML`, an
+  uncaught exception: 500. The new name goes through `Jenkins.checkGoodName` in
+  `Nodes.replaceNode` (core/src/main/java/jenkins/model/Nodes.java): a `Failure`, which
+  renders AbstractModelObject/error.jelly with status 400.
+- `GET .../config.xml` needs Computer/ExtendedRead (implied by Configure), `doCreateItem` /
+  `doDoCreateItem` Computer/Create (ComputerSet.java), `doDoDelete` Computer/Delete. A missing
+  permission is `AccessDeniedException3` -> 403 with "<user> is missing the Agent/<Name>
+  permission" and the `X-Required-Permission` header (hudson/security/
+  AccessDeniedHandlerImpl.java, AccessDeniedException3.java). A test takes permissions away
+  with `denied` (e.g. {"Configure"}).
+
+Launching (only with `launch_on_create`): the SSH launcher's host key check is modelled from
+the ssh-agents plugin (src/main/java/hudson/plugins/sshslaves/verifiers/): a node with
+`ManuallyProvidedKeyVerificationStrategy` connects only when its stored key (algorithm and
+bytes, HostKey.equals) is the key the host presents (`host_keys[(address, port)]`, "algorithm
+base64"); `KnownHostsFileKeyVerificationStrategy` only when the controller's `known_hosts`
+holds it; `NonVerifying` always. When `host_keys` is empty the check is not modelled and an SSH
+node connects (the behaviour before this model). `launch_log[name]` says why a node did not.
 """
 
 from __future__ import annotations
@@ -81,6 +105,13 @@ class FakeJenkins:
     online: dict[str, bool] = field(default_factory=dict)
     launch_on_create: bool = False
     faults: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Computer permissions the user lacks: "Configure", "ExtendedRead", "Create", "Delete".
+    denied: set[str] = field(default_factory=set)
+    # (address, port) -> "algorithm base64": the key each agent host's sshd presents.
+    host_keys: dict[tuple[str, int], str] = field(default_factory=dict)
+    # The controller's ~/.ssh/known_hosts, as (address, port) -> "algorithm base64".
+    known_hosts: dict[tuple[str, int], str] = field(default_factory=dict)
+    launch_log: dict[str, str] = field(default_factory=dict)
 
     def fail_once(self, method: str, path: str, status: int) -> None:
         """The next `method path` request answers `status` (and changes nothing)."""
@@ -89,6 +120,14 @@ class FakeJenkins:
     def _take_fault(self, method: str, path: str) -> int | None:
         with self._lock:
             return self.faults.pop((method, path), None)
+
+    def launch(self, name: str) -> bool:
+        """Try to connect node `name` the way its launcher would (see the module docstring);
+        sets `online[name]` and `launch_log[name]`."""
+        online, why = _launch_verdict(self.nodes[name], self.host_keys, self.known_hosts)
+        self.online[name] = online
+        self.launch_log[name] = why
+        return online
 
     @property
     def url(self) -> str:
@@ -210,6 +249,26 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("WWW-Authenticate", 'Basic realm="Jenkins"')
         self.end_headers()
         self.wfile.write(data)
+
+    def _permitted(self, permission: str) -> bool:
+        """Computer/<permission>, as Jenkins checks it (ExtendedRead is implied by Configure);
+        else the 403 AccessDeniedHandlerImpl sends."""
+        denied = self.jenkins.denied
+        missing = permission in denied and not (
+            permission == "ExtendedRead" and "Configure" not in denied
+        )
+        if not missing:
+            return True
+        data = f"{self.jenkins.user} is missing the Agent/{permission} permission".encode()
+        self._record(403)
+        self.send_response(403)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-You-Are-Authenticated-As", self.jenkins.user)
+        self.send_header("X-Required-Permission", f"hudson.model.Computer.{permission}")
+        self.end_headers()
+        self.wfile.write(data)
+        return False
 
     def _body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -373,7 +432,8 @@ class _Handler(BaseHTTPRequestHandler):
         if name not in fake.nodes:
             self._reply(404, "Not Found")
         elif tail == "config.xml":
-            self._reply(200, fake.nodes[name], "application/xml")
+            if self._permitted("ExtendedRead"):
+                self._reply(200, fake.nodes[name], "application/xml")
         elif tail in ("api/python", "api/json"):
             self._reply(200, json.dumps(self._computer(name)), "application/json")
         elif tail == "doDelete":
@@ -385,6 +445,8 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.jenkins
         name = query.get("name", [""])[0].strip()
         kind = query.get("type", [""])[0]
+        if not self._permitted("Create"):
+            return
         if not name or any(c in _UNSAFE_NAME_CHARS for c in name):
             self._reply(400, f"{name!r} is an unsafe character or empty name")
         elif name in fake.nodes or name == BUILT_IN:
@@ -400,7 +462,7 @@ class _Handler(BaseHTTPRequestHandler):
             with fake._lock:
                 fake.nodes[name] = _config_from_form(name, form)
                 if fake.launch_on_create:
-                    fake.online[name] = True
+                    fake.launch(name)
             self._redirect("/computer/")
 
     def _computer_post(self, path: str, body: bytes) -> None:
@@ -409,26 +471,40 @@ class _Handler(BaseHTTPRequestHandler):
         if name not in fake.nodes:
             self._reply(404, "Not Found")
         elif tail == "doDelete":
+            if not self._permitted("Delete"):
+                return
             with fake._lock:
                 fake.nodes.pop(name, None)
                 fake.online.pop(name, None)
             self._redirect("/computer/")
         elif tail == "config.xml":
-            if not _is_xml(body):
-                self._reply(500, "Failed to parse the config.xml")
-                return
-            new_root = ET.fromstring(body).tag  # noqa: S314 -- the tests' own payloads
-            old_root = ET.fromstring(fake.nodes[name].encode()).tag  # noqa: S314
-            if _NODE_ROOTS.get(new_root) != _NODE_ROOTS.get(old_root):
-                self._reply(500, "java.lang.IllegalArgumentException: Node types do not match")
-                return
-            new_name = _node_fields(body.decode())["name"] or name
-            with fake._lock:
-                del fake.nodes[name]
-                fake.nodes[new_name] = body.decode()
-            self._reply(200)
+            self._update_by_xml(name, body)
         else:
             self._reply(404, "Not Found")
+
+    def _update_by_xml(self, name: str, body: bytes) -> None:
+        """Computer.updateByXml: permission, parse, same node class, checkGoodName, replace."""
+        fake = self.jenkins
+        if not self._permitted("Configure"):
+            return
+        if not _is_xml(body):
+            self._reply(500, "com.thoughtworks.xstream.io.StreamException: failed to parse")
+            return
+        new_root = ET.fromstring(body).tag  # noqa: S314 -- the tests' own payloads
+        old_root = ET.fromstring(fake.nodes[name].encode()).tag  # noqa: S314
+        if _NODE_ROOTS.get(new_root) != _NODE_ROOTS.get(old_root):
+            self._reply(400, "Node types do not match")
+            return
+        new_name = _node_fields(body.decode())["name"] or name
+        if any(c in _UNSAFE_NAME_CHARS for c in new_name) or new_name in (".", ".."):
+            self._reply(400, f"{new_name!r} is an unsafe name")
+            return
+        with fake._lock:
+            del fake.nodes[name]
+            fake.nodes[new_name] = body.decode()
+            if fake.launch_on_create:
+                fake.launch(new_name)
+        self._reply(200)
 
 
 BUILT_IN = "Built-In Node"
@@ -487,3 +563,53 @@ def _is_xml(body: bytes) -> bool:
     except ET.ParseError:
         return False
     return True
+
+
+_VERIFIERS = "hudson.plugins.sshslaves.verifiers."
+
+
+def stored_host_key(config_xml: str) -> str | None:
+    """The key a ManuallyProvidedKeyVerificationStrategy holds, read the way XStream fills
+    HostKey's fields (`algorithm`, and `key` through the MIME base64 decoder, which skips
+    whitespace), as "algorithm base64"; None for another strategy."""
+    root = ET.fromstring(config_xml.encode())  # noqa: S314 -- the tests' own payloads
+    strategy = root.find("launcher/sshHostKeyVerificationStrategy")
+    manual = _VERIFIERS + "ManuallyProvidedKeyVerificationStrategy"
+    if strategy is None or strategy.get("class") != manual:
+        return None
+    algorithm = (strategy.findtext("key/algorithm") or "").strip()
+    blob = base64.b64decode("".join((strategy.findtext("key/key") or "").split()))
+    return f"{algorithm} {base64.b64encode(blob).decode()}"
+
+
+def _launch_verdict(
+    config_xml: str,
+    host_keys: dict[tuple[str, int], str],
+    known_hosts: dict[tuple[str, int], str],
+) -> tuple[bool, str]:
+    root = ET.fromstring(config_xml.encode())  # noqa: S314 -- the tests' own payloads
+    launcher = root.find("launcher")
+    if launcher is None or launcher.get("class") != "hudson.plugins.sshslaves.SSHLauncher":
+        return True, "not an SSH launcher: connected (not modelled)"
+    if not host_keys:
+        return True, "host keys not modelled: connected"
+    address = (launcher.findtext("host") or "", int(launcher.findtext("port") or 22))
+    presented = host_keys.get(address)
+    if presented is None:
+        return False, f"cannot reach {address[0]}:{address[1]}"
+    strategy = launcher.find("sshHostKeyVerificationStrategy")
+    kind = (strategy.get("class") or "") if strategy is not None else ""
+    if kind == _VERIFIERS + "ManuallyProvidedKeyVerificationStrategy":
+        if stored_host_key(config_xml) == presented:
+            return True, "Key is trusted"  # ManualKeyProvidedHostKeyVerifier_KeyTrusted
+        return False, "Key is not trusted: it differs from the key provided"
+    if kind == _VERIFIERS + "KnownHostsFileKeyVerificationStrategy":
+        entry = known_hosts.get(address)
+        if entry == presented:
+            return True, "Key is trusted (known_hosts)"
+        if entry is None:
+            return False, f"No entry currently exists in the Known Hosts file for {address[0]}"
+        return False, "the key in known_hosts differs from the host's key"
+    if kind == _VERIFIERS + "NonVerifyingKeyVerificationStrategy" or not kind:
+        return True, "host key not verified"
+    return False, f"{kind}: not modelled, not connected"

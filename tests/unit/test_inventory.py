@@ -9,11 +9,10 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
 
-from toolkit.inventory import SCHEMA, InventoryError, conforms, load
+from toolkit.inventory import SCHEMA, InventoryError, _validator_class, conforms, load
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -262,13 +261,15 @@ def test_the_fast_check_never_passes_what_jsonschema_refuses(source: str) -> Non
             builder: {tool: docker, install: false, group: docker}
             gitlab:
               url: http://127.0.0.1:1
+              allow_http: true
               runner_type: project_type
               project: platform/builds
               tags: [native, fast]
               runner_sha256:
                 amd64: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
               locked: false
-            jenkins: {url: http://127.0.0.1:2, credentials_id: lab, executors: 2, labels: [x]}
+            jenkins: {url: http://127.0.0.1:2, allow_http: true, credentials_id: lab, executors: 2,
+                      labels: [x]}
             hosts:
               - {name: a-1, address: 127.0.0.1, arch: amd64, roles: [gitlab-runner],
                  ssh: {port: 2222}, tags: [t], labels: [l], executors: 3}
@@ -277,7 +278,7 @@ def test_the_fast_check_never_passes_what_jsonschema_refuses(source: str) -> Non
     else:
         text = (REPO / source).read_text()
     document = yaml.safe_load(text)
-    validator = jsonschema.Draft202012Validator(SCHEMA)
+    validator = _validator_class()(SCHEMA)
     assert conforms(document) and not list(validator.iter_errors(document))
     refused = passed = 0
     for mutated in _mutations(document):
@@ -297,8 +298,193 @@ def test_a_file_the_fast_check_doubts_but_jsonschema_accepts_loads(tmp_path: Pat
         """
         ssh: {port: 22.0}
         hosts: [{name: a, address: h, roles: [gitlab-runner]}]
-        gitlab: {url: https://g.example.com}
+        gitlab: {url: https://g.example.com, group: g}
         """,
     )
     assert not conforms(yaml.safe_load(path.read_text()))
     assert load(path).hosts[0].ssh.port == 22
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("10.0.0.1>x", "hosts[0].address: '10.0.0.1>x' does not match"),
+        ("h;id", "hosts[0].address: 'h;id' does not match"),
+        ("build host", "hosts[0].address: 'build host' does not match"),
+        ("$(id)", "hosts[0].address: '$(id)' does not match"),
+        ("10.0.0.1\n", "hosts[0].address: '10.0.0.1\\n' does not match"),
+        ("10.0.0.256", "hosts[0].address: '10.0.0.256' is not an IPv4 address"),
+        ("fe80::1::2", "hosts[0].address: 'fe80::1::2' is not an IPv6 address"),
+        ("-oProxyCommand", "hosts[0].address: '-oProxyCommand' does not match"),
+        ("a..b", "hosts[0].address: 'a..b' is not a hostname"),
+    ],
+)
+def test_hostile_addresses_are_refused_with_file_line_and_key(
+    tmp_path: Path, address: str, expected: str
+) -> None:
+    """Addresses reach paramiko's ssh config (`Match exec %h`) and Jenkins node configs."""
+    path = write(
+        tmp_path,
+        f"""
+        hosts:
+          - name: a
+            address: {json.dumps(address)}
+            roles: [jenkins-agent]
+        jenkins: {{url: https://j.example.com, credentials_id: c}}
+        """,
+    )
+    with pytest.raises(InventoryError) as caught:
+        load(path)
+    assert caught.value.problems[0].startswith(f"{path}:4: {expected}")
+
+
+@pytest.mark.parametrize("address", ["build-1.example.com", "10.0.0.1", "::1", "fe80::1%eth0"])
+def test_plain_addresses_load(tmp_path: Path, address: str) -> None:
+    path = write(
+        tmp_path,
+        f"""
+        hosts: [{{name: a, address: {json.dumps(address)}, roles: [jenkins-agent]}}]
+        jenkins: {{url: https://j.example.com, credentials_id: c}}
+        """,
+    )
+    assert load(path).hosts[0].address == address
+
+
+def test_a_name_ending_in_a_newline_is_refused(tmp_path: Path) -> None:
+    """`$` in Python's re.search matches before a final newline; the schema's does not."""
+    path = write(
+        tmp_path,
+        """
+        hosts: [{name: "a\\n", address: h, roles: [jenkins-agent]}]
+        jenkins: {url: https://j.example.com, credentials_id: c}
+        """,
+    )
+    with pytest.raises(InventoryError) as caught:
+        load(path)
+    assert caught.value.problems == [
+        f"{path}:2: hosts[0].name: 'a\\n' does not match "
+        "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$ (allowed characters only)"
+    ]
+
+
+def test_jump_host_is_checked(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        ssh: {jump_host: "ci@bastion;id:22"}
+        hosts: [{name: a, address: h, roles: [jenkins-agent]}]
+        jenkins: {url: https://j.example.com, credentials_id: c}
+        """,
+    )
+    with pytest.raises(InventoryError) as caught:
+        load(path)
+    assert caught.value.problems == [
+        f"{path}:2: ssh.jump_host: jump host 'ci@bastion;id:22': 'bastion;id' is not a "
+        "hostname (labels of letters, digits, '-'); expected a hostname, an IPv4 or an IPv6 "
+        "address"
+    ]
+
+
+@pytest.mark.parametrize("section", ["gitlab", "jenkins"])
+def test_plain_http_server_urls_are_refused_unless_allowed(tmp_path: Path, section: str) -> None:
+    role = "gitlab-runner" if section == "gitlab" else "jenkins-agent"
+    body = "{url: 'http://ci.example.com', credentials_id: c"
+    if section == "gitlab":
+        body = "{url: 'http://ci.example.com', group: g"
+    text = f"""
+        hosts: [{{name: a, address: h, roles: [{role}]}}]
+        {section}: {body}}}
+        """
+    with pytest.raises(InventoryError) as caught:
+        load(write(tmp_path, text))
+    assert caught.value.problems == [
+        f"{tmp_path}/fleet.yml:3: {section}.url: 'http://ci.example.com' is plain http: the API "
+        f"token would travel in clear; expected https://… (or set {section}.allow_http: true for "
+        "a lab)"
+    ]
+    allowed = load(write(tmp_path, text.replace("{url:", "{allow_http: true, url:")))
+    assert getattr(allowed, section).allow_http is True
+
+
+def test_runner_type_defaults_to_the_group_or_the_project(tmp_path: Path) -> None:
+    group = load(
+        write(
+            tmp_path,
+            """
+            hosts: [{name: a, address: h, roles: [gitlab-runner]}]
+            gitlab: {url: https://g.example.com, group: platform}
+            """,
+        )
+    )
+    assert group.gitlab is not None and group.gitlab.runner_type == "group_type"
+    project = load(
+        write(
+            tmp_path,
+            """
+            hosts: [{name: a, address: h, roles: [gitlab-runner]}]
+            gitlab: {url: https://g.example.com, project: platform/app}
+            """,
+        )
+    )
+    assert project.gitlab is not None and project.gitlab.runner_type == "project_type"
+    with pytest.raises(InventoryError) as caught:
+        load(
+            write(
+                tmp_path,
+                """
+                hosts: [{name: a, address: h, roles: [gitlab-runner]}]
+                gitlab: {url: https://g.example.com}
+                """,
+            )
+        )
+    assert "gitlab: runner_type group_type (the default) needs gitlab.group" in str(caught.value)
+
+
+def test_a_shared_shell_runner_needs_an_explicit_yes(tmp_path: Path) -> None:
+    text = """
+        hosts: [{name: a, address: h, roles: [gitlab-runner]}]
+        gitlab: {url: https://g.example.com, runner_type: instance_type}
+        """
+    with pytest.raises(InventoryError) as caught:
+        load(write(tmp_path, text))
+    assert caught.value.problems == [
+        f"{tmp_path}/fleet.yml:3: gitlab.runner_type: an instance_type runner with the shell "
+        "executor runs every project's jobs on the build host as gitlab-runner (in the docker "
+        "group, that is root): expected group_type or project_type, or set "
+        "gitlab.allow_shared_shell: true"
+    ]
+    shared = load(
+        write(tmp_path, text.replace("instance_type}", "instance_type, allow_shared_shell: true}"))
+    )
+    assert shared.gitlab is not None and shared.gitlab.runner_type == "instance_type"
+    docker = load(
+        write(tmp_path, text.replace("instance_type}", "instance_type, executor: docker}"))
+    )
+    assert docker.gitlab is not None and docker.gitlab.executor == "docker"
+
+
+def test_gitlab_runner_download_is_pinned_https_and_checked_by_default(tmp_path: Path) -> None:
+    inventory = load(
+        write(
+            tmp_path,
+            """
+            hosts: [{name: a, address: h, roles: [gitlab-runner]}]
+            gitlab: {url: https://g.example.com, group: g}
+            """,
+        )
+    )
+    gitlab = inventory.gitlab
+    assert gitlab is not None and gitlab.runner_version == "19.3.0" and gitlab.concurrent == 2
+    assert gitlab.runner_url.startswith("https://") and "latest" not in gitlab.runner_url
+    assert gitlab.runner_checksums_url.endswith("/v{version}/release.sha256")
+    with pytest.raises(InventoryError) as caught:
+        load(
+            write(
+                tmp_path,
+                """
+                hosts: [{name: a, address: h, roles: [gitlab-runner]}]
+                gitlab: {url: https://g.example.com, group: g, runner_url: "http://x/{arch}"}
+                """,
+            )
+        )
+    assert "gitlab.runner_url: 'http://x/{arch}' does not match" in str(caught.value)

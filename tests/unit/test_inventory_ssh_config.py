@@ -29,7 +29,7 @@ def test_ssh_config_file_is_a_path_and_given_keys_are_recorded(tmp_path: Path) -
             hosts:
               - {name: a, address: alias-a, roles: [gitlab-runner]}
               - {name: b, address: alias-b, roles: [gitlab-runner], ssh: {port: 2222}}
-            gitlab: {url: 'https://gitlab.example.com'}
+            gitlab: {url: 'https://gitlab.example.com', group: g}
             """,
         )
     )
@@ -49,7 +49,7 @@ def test_ssh_config_file_is_a_path_and_given_keys_are_recorded(tmp_path: Path) -
             ssh: {use_ssh_config: false, ssh_config_file: ./ssh_config}
             hosts:
               - {name: a, address: 10.0.0.1, roles: [gitlab-runner]}
-            gitlab: {url: 'https://gitlab.example.com'}
+            gitlab: {url: 'https://gitlab.example.com', group: g}
             """,
             "fleet.yml:2: ssh.ssh_config_file: ssh_config_file is set but use_ssh_config is "
             "false: the file would not be read",
@@ -63,7 +63,7 @@ def test_ssh_config_file_is_a_path_and_given_keys_are_recorded(tmp_path: Path) -
                 roles: [gitlab-runner]
                 ssh:
                   use_ssh_config: false
-            gitlab: {url: 'https://gitlab.example.com'}
+            gitlab: {url: 'https://gitlab.example.com', group: g}
             """,
             "fleet.yml:8: hosts[0].ssh.use_ssh_config: ssh_config_file is set but "
             "use_ssh_config is false: the file would not be read",
@@ -72,7 +72,7 @@ def test_ssh_config_file_is_a_path_and_given_keys_are_recorded(tmp_path: Path) -
             """
             hosts:
               - {name: a, address: 10.0.0.1, roles: [gitlab-runner], ssh: {ssh_config_file: 3}}
-            gitlab: {url: 'https://gitlab.example.com'}
+            gitlab: {url: 'https://gitlab.example.com', group: g}
             """,
             "fleet.yml:3: hosts[0].ssh.ssh_config_file: expected a string; got 3",
         ),

@@ -1,5 +1,7 @@
 """Pure parts of the Jenkins agent lifecycle: the node's config.xml (built, read back,
-reconciled) and the host-side scripts (syntax, quoting, a hostile path run for real)."""
+reconciled; the host key as the ssh-agents plugin stores it) and the host-side scripts
+(syntax, quoting, a hostile path and a whole agent-user set-up run for real in a scratch
+root with stand-in commands)."""
 
 from __future__ import annotations
 
@@ -13,18 +15,29 @@ import pytest
 from toolkit.fleet.jenkins_agent import (
     JenkinsAgentError,
     check_node_name,
+    ensure_agent_user_script,
     ensure_remote_root_script,
-    install_java_script,
 )
 from toolkit.fleet.jenkins_config import (
     KNOWN_HOSTS_STRATEGY,
+    MANUAL_STRATEGY,
     RETENTION_ALWAYS,
     SSH_LAUNCHER,
     NodeConfigError,
+    fingerprint,
     node_config_xml,
     node_differences,
     parse_node_config,
     reconcile_node_config,
+)
+
+# Public host keys from the ssh-agents plugin's own tests (src/test/java/hudson/plugins/
+# sshslaves/verifiers/ManuallyProvidedKeyVerificationStrategyTest.java).
+ED25519 = ("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIMQPcXch45Uak9iiHt1puffR6LHZxZsHU0iyeyUnf5qW")
+ECDSA = (
+    "ecdsa-sha2-nistp256",
+    "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBMQMVHTpplIuqEcOR8j7wzydDUzXF0Fl82Wl"
+    "uEJphpo2JKbJ4DNaL3Zu6bfeDQGuH3hWtG1H0r4ntoDtN940GGA=",
 )
 
 HOSTILE = "</label><script>alert(1)</script> & \"quoted\" 'single' ]]> <!-- x"
@@ -35,6 +48,7 @@ BASE: dict[str, object] = {
     "executors": 3,
     "remote_root": "/var/lib/jenkins-agent",
     "credentials_id": "agent-ssh-key",
+    "host_key": ED25519,
 }
 
 
@@ -42,7 +56,7 @@ def build(name: str = "build-amd64", **overrides: object) -> str:
     return node_config_xml(name, **{**BASE, **overrides})  # type: ignore[arg-type]
 
 
-def test_config_is_an_exclusive_ssh_agent_checked_against_known_hosts() -> None:
+def test_config_is_an_exclusive_ssh_agent_accepting_only_the_verified_key() -> None:
     root = ET.fromstring(build().encode())  # noqa: S314
     assert root.tag == "slave"  # XStream's alias of hudson.slaves.DumbSlave
     assert root.findtext("mode") == "EXCLUSIVE"
@@ -52,8 +66,49 @@ def test_config_is_an_exclusive_ssh_agent_checked_against_known_hosts() -> None:
     assert launcher.findtext("host") == "10.0.0.7" and launcher.findtext("port") == "2222"
     assert launcher.findtext("credentialsId") == "agent-ssh-key"
     strategy = launcher.find("sshHostKeyVerificationStrategy")
-    assert strategy is not None and strategy.get("class") == KNOWN_HOSTS_STRATEGY
+    assert strategy is not None and strategy.get("class") == MANUAL_STRATEGY
+    # XStream's layout of ManuallyProvidedKeyVerificationStrategy.key (a HostKey: algorithm,
+    # byte[] key as one base64 line): exactly these elements, nothing else.
+    assert [child.tag for child in strategy] == ["key"]
+    assert [child.tag for child in strategy[0]] == ["algorithm", "key"]
+    assert strategy.findtext("key/algorithm") == "ssh-ed25519"
+    assert strategy.findtext("key/key") == ED25519[1]
     assert root.findtext("label") == "amd64 linux"
+
+
+def test_known_hosts_verification_stays_available_by_option() -> None:
+    xml = build(host_key_verification="known_hosts", host_key=None)
+    config = parse_node_config(xml, node="x")
+    assert config.host_key_strategy == KNOWN_HOSTS_STRATEGY and config.host_key is None
+    strategy = ET.fromstring(xml.encode()).find("launcher/sshHostKeyVerificationStrategy")  # noqa: S314
+    assert strategy is not None and len(strategy) == 0  # the class has no fields
+
+
+@pytest.mark.parametrize(
+    ("host_key", "message"),
+    [
+        (None, "needs the host key archfleet verified"),
+        (("ssh-foo", ED25519[1]), "not one the ssh-agents plugin reads"),
+        (("ssh-ed25519", "not base64!"), "not base64"),
+        (("ssh-rsa", ED25519[1]), "says 'ssh-rsa' but its key data is 'ssh-ed25519'"),
+        (("ssh-ed25519", "AAAA"), "not an SSH public key"),
+    ],
+)
+def test_a_manual_key_the_plugin_would_not_read_is_refused(
+    host_key: tuple[str, str] | None, message: str
+) -> None:
+    with pytest.raises(NodeConfigError, match=message):
+        build(host_key=host_key)
+
+
+def test_the_key_comes_back_as_the_plugin_reads_it() -> None:
+    """Round trip: written, read back (as find() does), the same "algorithm base64" that
+    paramiko and known_hosts give; whitespace inside <key> is ignored as XStream's MIME decoder
+    does, so a key Jenkins re-wrapped still compares equal."""
+    config = parse_node_config(build(host_key=ECDSA), node="x")
+    assert config.host_key == " ".join(ECDSA)
+    wrapped = build(host_key=ECDSA).replace(ECDSA[1], ECDSA[1][:40] + "\n   " + ECDSA[1][40:])
+    assert parse_node_config(wrapped, node="x").host_key == " ".join(ECDSA)
 
 
 def test_round_trip_through_the_parser_find_uses() -> None:
@@ -65,7 +120,8 @@ def test_round_trip_through_the_parser_find_uses() -> None:
     assert config.credentials_id == "agent-ssh-key"
     assert (config.host, config.port, config.launcher) == ("10.0.0.7", 2222, SSH_LAUNCHER)
     assert config.mode == "EXCLUSIVE"
-    assert config.host_key_strategy == KNOWN_HOSTS_STRATEGY
+    assert config.host_key_strategy == MANUAL_STRATEGY
+    assert config.host_key == " ".join(ED25519)
 
 
 @pytest.mark.parametrize(
@@ -158,19 +214,24 @@ def test_reconcile_sets_managed_settings_and_keeps_the_rest() -> None:
         "executors": 4,
         "remote_root": "/var/lib/agent",
         "credentials_id": "new-key",
+        "host_key": ED25519,
     }
     current = parse_node_config(EXISTING, node="build-arm64")
     differences = node_differences(current, **wanted)  # type: ignore[arg-type]
     assert "labels: 'arm64 old' -> 'arm64 big'" in differences
     assert "executors: 1 -> 4" in differences
     assert "credentials id: 'old-key' -> 'new-key'" in differences
-    assert any(d.startswith("host key verification: NonVerifying") for d in differences)
+    assert (
+        f"host key verification: NonVerifyingKeyVerification -> ManuallyProvidedKeyVerification "
+        f"(ssh-ed25519 {fingerprint(' '.join(ED25519))})"
+    ) in differences
 
     xml = reconcile_node_config(EXISTING, node="build-arm64", **wanted)  # type: ignore[arg-type]
     after = parse_node_config(xml, node="build-arm64")
     assert after.labels == ("arm64", "big") and after.executors == 4
     assert after.remote_root == "/var/lib/agent" and after.credentials_id == "new-key"
-    assert after.host_key_strategy == KNOWN_HOSTS_STRATEGY
+    assert after.host_key_strategy == MANUAL_STRATEGY
+    assert after.host_key == " ".join(ED25519)
     assert node_differences(after, **wanted) == ()  # type: ignore[arg-type]
     # Kept: what archfleet does not manage.
     root = ET.fromstring(xml.encode())  # noqa: S314
@@ -178,6 +239,38 @@ def test_reconcile_sets_managed_settings_and_keeps_the_rest() -> None:
     assert root.findtext("launcher/jvmOptions") == "-Xmx512m"
     assert root.find("launcher").get("plugin") == "ssh-slaves@2.948"  # type: ignore[union-attr]
     assert root.find("nodeProperties/hudson.slaves.EnvironmentVariablesNodeProperty") is not None
+
+
+def test_a_changed_host_key_is_a_difference_and_is_replaced() -> None:
+    """The host was reinstalled: its new key must replace the old one, or the node would
+    never connect again (the plugin compares algorithm and bytes)."""
+    current = parse_node_config(build(), node="x")
+    wanted = {**BASE, "host_key": ECDSA}
+    differences = node_differences(current, **wanted)  # type: ignore[arg-type]
+    assert differences == (
+        f"host key: ssh-ed25519 {fingerprint(' '.join(ED25519))} -> "
+        f"ecdsa-sha2-nistp256 {fingerprint(' '.join(ECDSA))}",
+    )
+    del wanted["address"], wanted["port"]
+    xml = reconcile_node_config(build(), node="x", **wanted)  # type: ignore[arg-type]
+    assert parse_node_config(xml, node="x").host_key == " ".join(ECDSA)
+    assert xml.count("<sshHostKeyVerificationStrategy") == 1
+
+
+def test_without_a_verified_key_a_manual_node_keeps_its_key() -> None:
+    current = parse_node_config(build(), node="x")
+    assert node_differences(current, **{**BASE, "host_key": None}) == ()  # type: ignore[arg-type]
+
+
+def test_switching_to_known_hosts_drops_the_manual_key() -> None:
+    current = parse_node_config(build(), node="x")
+    wanted = {**BASE, "host_key": None, "host_key_verification": "known_hosts"}
+    assert node_differences(current, **wanted) == (  # type: ignore[arg-type]
+        "host key verification: ManuallyProvidedKeyVerification -> KnownHostsFileKeyVerification",
+    )
+    del wanted["address"], wanted["port"]
+    after = parse_node_config(reconcile_node_config(build(), node="x", **wanted), node="x")  # type: ignore[arg-type]
+    assert (after.host_key_strategy, after.host_key) == (KNOWN_HOSTS_STRATEGY, None)
 
 
 def test_label_order_alone_is_no_difference() -> None:
@@ -217,54 +310,6 @@ def sh_syntax_ok(script: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_install_java_script_is_valid_sh_for_every_package_manager() -> None:
-    script = install_java_script()
-    sh_syntax_ok(script)
-    for expected in (
-        "apt-get",
-        "default-jre-headless",
-        "openjdk-17-jre-headless",
-        "dnf install -y -q java-17-openjdk-headless",
-        "yum install -y -q java-17-openjdk-headless",
-        "apk add --no-cache -q openjdk17-jre-headless",
-        "DPkg::Lock::Timeout",
-    ):
-        assert expected in script
-
-
-def test_install_java_script_without_package_manager_fails_clearly(tmp_path: Path) -> None:
-    # A PATH with only the shell's basics: no java, no package manager.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("sh", "head", "echo"):
-        (bin_dir / tool).symlink_to(subprocess.check_output(["which", tool], text=True).strip())
-    done = subprocess.run(
-        [str(bin_dir / "sh"), "-c", install_java_script()],
-        env={"PATH": str(bin_dir)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 3
-    assert "no supported package manager (apt-get, dnf, yum, apk)" in done.stderr
-
-
-def test_install_java_script_does_nothing_when_java_is_there(tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    java = bin_dir / "java"
-    java.write_text("#!/bin/sh\necho 'openjdk version \"17.0.9\"' >&2\n")
-    java.chmod(0o755)
-    done = subprocess.run(
-        ["sh", "-c", install_java_script()],
-        env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0 and "java already installed" in done.stdout
-
-
 def test_remote_root_script_quotes_a_hostile_path(tmp_path: Path) -> None:
     canary = tmp_path / "pwned"
     hostile = f"{tmp_path}/agent root; touch {canary} $(touch {canary}) `touch {canary}` 'q\"\n"
@@ -281,3 +326,120 @@ def test_remote_root_script_refuses_relative_paths_and_empty_users() -> None:
         ensure_remote_root_script("srv/agent", "jenkins")
     with pytest.raises(ValueError, match="user name"):
         ensure_remote_root_script("/srv/agent", "")
+
+
+# ---------------------------------------------------------------- the agent's user
+
+_FAKE_TOOLS = {
+    # Stand-ins for the shadow tools, working on $ROOT/etc so the real script runs unprivileged.
+    "id": r"""#!/bin/sh
+case $1 in
+  -u) awk -F: -v u="$2" '$1 == u { print $3; f = 1 } END { exit !f }' "$ROOT/etc/passwd" ;;
+  -gn) awk -F: -v u="$2" '$1 == u { print u; f = 1 } END { exit !f }' "$ROOT/etc/passwd" ;;
+  -nG) awk -F: -v u="$2" '$1 == u { printf "%s", u } END {}' "$ROOT/etc/passwd"
+       awk -F: -v u="$2" '$4 ~ "(^|,)" u "(,|$)" { printf " %s", $1 } END { print "" }' \
+         "$ROOT/etc/group" ;;
+  *) awk -F: -v u="$1" '$1 == u { f = 1 } END { exit !f }' "$ROOT/etc/passwd" ;;
+esac
+""",
+    "useradd": r"""#!/bin/sh
+for last; do :; done
+echo "$last:x:1500:1500::/home/$last:/bin/sh" >> "$ROOT/etc/passwd"
+echo "useradd $*" >> "$ROOT/log"
+""",
+    "usermod": r"""#!/bin/sh
+echo "usermod $*" >> "$ROOT/log"
+case $1 in -a) sed -i "s/^$3:\(.*\):\([^:]*\)$/$3:\1:\2,$4/; s/:,/:/" "$ROOT/etc/group" ;; esac
+""",
+    "getent": r"""#!/bin/sh
+grep -q "^$2:" "$ROOT/etc/group"
+""",
+    "groupadd": r"""#!/bin/sh
+for last; do :; done
+echo "$last:x:999:" >> "$ROOT/etc/group"
+""",
+    "chown": r"""#!/bin/sh
+echo "chown $*" >> "$ROOT/log"
+""",
+}
+
+
+def _scratch_root(tmp_path: Path, passwd: str = "", subuid: str = "") -> tuple[Path, str]:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").write_text(passwd)
+    (root / "etc" / "group").write_text("")
+    (root / "etc" / "subuid").write_text(subuid)
+    (root / "etc" / "subgid").write_text(subuid)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in _FAKE_TOOLS.items():
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    return root, f"{bin_dir}:/usr/bin:/bin"
+
+
+def _run_in(root: Path, path: str, script: str) -> subprocess.CompletedProcess[str]:
+    # The script's absolute /etc paths are pointed into the scratch root.
+    script = script.replace("/etc/", f"{root}/etc/")
+    return subprocess.run(
+        ["sh", "-c", script],
+        env={"PATH": path, "ROOT": str(root)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_agent_user_script_creates_user_root_group_and_subids(tmp_path: Path) -> None:
+    """Run for real with stand-in shadow tools (tests' own, above) in a scratch /etc: the
+    user is created once, the root made 0750 and given to it, docker membership added, and
+    a free subuid/subgid range after the highest one in use, as useradd would pick."""
+    taken = "other:100000:65536\nbig:300000:65536\n"
+    root, path = _scratch_root(tmp_path, subuid=taken)
+    remote_root = tmp_path / "agent root; $(touch pwned)"
+    script = ensure_agent_user_script("jenkins", str(remote_root), "docker")
+    sh_syntax_ok(script)
+    done = _run_in(root, path, script)
+    assert done.returncode == 0, done.stderr
+    assert "created user jenkins" in done.stdout
+    assert remote_root.is_dir() and (remote_root.stat().st_mode & 0o777) == 0o750
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+    log = (root / "log").read_text()
+    assert "useradd --create-home --shell /bin/bash --comment Jenkins agent jenkins" in log
+    assert f"chown -- jenkins:jenkins {remote_root}" in log
+    assert "usermod -a -G docker jenkins" in log
+    assert "docker:x:999:jenkins" in (root / "etc" / "group").read_text()
+    for name in ("subuid", "subgid"):
+        assert (root / "etc" / name).read_text() == taken + "jenkins:365536:65536\n"
+
+    again = _run_in(root, path, script)
+    assert again.returncode == 0, again.stderr
+    assert "created user" not in again.stdout and "already has a range" in again.stdout
+    assert (root / "etc" / "subuid").read_text().count("jenkins:") == 1
+    assert (root / "log").read_text().count("useradd") == 1
+
+
+def test_agent_user_script_starts_subids_at_useradds_minimum(tmp_path: Path) -> None:
+    root, path = _scratch_root(tmp_path, passwd="jenkins:x:1500:1500::/home/jenkins:/bin/sh\n")
+    done = _run_in(root, path, ensure_agent_user_script("jenkins", str(tmp_path / "r"), None))
+    assert done.returncode == 0, done.stderr
+    assert (root / "etc" / "subuid").read_text() == "jenkins:100000:65536\n"
+    assert "usermod -a -G" not in (root / "log").read_text()  # no docker group asked
+
+
+@pytest.mark.parametrize(
+    ("user", "remote_root", "group", "message"),
+    [
+        ("Jenkins", "/srv", None, "user/group name"),
+        ("a b", "/srv", None, "user/group name"),
+        ("j;rm", "/srv", None, "user/group name"),
+        ("jenkins", "srv", None, "absolute path"),
+        ("jenkins", "/srv", "dock er", "builder.group"),
+    ],
+)
+def test_agent_user_script_refuses_bad_names(
+    user: str, remote_root: str, group: str | None, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        ensure_agent_user_script(user, remote_root, group)

@@ -50,6 +50,21 @@ class ConnectError(RuntimeError):
     """A host could not be reached or refused us; names the host and why."""
 
 
+class BecomeError(ConnectError):
+    """`ssh.become: sudo` and sudo would not run our step as root (it wants a password, the
+    login user may not use it, sudo is not installed)."""
+
+
+class HostConnection(Connection):  # type: ignore[misc]
+    """A Fabric connection that knows how a host step runs on it: with `become` "sudo", every
+    script goes through `sudo -n` (never a password prompt: a provisioning run has no one to
+    type it, and a prompt would hang the host's step until its timeout)."""
+
+    # A class attribute, so Fabric's DataProxy treats it as an attribute, not as config.
+    become: str | None = None
+    login_user: str = ""
+
+
 def _jump(spec: str, settings: SshSettings, config: Config) -> Connection:
     user, _, rest = spec.rpartition("@")
     host, _, port = rest.partition(":")
@@ -58,6 +73,7 @@ def _jump(spec: str, settings: SshSettings, config: Config) -> Connection:
         user=user or settings.user,
         port=int(port) if port else 22,
         config=config,
+        forward_agent=False,
         connect_timeout=int(settings.connect_timeout),
         connect_kwargs=_connect_kwargs(settings),
     )
@@ -206,7 +222,7 @@ def connection_for(host: Host) -> Connection:
             user = found["user"]
         if "port" not in settings.given and "port" in found:
             port = int(found["port"])
-    connection = Connection(
+    connection = HostConnection(
         host.address,
         user=user,
         port=port,
@@ -214,7 +230,12 @@ def connection_for(host: Host) -> Connection:
         connect_timeout=int(settings.connect_timeout),
         connect_kwargs=_connect_kwargs(settings),
         gateway=_jump(settings.jump_host, settings, config) if settings.jump_host else None,
+        # Never the provisioning user's agent on a build host (its root could use it), even
+        # where ~/.ssh/config says `ForwardAgent yes`.
+        forward_agent=False,
     )
+    connection.become = settings.become
+    connection.login_user = user
     _secure(connection, settings, host.name)
     # The inventory's jump host, and a ProxyJump from the ssh config (Fabric builds those hops
     # itself, with its default AutoAddPolicy): every hop gets the same policy and known_hosts.
@@ -339,8 +360,14 @@ def run_script(connection: Connection, script: str, *, timeout: float, host: str
     """Run a POSIX sh script in one round trip. The script travels as ONE quoted argument:
     whatever it contains, the remote login shell sees `sh -c '<script>'` and nothing else.
     Never retried: a script that may have started must not run twice."""
+    command = f"sh -c {shlex.quote(script)}"
+    become = getattr(connection, "become", None)
+    if become == "sudo":
+        # -n: fail at once instead of prompting; the script's stdin (a runner token) still
+        # reaches it, sudo passes stdin through.
+        command = f"sudo -n -- {command}"
     try:
-        result = connection.run(f"sh -c {shlex.quote(script)}", timeout=timeout)
+        result = connection.run(command, timeout=timeout)
     except Exception as exc:
         error = _connect_error(exc, host)
         if error is not None:
@@ -348,4 +375,33 @@ def run_script(connection: Connection, script: str, *, timeout: float, host: str
         if type(exc).__name__ == "CommandTimedOut":  # invoke's
             raise ConnectError(f"{host}: command timed out after {timeout:.0f} s") from None
         raise
+    if become == "sudo" and result.exited != 0:
+        _check_sudo(result.exited, result.stderr, host, getattr(connection, "login_user", ""))
     return CommandResult(result.exited, result.stdout, result.stderr)
+
+
+# What sudo (1.9, plugins/sudoers) and a shell say when sudo itself refused: the step never ran.
+_SUDO_REFUSALS = (
+    ("a password is required", "sudo wants a password"),
+    ("a terminal is required", "sudo wants a password"),
+    ("is not in the sudoers file", "the user may not use sudo"),
+    ("is not allowed to execute", "sudo does not allow this user to run sh as root"),
+    ("may not run sudo", "the user may not use sudo"),
+)
+
+
+def _check_sudo(exit_code: int, stderr: str, host: str, user: str) -> None:
+    """Raise BecomeError when sudo itself refused (or is missing); the step's own failures
+    are left to the caller."""
+    who = f" for {user}" if user else ""
+    fix = (
+        f"ssh.become: sudo needs passwordless sudo{who}, e.g. a line "
+        f"'{user or 'USER'} ALL=(root) NOPASSWD: ALL' in /etc/sudoers.d/archfleet (mode 0440), "
+        "or log in as root"
+    )
+    first = next((line for line in stderr.splitlines() if line.startswith("sudo:")), "")
+    for text, meaning in _SUDO_REFUSALS:
+        if text in first:
+            raise BecomeError(f"{host}: {meaning}{who} ({first.strip()}); {fix}")
+    if exit_code == 127 and "sudo" in stderr and "not found" in stderr:
+        raise BecomeError(f"{host}: ssh.become is sudo but sudo is not installed; {fix}")

@@ -12,9 +12,14 @@ from dataclasses import dataclass, field
 
 from ..archmap import ArchError, platform_for_uname
 from ..registry.manifest import Platform
+from .gitlab_host import RUNNER_RUNNING_FUNCTION
 
-FACTS_SCRIPT = r"""
+FACTS_SCRIPT = (
+    r"""
 export LC_ALL=C PATH="$PATH:/usr/local/bin:/usr/sbin:/sbin"
+"""
+    + RUNNER_RUNNING_FUNCTION
+    + r"""
 echo "machine=$(uname -m)"
 if [ -r /etc/os-release ]; then
   . /etc/os-release
@@ -35,10 +40,29 @@ command -v umoci >/dev/null 2>&1 && echo "umoci=$(umoci --version | sed -n 's/^u
 command -v skopeo >/dev/null 2>&1 && echo "skopeo=$(skopeo --version | cut -d' ' -f3)"
 if command -v gitlab-runner >/dev/null 2>&1; then
   echo "gitlab_runner=$(gitlab-runner --version 2>/dev/null | sed -n 's/^Version: *//p' | head -n1)"
+  # Where `gitlab-runner install` (kardianos/service) puts the service, per init system.
+  service=absent
+  for unit in /etc/systemd/system/gitlab-runner.service /lib/systemd/system/gitlab-runner.service \
+      /usr/lib/systemd/system/gitlab-runner.service /etc/init.d/gitlab-runner \
+      /etc/rc.d/init.d/gitlab-runner /etc/init/gitlab-runner.conf; do
+    [ -f "$unit" ] && service=installed
+  done
+  if [ "$service" = installed ]; then
+    if runner_running; then service=running; else service=stopped; fi
+  fi
+  echo "runner_service=$service"
+fi
+if id gitlab-runner >/dev/null 2>&1; then
+  echo "runner_user=$(id -Gn gitlab-runner | tr ' ' ',')"
+  grep -q '^gitlab-runner:' /etc/subuid 2>/dev/null &&
+    grep -q '^gitlab-runner:' /etc/subgid 2>/dev/null && echo "runner_user_subids=yes"
 fi
 config=/etc/gitlab-runner/config.toml
 if [ -r "$config" ]; then
   echo "runner_config_mode=$(stat -c %a "$config")"
+  # `concurrent` is a top-level key: before the first table.
+  echo "runner_concurrent=$(awk '/^[ \t]*\[/ { exit }
+    /^[ \t]*concurrent[ \t]*=/ { sub(/^[^=]*=[ \t]*/, ""); print; exit }' "$config")"
   awk '
     /^\[\[runners\]\]/ { if (n != "") print id "|" n "|" t; n = ""; id = ""; t = "" }
     /^[ \t]*name *=/  { sub(/^[^=]*= *"?/, ""); sub(/"? *$/, ""); n = $0 }
@@ -62,9 +86,11 @@ if java=$(command -v java 2>/dev/null); then
 fi
 echo "disk_free_kb=$(df -Pk / | awk 'NR==2 {print $4}')"
 echo "user=$(id -un)"
+echo "login_user=${SUDO_USER:-$(id -un)}"
 echo "groups=$(id -Gn | tr ' ' ',')"
 echo "facts=done"
 """
+)
 
 
 class FactsError(RuntimeError):
@@ -97,6 +123,15 @@ class HostFacts:
     disk_free_kb: int = 0
     user: str = ""
     groups: tuple[str, ...] = field(default=())
+    # The SSH login (under sudo, SUDO_USER; `user` is then root).
+    login_user: str = ""
+    # gitlab-runner's service: "absent" (no service definition), "stopped", "running"; None
+    # when gitlab-runner itself is not installed.
+    runner_service: str | None = None
+    # The gitlab-runner user's groups; None: no such user.
+    runner_user_groups: tuple[str, ...] | None = None
+    runner_user_subids: bool = False
+    runner_concurrent: int | None = None
 
     @property
     def arch(self) -> str:
@@ -110,6 +145,10 @@ class HostFacts:
 
     def runner_named(self, name: str) -> RegisteredRunner | None:
         return next((r for r in self.runners if r.name == name), None)
+
+    @property
+    def runner_user_exists(self) -> bool:
+        return self.runner_user_groups is not None
 
 
 def parse_facts(output: str, *, host: str) -> HostFacts:
@@ -135,6 +174,8 @@ def parse_facts(output: str, *, host: str) -> HostFacts:
         runner_id, name, token_hash = [*entry.split("|"), "", ""][:3]
         runners.append(RegisteredRunner(runner_id, name, token_hash))
     disk = one("disk_free_kb") or "0"
+    runner_user = values.get("runner_user")
+    concurrent = one("runner_concurrent") or ""
     return HostFacts(
         machine=machine,
         platform=platform,
@@ -153,4 +194,11 @@ def parse_facts(output: str, *, host: str) -> HostFacts:
         disk_free_kb=int(disk) if disk.isdigit() else 0,
         user=one("user") or "",
         groups=tuple(g for g in (one("groups") or "").split(",") if g),
+        login_user=one("login_user") or one("user") or "",
+        runner_service=one("runner_service"),
+        runner_user_groups=(
+            tuple(g for g in runner_user[0].split(",") if g) if runner_user is not None else None
+        ),
+        runner_user_subids=one("runner_user_subids") == "yes",
+        runner_concurrent=int(concurrent) if concurrent.isdigit() else None,
     )

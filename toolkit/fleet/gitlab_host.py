@@ -36,50 +36,192 @@ def _q(value: str) -> str:
 # --- pure script builders --------------------------------------------------------------------
 
 
-def install_runner_script(url: str, sha256: str = "", *, dest: str = RUNNER_BINARY) -> str:
-    """Download `url` to a temp file beside `dest`, check its sha256 (when given), make it
-    executable and move it into place atomically: a failed or refused download leaves nothing.
+# GitLab's binary names per OCI architecture (docs/install/linux-manually.md): one `arm` build
+# serves arm/v6 and arm/v7.
+RUNNER_BINARY_ARCH = {
+    "amd64": "amd64",
+    "386": "386",
+    "arm64": "arm64",
+    "arm": "arm",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+    "loong64": "loong64",
+}
+RUNNER_USER = "gitlab-runner"
+RUNNER_HOME = "/home/gitlab-runner"
 
-    Downloader: curl, else wget, else busybox's wget (minimal hosts); none is a clear error."""
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"runner download URL must be http(s)://…; got {url!r}")
+
+def runner_binary_name(architecture: str) -> str:
+    """`gitlab-runner-linux-<arch>` for an OCI architecture (`arm` for arm/v6 and arm/v7)."""
+    try:
+        return f"gitlab-runner-linux-{RUNNER_BINARY_ARCH[architecture]}"
+    except KeyError:
+        raise ValueError(
+            f"GitLab ships no gitlab-runner binary for architecture {architecture!r} "
+            f"(expected one of {', '.join(sorted(RUNNER_BINARY_ARCH))})"
+        ) from None
+
+
+def install_runner_script(
+    url: str,
+    *,
+    binary: str,
+    sha256: str = "",
+    checksums_url: str = "",
+    dest: str = RUNNER_BINARY,
+) -> str:
+    """Download `url` (https only, redirects too) to a temp file beside `dest`, check its
+    sha256 — `sha256` when given, else the line for `binary` in GitLab's published
+    `release.sha256` list at `checksums_url` — make it executable and move it into place
+    atomically: a failed, refused or unverifiable download leaves nothing.
+
+    Downloader: curl (`--proto =https --proto-redir =https`), else GNU wget (`--https-only`);
+    busybox's wget checks no certificate and is not used."""
+    for what, value in (("download URL", url), ("checksums URL", checksums_url)):
+        if value and not value.startswith("https://"):
+            raise ValueError(f"gitlab-runner {what} must be https://…; got {value!r}")
+    if not sha256 and not checksums_url:
+        raise ValueError("gitlab-runner download needs a sha256 or a checksums URL")
     if sha256 and not _SHA256.match(sha256):
         raise ValueError(f"runner sha256 must be 64 lowercase hex digits; got {sha256!r}")
     return f"""set -eu
 url={_q(url)}
+sums_url={_q(checksums_url)}
+binary={_q(binary)}
 want={_q(sha256)}
 dest={_q(dest)}
 mkdir -p "$(dirname "$dest")"
 tmp=$(mktemp "$dest.XXXXXX")
-trap 'rm -f "$tmp"' EXIT
+sums=$(mktemp "$dest.sums.XXXXXX")
+trap 'rm -f "$tmp" "$sums"' EXIT
 if command -v curl >/dev/null 2>&1; then
-  fetch() {{ curl -fsSL --retry 3 -o "$tmp" "$url"; }}
-elif command -v wget >/dev/null 2>&1; then
-  fetch() {{ wget -q -O "$tmp" "$url"; }}
-elif command -v busybox >/dev/null 2>&1 && busybox wget --help >/dev/null 2>&1; then
-  fetch() {{ busybox wget -q -O "$tmp" "$url"; }}
+  fetch() {{ curl -fsSL --proto =https --proto-redir =https --retry 3 -o "$2" "$1"; }}
+elif command -v wget >/dev/null 2>&1 && wget --version 2>/dev/null | grep -q 'GNU Wget'; then
+  fetch() {{ wget -q --https-only -O "$2" "$1"; }}
 else
-  echo "cannot download gitlab-runner: neither curl nor wget is installed" >&2
+  echo "cannot download gitlab-runner over https: install curl or GNU wget" >&2
   exit 3
 fi
-if ! fetch; then
+if ! command -v sha256sum >/dev/null 2>&1; then
+  echo "cannot verify gitlab-runner: sha256sum is not installed" >&2
+  exit 3
+fi
+if [ -z "$want" ]; then
+  if ! fetch "$sums_url" "$sums"; then
+    echo "download of gitlab-runner's checksums from $sums_url failed" >&2
+    exit 4
+  fi
+  # sha256sum lines: "<hex>  binaries/<binary>" (maybe "./" or "*" before the path).
+  want=$(awk -v name="$binary" '{{ path = $2; sub(/^[*]/, "", path); sub(/^[.][/]/, "", path) }}
+    path == name || path == "binaries/" name {{ print $1 }}' "$sums")
+  case $want in
+  *[!0-9a-f]* | "") echo "no sha256 for $binary in $sums_url; not installed" >&2; exit 5 ;;
+  esac
+  [ "${{#want}}" -eq 64 ] || {{ echo "no single sha256 for $binary in $sums_url" >&2; exit 5; }}
+fi
+if ! fetch "$url" "$tmp"; then
   echo "download of gitlab-runner from $url failed" >&2
   exit 4
 fi
-if [ -n "$want" ]; then
-  if ! command -v sha256sum >/dev/null 2>&1; then
-    echo "cannot verify gitlab-runner: sha256sum is not installed" >&2
-    exit 3
-  fi
-  got=$(sha256sum "$tmp" | cut -d' ' -f1)
-  if [ "$got" != "$want" ]; then
-    echo "gitlab-runner from $url has sha256 $got, expected $want; not installed" >&2
-    exit 5
-  fi
+got=$(sha256sum "$tmp" | cut -d' ' -f1)
+if [ "$got" != "$want" ]; then
+  echo "gitlab-runner from $url has sha256 $got, expected $want; not installed" >&2
+  exit 5
 fi
 chmod 755 "$tmp"
 mv -f "$tmp" "$dest"
-trap - EXIT
+"""
+
+
+def install_service_script(*, config: str = CONFIG_FILE) -> str:
+    """`gitlab-runner install` (commands/service.go): the service definition for the host's
+    init system (kardianos/service: a systemd unit, or a System V init script where there is
+    no systemd), running `gitlab-runner run` as root with jobs as the gitlab-runner user; it
+    also saves an empty config.toml if there is none."""
+    return f"""set -eu
+export PATH="$PATH:/usr/local/bin"
+config={_q(config)}
+umask 077
+mkdir -p "$(dirname "$config")"
+gitlab-runner install --user {_q(RUNNER_USER)} --working-directory {_q(RUNNER_HOME)} \
+  --config "$config" </dev/null
+[ ! -f "$config" ] || chmod 600 "$config"
+"""
+
+
+# Is the gitlab-runner service running? `gitlab-runner status` answers for systemd, but on a
+# Debian System V host (no systemd: kardianos/service writes helpers/service/scripts.go's
+# sysvDebianScript) it misreads its own init script — `status_of_proc` prints "... is
+# running" and kardianos' sysv Status only takes output starting with "Running" — so a running
+# service reads as not installed. There, the pid file start-stop-daemon made decides.
+RUNNER_RUNNING_FUNCTION = r"""runner_running() {
+  gitlab-runner status >/dev/null 2>&1 && return 0
+  [ -f /etc/init.d/gitlab-runner ] || return 1
+  pid=$(cat /var/run/gitlab-runner.pid 2>/dev/null) || return 1
+  case $pid in '' | *[!0-9]*) return 1 ;; esac
+  kill -0 "$pid" 2>/dev/null
+}
+"""
+
+
+def service_script(action: str) -> str:
+    """`gitlab-runner start|restart`, then `gitlab-runner status`: exit 0 only when running."""
+    if action not in ("start", "restart"):
+        raise ValueError(f"unknown service action {action!r}")
+    return f"""set -eu
+export PATH="$PATH:/usr/local/bin"
+{RUNNER_RUNNING_FUNCTION}
+gitlab-runner {action} </dev/null
+tries=0
+until runner_running; do
+  tries=$((tries + 1))
+  if [ "$tries" -ge 20 ]; then
+    gitlab-runner status >&2 || true
+    echo "gitlab-runner {action}: the service is not running" >&2
+    exit 6
+  fi
+  sleep 0.5
+done
+"""
+
+
+def set_concurrent_script(concurrent: int, *, config: str = CONFIG_FILE) -> str:
+    """`concurrent = N` at the top of config.toml (before any table), in place: the file keeps
+    its mode and owner, and the running service reloads it (commands/multi.go watches it)."""
+    if isinstance(concurrent, bool) or not isinstance(concurrent, int) or concurrent < 1:
+        raise ValueError(f"concurrent must be an integer >= 1; got {concurrent!r}")
+    return f"""set -eu
+config={_q(config)}
+tmp=$(mktemp "$config.XXXXXX")
+trap 'rm -f "$tmp"' EXIT
+awk -v n={concurrent} '
+  !done && /^[ \t]*concurrent[ \t]*=/ {{ print "concurrent = " n; done = 1; next }}
+  !done && /^[ \t]*[[]/ {{ print "concurrent = " n; done = 1 }}
+  {{ print }}
+  END {{ if (!done) print "concurrent = " n }}' "$config" >"$tmp"
+cat "$tmp" >"$config"
+"""
+
+
+def verify_delete_script(name: str, *, config: str = CONFIG_FILE) -> str:
+    """`gitlab-runner verify --delete --name NAME` (commands/verify.go): drops the host's entry
+    for a runner GitLab no longer knows (it answers 403 to /runners/verify). An entry GitLab
+    still accepts stays; then it is not this scope's runner, and that is an error to settle
+    by hand — registering beside it would leave two entries of one name."""
+    line = f"name = {json.dumps(name, ensure_ascii=False)}"
+    return f"""set -eu
+export PATH="$PATH:/usr/local/bin"
+name={_q(name)}
+config={_q(config)}
+gitlab-runner verify --delete --config "$config" --name "$name" </dev/null
+if RUNNER_LINE={_q(line)} awk '
+    {{ sub(/^[ \t]+/, ""); sub(/[ \t]+$/, ""); if ($0 == ENVIRON["RUNNER_LINE"]) found = 1 }}
+    END {{ exit !found }}' "$config"; then
+  echo "runner $name in $config is still valid on GitLab, but it is not the runner GitLab lists \
+for this host; unregister it by hand (gitlab-runner unregister --name $name)" >&2
+  exit 7
+fi
 """
 
 
@@ -167,6 +309,9 @@ class _WithStdin:
     def __init__(self, connection: Any, data: str) -> None:
         self._connection = connection
         self._data = data
+        # run_script reads these off the connection: sudo, and the login for its errors.
+        self.become = getattr(connection, "become", None)
+        self.login_user = getattr(connection, "login_user", "")
 
     def run(self, command: str, **kwargs: Any) -> Any:
         return self._connection.run(
@@ -193,11 +338,26 @@ def _check(
 
 
 def install_runner(
-    connection: Any, host_name: str, url: str, sha256: str = "", *, timeout: float = 300
+    connection: Any,
+    host_name: str,
+    url: str,
+    *,
+    binary: str,
+    sha256: str = "",
+    checksums_url: str = "",
+    timeout: float = 300,
 ) -> CommandResult:
-    script = install_runner_script(url, sha256)
+    script = install_runner_script(url, binary=binary, sha256=sha256, checksums_url=checksums_url)
     result = run_script(connection, script, timeout=timeout, host=host_name)
     return _check(result, host=host_name, what=f"installing gitlab-runner from {url}")
+
+
+def run_step(
+    connection: Any, host_name: str, script: str, what: str, *, timeout: float = 120
+) -> CommandResult:
+    """Run one gitlab-runner host step; a failure names the host and the step."""
+    result = run_script(connection, script, timeout=timeout, host=host_name)
+    return _check(result, host=host_name, what=what)
 
 
 def register_runner(

@@ -118,6 +118,11 @@ class GitLabRunners:
                 return state
         return None
 
+    def get(self, runner_id: int) -> RunnerState | None:
+        """Runner `runner_id` (the `id` a host's config.toml holds), if GitLab still has it
+        and it is one of this scope's own runners."""
+        return self._state(runner_id)
+
     def online_by_tag(self, tags: Iterable[str] = ()) -> dict[str, bool]:
         """For `runners-status`: per tag (each of `tags`, plus every tag a runner of this scope
         carries), is there at least one online, unpaused runner carrying it."""
@@ -229,7 +234,7 @@ class GitLabRunners:
 
     def _state(self, runner_id: int) -> RunnerState | None:
         detail = self._detail(runner_id)
-        if detail is None:
+        if detail is None or not self._owns(detail):
             return None
         return RunnerState(
             id=runner_id,
@@ -239,6 +244,24 @@ class GitLabRunners:
             locked=bool(detail.get("locked")),
             online=_is_online(detail),
         )
+
+    def _owns(self, detail: Mapping[str, Any]) -> bool:
+        """Is this runner the scope's OWN? GitLab's group listing also holds the runners of
+        ancestor groups, and a project's listing the runners of other projects enabled in it
+        and group/instance runners (doc/api/runners.md, "List group's runners", "List
+        project's runners"): those are not ours to update or delete. A group runner's `groups`
+        is its owner group; a project runner's owner is the first of its `projects`."""
+        kind = self._settings.runner_type
+        if detail.get("runner_type", kind) != kind:
+            return False
+        owner = _SCOPE_OWNER.get(kind)
+        if owner is None:
+            return True
+        owners = detail.get("groups" if owner == "group" else "projects") or []
+        if not owners:
+            return False
+        first = owners[0].get("id") if isinstance(owners[0], Mapping) else None
+        return first == self._resolve_owner()
 
     def _resolve_owner(self) -> int:
         """POST /user/runners wants the numeric group/project id; the inventory may give a path."""
@@ -272,8 +295,8 @@ class GitLabRunners:
             if missing_ok and exc.response_code == 404:
                 return
             hint = (
-                " (listing instance runners needs an administrator's token)"
-                if exc.response_code == 403 and self._settings.runner_type == "instance_type"
+                _forbidden_hint(what, self._settings.runner_type)
+                if exc.response_code == 403
                 else ""
             )
             raise GitLabRunnerError(
@@ -290,6 +313,22 @@ class GitLabRunners:
     def _scrub(self, text: str) -> str:
         token = self._gl.private_token
         return text.replace(token, "[hidden]") if token else text
+
+
+def _forbidden_hint(what: str, runner_type: str) -> str:
+    """What a 403 most likely means for this step: the token's scope (doc/api/users.md
+    "Create a runner": create_runner; doc/api/runners.md: manage_runner for /runners/:id,
+    read_api to list) or, for instance runners, an administrator's token."""
+    if what.startswith("creating"):
+        scope = "create_runner"
+    elif what.startswith("listing") or what.startswith("looking up"):
+        scope = "read_api"
+    else:
+        scope = "manage_runner"
+    hint = f" (the token needs the {scope} scope"
+    if runner_type == "instance_type":
+        hint += "; listing instance runners needs an administrator's token"
+    return hint + ")"
 
 
 def _is_online(detail: Mapping[str, Any]) -> bool:

@@ -4,8 +4,9 @@ the agent's remote root).
 jenkinsapi's `create_node` returns an EXISTING node unchanged, and its SSH launcher helper
 looks credentials up by description rather than id. So a node is created the plain way (a
 JNLP node, exclusive, with its labels) and at once given its complete config.xml
-(`jenkins_config.node_config_xml`: SSH launcher with the credentials id, host key checked
-against the controller's known_hosts); if that upload fails the node is deleted again, so no
+(`jenkins_config.node_config_xml`: SSH launcher with the credentials id, and the host key
+archfleet verified over SSH as the only key Jenkins accepts — or the controller's known_hosts,
+by jenkins.host_key_verification); if that upload fails the node is deleted again, so no
 half-made node stays behind. An existing node is reconciled through its config.xml, keeping
 everything archfleet does not manage.
 
@@ -28,7 +29,7 @@ from jenkinsapi.jenkins import Jenkins
 from jenkinsapi.node import Node
 
 from ..inventory import JenkinsSettings
-from .apt import APT_GET_FUNCTION
+from . import java
 from .errors import JenkinsAgentError
 from .jenkins_config import (
     MANAGED_DESCRIPTION,
@@ -41,12 +42,14 @@ from .jenkins_config import (
     reconcile_node_config,
 )
 from .plan import NodeState
+from .users import check_name, ensure_job_user_script
 
 __all__ = [
     "JenkinsAgentError",
     "JenkinsNodes",
     "NodeOutcome",
     "check_node_name",
+    "ensure_agent_user_script",
     "ensure_remote_root_script",
     "install_java_script",
     "node_config_xml",
@@ -81,10 +84,20 @@ class NodeOutcome:
 class JenkinsNodes:
     """Permanent agent nodes of one Jenkins controller."""
 
-    def __init__(self, jenkins: Any, *, url: str, user: str, credentials_hint: str) -> None:
+    def __init__(
+        self,
+        jenkins: Any,
+        *,
+        url: str,
+        user: str,
+        credentials_hint: str,
+        host_key_verification: str = "manual",
+    ) -> None:
         self._jenkins = jenkins
         self.url = url
         self.user = user
+        # jenkins.host_key_verification: "manual" (the verified key) or "known_hosts".
+        self.host_key_verification = host_key_verification
         # e.g. "JENKINS_USER / JENKINS_API_TOKEN": what to check when Jenkins refuses us.
         self._credentials_hint = credentials_hint
         self._lock = threading.Lock()
@@ -125,7 +138,13 @@ class JenkinsNodes:
         jenkins = Jenkins(
             url, username=user, password=token, timeout=timeout, ssl_verify=ssl_verify, lazy=True
         )
-        nodes = cls(jenkins, url=url, user=user, credentials_hint=hint)
+        nodes = cls(
+            jenkins,
+            url=url,
+            user=user,
+            credentials_hint=hint,
+            host_key_verification=settings.host_key_verification,
+        )
         try:
             nodes._snapshot = nodes._fetch_listing()
         except (requests.RequestException, JenkinsAPIException) as exc:
@@ -221,6 +240,8 @@ class JenkinsNodes:
             remote_root=config.remote_root,
             credentials_id=config.credentials_id,
             online=listing[name],
+            host_key=config.host_key,
+            host_key_strategy=config.host_key_strategy,
         )
 
     def is_online(self, name: str) -> bool:
@@ -262,9 +283,12 @@ class JenkinsNodes:
         executors: int,
         remote_root: str,
         credentials_id: str,
+        host_key: tuple[str, str] | None = None,
     ) -> NodeState:
         """Create node `name`; an existing node is an error (see `ensure`). Either the node
-        ends complete, or it is deleted again and the error says so."""
+        ends complete, or it is deleted again and the error says so. `host_key`:
+        (algorithm, base64) that archfleet verified on its own SSH connection to the host
+        (paramiko `get_remote_server_key()`: `get_name()`, `get_base64()`)."""
         check_node_name(name)
         try:
             config_xml = node_config_xml(
@@ -275,6 +299,8 @@ class JenkinsNodes:
                 executors=executors,
                 remote_root=remote_root,
                 credentials_id=credentials_id,
+                host_key_verification=self.host_key_verification,
+                host_key=host_key,
             )
         except NodeConfigError as exc:
             raise JenkinsAgentError(str(exc)) from None
@@ -327,9 +353,11 @@ class JenkinsNodes:
         credentials_id: str,
         address: str | None = None,
         port: int | None = None,
+        host_key: tuple[str, str] | None = None,
     ) -> tuple[str, ...]:
         """Set the managed settings of existing node `name` through its config.xml, keeping
-        everything else. Returns the differences found; none means nothing was written."""
+        everything else. Returns the differences found; none means nothing was written.
+        A `host_key` other than the node's (the host was reinstalled) is a difference."""
         check_node_name(name)
         if not self._exists(name):
             raise JenkinsAgentError(f"node {name!r} does not exist on {self.url}; create it")
@@ -345,6 +373,8 @@ class JenkinsNodes:
                 credentials_id=credentials_id,
                 address=address,
                 port=port,
+                host_key_verification=self.host_key_verification,
+                host_key=host_key,
             )
             if not differences:
                 return ()
@@ -357,6 +387,8 @@ class JenkinsNodes:
                 credentials_id=credentials_id,
                 address=address,
                 port=port,
+                host_key_verification=self.host_key_verification,
+                host_key=host_key,
             )
         except NodeConfigError as exc:
             raise JenkinsAgentError(f"{exc} (on {self.url})") from None
@@ -373,13 +405,17 @@ class JenkinsNodes:
         executors: int,
         remote_root: str,
         credentials_id: str,
+        host_key: tuple[str, str] | None = None,
     ) -> NodeOutcome:
-        """Create the node, or reconcile the existing one; a second call changes nothing."""
+        """Create the node, or reconcile the existing one; a second call changes nothing.
+        `host_key` (algorithm, base64): the key archfleet verified on its SSH connection to the
+        host, the only one Jenkins will accept (jenkins.host_key_verification "manual")."""
         settings: dict[str, Any] = {
             "labels": labels,
             "executors": executors,
             "remote_root": remote_root,
             "credentials_id": credentials_id,
+            "host_key": host_key,
         }
         if not self._exists(name):
             created = self.create(name, address=address, port=port, **settings)
@@ -429,54 +465,73 @@ def _reason(exc: BaseException, credentials_hint: str) -> str:
 
 # ---------------------------------------------------------------------- host side (pure)
 
-# Per package manager: a headless Java runtime the SSH launcher can start agent.jar with.
-_JAVA = (
-    (
-        "apt-get",
-        # apt_get: a bounded wait for the locks of a fresh host's unattended-upgrades.
-        "apt_get update -qq && "
-        "{ apt_get install -y -qq --no-install-recommends default-jre-headless || "
-        "apt_get install -y -qq --no-install-recommends openjdk-17-jre-headless; }",
-    ),
-    ("dnf", "dnf install -y -q java-17-openjdk-headless"),
-    ("yum", "yum install -y -q java-17-openjdk-headless"),
-    ("apk", "apk add --no-cache -q openjdk17-jre-headless"),
-)
 
-
-def install_java_script() -> str:
-    """POSIX sh: install a headless JRE if `java` is missing; exit 3 when no supported package
-    manager exists, 4 when java is still missing after installing."""
-    branches = "\nel".join(
-        f"if command -v {manager} >/dev/null 2>&1; then\n  {command}" for manager, command in _JAVA
-    )
-    return (
-        "set -e\n"
-        'export PATH="$PATH:/usr/local/bin:/usr/sbin:/sbin"\n'
-        f"{APT_GET_FUNCTION}"
-        "if command -v java >/dev/null 2>&1; then\n"
-        "  echo 'java already installed'\n"
-        "  exit 0\n"
-        "fi\n"
-        f"{branches}\n"
-        "else\n"
-        "  echo 'cannot install Java: no supported package manager (apt-get, dnf, yum, apk); "
-        "install a Java 17 runtime by hand' >&2\n"
-        "  exit 3\n"
-        "fi\n"
-        "if ! command -v java >/dev/null 2>&1; then\n"
-        "  echo 'Java packages installed but no java on PATH' >&2\n"
-        "  exit 4\n"
-        "fi\n"
-        "java -version 2>&1 | head -n1\n"
-    )
+def install_java_script(major: int, package: str, manager: str) -> str:
+    """POSIX sh that gives the host Java `major`+ on PATH (see toolkit/fleet/java.py)."""
+    return java.install_java_script(major, package, manager)
 
 
 def ensure_remote_root_script(path: str, user: str) -> str:
-    """POSIX sh: the agent's remote root exists and belongs to the user the agent logs in as."""
+    """POSIX sh: the agent's remote root exists and belongs to `user` (kept for callers that
+    manage the user themselves; `ensure_agent_user_script` does the whole job)."""
     if not path.startswith("/"):
         raise ValueError(f"remote root {path!r}: expected an absolute path")
     if not user or "\n" in user or "\x00" in user or "\x00" in path:
         raise ValueError(f"agent user {user!r}: expected a user name")
     p, u = shlex.quote(path), shlex.quote(user)
     return f"set -e\nmkdir -p -- {p}\nchown -- {u} {p}\n"
+
+
+def ensure_agent_user_script(
+    user: str, remote_root: str, docker_group: str | None, authorized_key: str | None = None
+) -> str:
+    """POSIX sh, run as root (or with sudo) over the provisioning login: the user the Jenkins
+    agent runs as (jenkins.agent_user) exists and can build.
+
+    - the user is created if missing (`useradd`, or busybox `adduser` on Alpine), a regular
+      user with a home (its ~/.ssh/authorized_keys must hold the public half of the Jenkins
+      credentials `jenkins.credentials_id`: the SSH launcher logs in as this user), with no
+      password ("*", not locked "!", which sshd without PAM refuses even for key logins);
+    - the remote root is created, owned by the user and its group, mode 0750 (it holds the
+      workspaces and agent.jar);
+    - with `docker_group` (builder docker) the user is added to that group, created if the
+      Docker package has not done so yet;
+    - the user gets subordinate uid and gid ranges in /etc/subuid and /etc/subgid if it has
+      none: rootless buildah maps the container's ids there ("there might not be enough IDs
+      available in the namespace" otherwise). A free range of 65536 after the highest in use,
+      as useradd picks one for a new regular user.
+    """
+    check_name("jenkins.agent_user", user)
+    if docker_group is not None:
+        check_name("builder.group", docker_group)
+    if not remote_root.startswith("/") or "\x00" in remote_root:
+        raise ValueError(f"remote root {remote_root!r}: expected an absolute path")
+    root = shlex.quote(remote_root)
+    return ensure_job_user_script(
+        user,
+        comment="Jenkins agent",
+        groups=(docker_group,) if docker_group else (),
+        subids=True,
+        ssh_login=True,
+    ) + (
+        f'mkdir -p -- {root}\nchown -- "$user:$group" {root}\nchmod 0750 -- {root}\n'
+        + (_authorized_key_lines(authorized_key) if authorized_key else "")
+    )
+
+
+def _authorized_key_lines(key: str) -> str:
+    """The controller's key in the agent user's ~/.ssh/authorized_keys (once; sshd's
+    StrictModes wants the directory 0700 and the file 0600, owned by the user)."""
+    if any(c in key for c in "\r\n\x00"):
+        raise ValueError("jenkins.agent_authorized_key: expected one line")
+    k = shlex.quote(key.strip())
+    keys = '"$home/.ssh/authorized_keys"'
+    return (
+        'home=$(getent passwd "$user" | cut -d: -f6)\n'
+        'mkdir -p "$home/.ssh"\n'
+        f"touch {keys}\n"
+        f"grep -qxF {k} {keys} || printf '%s\\n' {k} >>{keys}\n"
+        'chown -R "$user:$group" "$home/.ssh"\n'
+        'chmod 700 "$home/.ssh"\n'
+        f"chmod 600 {keys}\n"
+    )

@@ -6,12 +6,35 @@ credentials id, labels, executors, remote root, mode EXCLUSIVE (only jobs that a
 its labels land on it: an arm64 agent must never pick up "any" job) and
 `RetentionStrategy$Always` (keep it connected).
 
-Host keys: `KnownHostsFileKeyVerificationStrategy` — the controller checks the agent's key
-against its own `~/.ssh/known_hosts` and refuses an unknown or changed key. It never trusts
-blindly: `NonVerifying` trusts anything, and `ManuallyTrusted` without
-`requireInitialManualTrust` trusts whatever key it sees first (the one moment an attacker in
-the middle would choose). The price: the controller's known_hosts must hold the agent's key
-(the same line the inventory's known_hosts holds) before the agent can come online.
+Host keys (jenkins.host_key_verification):
+- `manual` (the default): `ManuallyProvidedKeyVerificationStrategy` with the host key
+  archfleet itself verified over SSH when it provisioned the host. Jenkins then accepts exactly
+  that key and nothing else, from the first connection on. As the ssh-agents plugin stores it
+  (src/main/java/hudson/plugins/sshslaves/verifiers/ManuallyProvidedKeyVerificationStrategy.java:
+  one field `HostKey key`; HostKey.java: fields `String algorithm` and `byte[] key`, the raw
+  key blob without the algorithm prefix), XStream writes
+  `<key><algorithm>ssh-ed25519</algorithm><key>BASE64</key></key>`: byte[] goes through
+  XStream's EncodedByteArrayConverter, which since XStream 1.4.11 uses java.util.Base64 — one
+  line, no breaks, exactly the base64 of known_hosts and paramiko's `get_base64()`; on reading
+  it uses the MIME decoder, so whitespace inside is ignored (here too). The algorithm must be a
+  key format trilead knows (JenkinsTrilead9VersionSupport.parseKey via KeyAlgorithmManager:
+  ssh-ed25519, ecdsa-sha2-nistp256/384/521, ssh-rsa, rsa-sha2-256/512, ssh-dss).
+  The launcher offers that algorithm first (getPreferredKeyAlgorithms), and the plugin compares
+  algorithm AND bytes (HostKey.equals) with what the connection negotiated
+  (SSHLauncher.ServerHostKeyVerifierImpl: `new HostKey(serverHostKeyAlgorithm, key)`), so the
+  algorithm written is the key's own type. Not verified here: an RSA-only host whose sshd
+  refuses SHA-1 `ssh-rsa` signatures (OpenSSH 8.8+) may negotiate `rsa-sha2-*` and so not
+  match an `ssh-rsa` entry; hosts with an ed25519 or ECDSA key (every current default) do not
+  meet this.
+- `known_hosts`: `KnownHostsFileKeyVerificationStrategy`, the controller's own
+  `~/.ssh/known_hosts` — which someone must fill in before the agent can connect (nothing does
+  by itself: a new agent stays offline with "no entry for host"). For controllers whose
+  known_hosts is managed elsewhere.
+Never written: `NonVerifying` (trusts anything), and `ManuallyTrusted` without
+`requireInitialManualTrust` (trusts whatever key it sees first, the one moment an attacker in
+the middle would choose). An existing node with another strategy than the inventory's is put
+right, and so is a manual key that differs from the one archfleet verified (e.g. the host was
+reinstalled: the node would never connect again).
 
 Every value is text of an element and goes through ElementTree, which escapes it; values
 XML cannot carry (control characters, CR) and labels that Jenkins would split are refused.
@@ -19,16 +42,33 @@ XML cannot carry (control characters, CR) and labels that Jenkins would split ar
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import re
+import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 SSH_LAUNCHER = "hudson.plugins.sshslaves.SSHLauncher"
 KNOWN_HOSTS_STRATEGY = "hudson.plugins.sshslaves.verifiers.KnownHostsFileKeyVerificationStrategy"
-# Strategies that accept a key nobody checked; an existing node using one is put right.
-UNSAFE_STRATEGIES = frozenset(
-    {"", "hudson.plugins.sshslaves.verifiers.NonVerifyingKeyVerificationStrategy"}
+MANUAL_STRATEGY = "hudson.plugins.sshslaves.verifiers.ManuallyProvidedKeyVerificationStrategy"
+# jenkins.host_key_verification -> the strategy class written.
+STRATEGIES = {"manual": MANUAL_STRATEGY, "known_hosts": KNOWN_HOSTS_STRATEGY}
+# Key formats trilead's KeyAlgorithmManager decodes (what parseKey accepts), per the plugin's
+# ManuallyProvidedKeyVerificationStrategyTest; the rsa-sha2-* names carry an ssh-rsa blob.
+HOST_KEY_ALGORITHMS = frozenset(
+    {
+        "ssh-ed25519",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "ssh-rsa",
+        "rsa-sha2-256",
+        "rsa-sha2-512",
+        "ssh-dss",
+    }
 )
 RETENTION_ALWAYS = "hudson.slaves.RetentionStrategy$Always"
 MANAGED_DESCRIPTION = "managed by archfleet (provision-runners)"
@@ -60,6 +100,8 @@ class NodeConfig:
     credentials_id: str = ""
     host_key_strategy: str = ""
     description: str = ""
+    # "algorithm base64" of a ManuallyProvided strategy (the plugin's own getKey() format).
+    host_key: str | None = None
 
 
 def _text(what: str, value: str) -> str:
@@ -69,6 +111,80 @@ def _text(what: str, value: str) -> str:
             f"{what} {value!r} contains {bad.group()!r}, which a config.xml cannot hold"
         )
     return value
+
+
+def check_host_key(node: str, host_key: tuple[str, str]) -> tuple[str, bytes]:
+    """(algorithm, blob) of a host key given as (algorithm, base64), as the plugin's parseKey
+    would accept it: a known key format and a blob whose own type name matches it."""
+    algorithm, encoded = host_key
+    if algorithm not in HOST_KEY_ALGORITHMS:
+        raise NodeConfigError(
+            f"node {node!r}: host key algorithm {algorithm!r} is not one the ssh-agents plugin "
+            f"reads (expected one of {', '.join(sorted(HOST_KEY_ALGORITHMS))})"
+        )
+    try:
+        blob = base64.b64decode("".join(encoded.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise NodeConfigError(f"node {node!r}: host key is not base64") from None
+    blob_type = _blob_type(blob)
+    expected = "ssh-rsa" if algorithm.startswith("rsa-sha2-") else algorithm
+    if blob_type != expected:
+        raise NodeConfigError(
+            f"node {node!r}: host key says {algorithm!r} but its key data is "
+            f"{blob_type or 'not an SSH public key'!r}"
+        )
+    return algorithm, blob
+
+
+def _blob_type(blob: bytes) -> str | None:
+    """The key type an SSH public key blob starts with (a uint32-length string, RFC 4253)."""
+    if len(blob) < 4:
+        return None
+    (length,) = struct.unpack(">I", blob[:4])
+    if length > 64 or len(blob) < 4 + length:
+        return None
+    try:
+        return blob[4 : 4 + length].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
+def host_key_text(algorithm: str, blob: bytes) -> str:
+    """ "algorithm base64", as the plugin's getKey() returns it and known_hosts writes it."""
+    return f"{algorithm} {base64.b64encode(blob).decode()}"
+
+
+def fingerprint(host_key: str) -> str:
+    """OpenSSH's SHA256 fingerprint of "algorithm base64" (what `ssh-keygen -l` shows)."""
+    encoded = host_key.partition(" ")[2]
+    digest = hashlib.sha256(base64.b64decode(encoded)).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _verification(node: str, verification: str) -> str:
+    strategy = STRATEGIES.get(verification)
+    if strategy is None:
+        raise NodeConfigError(
+            f"node {node!r}: host key verification {verification!r}: expected one of "
+            f"{', '.join(STRATEGIES)}"
+        )
+    return strategy
+
+
+def _strategy_element(node: str, verification: str, host_key: tuple[str, str] | None) -> ET.Element:
+    strategy = _verification(node, verification)
+    element = ET.Element("sshHostKeyVerificationStrategy", {"class": strategy})
+    if strategy == MANUAL_STRATEGY:
+        if host_key is None:
+            raise NodeConfigError(
+                f"node {node!r}: host key verification 'manual' needs the host key archfleet "
+                "verified over SSH (none was given)"
+            )
+        algorithm, blob = check_host_key(node, host_key)
+        key = ET.SubElement(element, "key")
+        _sub(key, "algorithm", algorithm)
+        _sub(key, "key", base64.b64encode(blob).decode())
+    return element
 
 
 def check_labels(node: str, labels: Sequence[str]) -> tuple[str, ...]:
@@ -110,7 +226,14 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
     return element
 
 
-def _launcher(name: str, address: str, port: int, credentials_id: str) -> ET.Element:
+def _launcher(
+    name: str,
+    address: str,
+    port: int,
+    credentials_id: str,
+    verification: str,
+    host_key: tuple[str, str] | None,
+) -> ET.Element:
     _text(f"node {name!r}: address", address)
     if not address.strip():
         raise NodeConfigError(f"node {name!r}: address is empty")
@@ -123,7 +246,7 @@ def _launcher(name: str, address: str, port: int, credentials_id: str) -> ET.Ele
     _sub(launcher, "launchTimeoutSeconds", str(_LAUNCH_TIMEOUT_SECONDS))
     _sub(launcher, "maxNumRetries", str(_MAX_RETRIES))
     _sub(launcher, "retryWaitTime", str(_RETRY_WAIT_SECONDS))
-    launcher.append(ET.Element("sshHostKeyVerificationStrategy", {"class": KNOWN_HOSTS_STRATEGY}))
+    launcher.append(_strategy_element(name, verification, host_key))
     _sub(launcher, "tcpNoDelay", "true")
     return launcher
 
@@ -143,8 +266,12 @@ def node_config_xml(
     remote_root: str,
     credentials_id: str,
     description: str = MANAGED_DESCRIPTION,
+    host_key_verification: str = "manual",
+    host_key: tuple[str, str] | None = None,
 ) -> str:
-    """The complete config.xml of a permanent SSH agent (see the module docstring)."""
+    """The complete config.xml of a permanent SSH agent (see the module docstring).
+    `host_key` is (algorithm, base64) as archfleet verified it (paramiko's
+    `get_name()`, `get_base64()`); needed for `host_key_verification` "manual"."""
     unique = _checked(name, labels, executors, remote_root, credentials_id)
     _text(f"node {name!r}: description", description)
     root = ET.Element("slave")
@@ -154,7 +281,7 @@ def node_config_xml(
     _sub(root, "numExecutors", str(executors))
     _sub(root, "mode", "EXCLUSIVE")
     root.append(ET.Element("retentionStrategy", {"class": RETENTION_ALWAYS}))
-    root.append(_launcher(name, address, port, credentials_id))
+    root.append(_launcher(name, address, port, credentials_id, host_key_verification, host_key))
     _sub(root, "label", " ".join(unique))
     _sub(root, "nodeProperties")
     return _serialise(root)
@@ -192,6 +319,7 @@ def parse_node_config(config_xml: str, *, node: str) -> NodeConfig:
     launcher_class = launcher.get("class", "") if launcher is not None else ""
     port_text = _child(launcher, "port").strip()
     strategy = launcher.find("sshHostKeyVerificationStrategy") if launcher is not None else None
+    strategy_class = strategy.get("class", "") if strategy is not None else ""
     return NodeConfig(
         name=_child(root, "name"),
         labels=tuple(_child(root, "label").split()),
@@ -202,9 +330,25 @@ def parse_node_config(config_xml: str, *, node: str) -> NodeConfig:
         host=_child(launcher, "host"),
         port=int(port_text) if port_text.isdigit() else 0,
         credentials_id=_child(launcher, "credentialsId"),
-        host_key_strategy=strategy.get("class", "") if strategy is not None else "",
+        host_key_strategy=strategy_class,
         description=_child(root, "description"),
+        host_key=_stored_key(strategy) if strategy_class == MANUAL_STRATEGY else None,
     )
+
+
+def _stored_key(strategy: ET.Element | None) -> str | None:
+    """The ManuallyProvided key as the plugin reads it back: `key/algorithm` and the base64 of
+    `key/key` (whitespace ignored, as XStream's MIME decoder does); None if unreadable."""
+    key = strategy.find("key") if strategy is not None else None
+    if key is None:
+        return None
+    algorithm = _child(key, "algorithm").strip()
+    encoded = "".join(_child(key, "key").split())
+    try:
+        blob = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return host_key_text(algorithm, blob) if algorithm and blob else None
 
 
 def node_differences(
@@ -216,9 +360,12 @@ def node_differences(
     credentials_id: str,
     address: str | None = None,
     port: int | None = None,
+    host_key_verification: str = "manual",
+    host_key: tuple[str, str] | None = None,
 ) -> tuple[str, ...]:
     """`what: old -> new` for each managed setting that differs. Label order is not a
-    difference (Jenkins treats labels as a set)."""
+    difference (Jenkins treats labels as a set). With "manual" and no `host_key`, a node that
+    already has a manual key keeps it (nothing to compare it with)."""
     out = []
     if set(current.labels) != set(labels):
         out.append(f"labels: {' '.join(current.labels)!r} -> {' '.join(labels)!r}")
@@ -235,10 +382,32 @@ def node_differences(
             out.append(f"host: {current.host!r} -> {address!r}")
         if port is not None and current.port != port:
             out.append(f"port: {current.port} -> {port}")
-        if current.host_key_strategy in UNSAFE_STRATEGIES:
-            strategy = current.host_key_strategy.rpartition(".")[2] or "none (trusts any key)"
-            out.append(f"host key verification: {strategy} -> KnownHostsFileKeyVerification")
+        change = _strategy_difference(current, host_key_verification, host_key)
+        if change:
+            out.append(change)
     return tuple(out)
+
+
+def _strategy_difference(
+    current: NodeConfig, verification: str, host_key: tuple[str, str] | None
+) -> str | None:
+    """What the host key check of `current` lacks against the inventory's, or None."""
+    wanted = _verification(current.name or "?", verification)
+    verified = None
+    if wanted == MANUAL_STRATEGY and host_key is not None:
+        verified = host_key_text(*check_host_key(current.name or "?", host_key))
+    if current.host_key_strategy != wanted:
+        old = current.host_key_strategy.rpartition(".")[2].removesuffix("Strategy")
+        new = wanted.rpartition(".")[2].removesuffix("Strategy")
+        if verified is not None:
+            new += f" ({verified.partition(' ')[0]} {fingerprint(verified)})"
+        return f"host key verification: {old or 'none (trusts any key)'} -> {new}"
+    if verified is not None and current.host_key != verified:
+        old = "unreadable"
+        if current.host_key:
+            old = f"{current.host_key.partition(' ')[0]} {fingerprint(current.host_key)}"
+        return f"host key: {old} -> {verified.partition(' ')[0]} {fingerprint(verified)}"
+    return None
 
 
 def _set(parent: ET.Element, tag: str, text: str) -> None:
@@ -258,12 +427,14 @@ def reconcile_node_config(
     credentials_id: str,
     address: str | None = None,
     port: int | None = None,
+    host_key_verification: str = "manual",
+    host_key: tuple[str, str] | None = None,
 ) -> str:
     """The existing config.xml with the managed settings set and everything else kept
     (node properties, description, mode, JVM options, other plugins' elements).
 
     A launcher that is not SSH is replaced only when `address` and `port` say where to
-    connect; an SSH launcher with no (or a trust-anything) host key check gets ours."""
+    connect; an SSH launcher gets the inventory's host key check (and the verified key)."""
     unique = _checked(node, labels, executors, remote_root, credentials_id)
     root = _parse(config_xml, node)
     _set(root, "remoteFS", remote_root)
@@ -277,7 +448,9 @@ def reconcile_node_config(
                 f"node {node!r} has launcher {found}, not {SSH_LAUNCHER}; give its address "
                 "and port to replace it"
             )
-        replacement = _launcher(node, address, port, credentials_id)
+        replacement = _launcher(
+            node, address, port, credentials_id, host_key_verification, host_key
+        )
         if launcher is None:
             root.append(replacement)
         else:
@@ -293,10 +466,13 @@ def reconcile_node_config(
             raise NodeConfigError(f"node {node!r}: SSH port {port!r}: expected 1..65535")
         _set(launcher, "port", str(port))
     strategy = launcher.find("sshHostKeyVerificationStrategy")
-    if strategy is None or strategy.get("class", "") in UNSAFE_STRATEGIES:
-        if strategy is not None:
+    current = parse_node_config(_serialise(root), node=node)
+    if _strategy_difference(current, host_key_verification, host_key) is not None:
+        replacement = _strategy_element(node, host_key_verification, host_key)
+        if strategy is None:
+            launcher.append(replacement)
+        else:
+            index = list(launcher).index(strategy)
             launcher.remove(strategy)
-        launcher.append(
-            ET.Element("sshHostKeyVerificationStrategy", {"class": KNOWN_HOSTS_STRATEGY})
-        )
+            launcher.insert(index, replacement)
     return _serialise(root)

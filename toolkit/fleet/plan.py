@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ..archmap import runner_tag
 from ..inventory import GitLabSettings, Host, Inventory, JenkinsSettings
 from .facts import HostFacts
+from .gitlab_host import RUNNER_HOME, RUNNER_USER, runner_binary_name
 
 
 class PlanError(ValueError):
@@ -40,6 +41,10 @@ class NodeState:
     remote_root: str
     credentials_id: str
     online: bool = False
+    # "algorithm base64" of a ManuallyProvidedKeyVerificationStrategy (None: another strategy,
+    # see host_key_strategy, the class name in config.xml).
+    host_key: str | None = None
+    host_key_strategy: str = ""
 
 
 @dataclass(frozen=True)
@@ -120,13 +125,67 @@ def plan_builder(inventory: Inventory, facts: HostFacts) -> list[Change]:
                 (("tool", "docker"),),
             )
         )
-    group = builder.group or "docker"
-    if group not in facts.groups and facts.user != "root":
+    return changes
+
+
+def job_user_needs(inventory: Inventory) -> tuple[tuple[str, ...], bool]:
+    """What the user CI jobs run as needs for the builder: docker's group (root-equivalent, so
+    only for the docker builder), or subordinate ids (rootless buildah)."""
+    builder = inventory.builder
+    if builder.tool == "docker":
+        return (builder.group or "docker",), False
+    return (), builder.tool == "buildah"
+
+
+def plan_runner_host(
+    facts: HostFacts, gitlab: GitLabSettings, job_user: tuple[tuple[str, ...], bool]
+) -> list[Change]:
+    """gitlab-runner on the host as a service that polls GitLab: the pinned binary, its user,
+    the service definition. (Starting it comes last, after registration: `plan_gitlab`.)"""
+    changes: list[Change] = []
+    binary = runner_binary_name(facts.platform.architecture)
+    if facts.gitlab_runner != gitlab.runner_version:
+        arch = binary.removeprefix("gitlab-runner-linux-")
+        url = gitlab.runner_url.format(arch=arch, version=gitlab.runner_version)
+        checksums = gitlab.runner_checksums_url.format(arch=arch, version=gitlab.runner_version)
+        sha256 = gitlab.runner_sha256.get(arch, "") or gitlab.runner_sha256.get(facts.arch, "")
+        verb = (
+            f"upgrade gitlab-runner {facts.gitlab_runner} ->"
+            if facts.gitlab_runner
+            else ("install gitlab-runner")
+        )
+        checked = "sha256 from the inventory" if sha256 else "sha256 from the release's list"
         changes.append(
             Change(
-                "add-group",
-                f"add {facts.user} to group {group}",
-                (("user", facts.user), ("group", group)),
+                "install-runner",
+                f"{verb} {gitlab.runner_version} ({binary}, {checked})",
+                (
+                    ("url", url),
+                    ("binary", binary),
+                    ("sha256", sha256),
+                    ("checksums_url", "" if sha256 else checksums),
+                ),
+            )
+        )
+    groups, subids = job_user
+    present = facts.runner_user_groups
+    missing = [g for g in groups if present is None or g not in present]
+    if present is None or missing or (subids and not facts.runner_user_subids):
+        needs = [f"groups {', '.join(missing)}"] if missing else []
+        needs += ["subuid/subgid ranges"] if subids and not facts.runner_user_subids else []
+        verb = "create" if present is None else "update"
+        changes.append(
+            Change(
+                "ensure-runner-user",
+                f"{verb} user {RUNNER_USER}" + (f" ({'; '.join(needs)})" if needs else ""),
+                (("groups", ",".join(groups)), ("subids", "yes" if subids else "")),
+            )
+        )
+    if facts.runner_service in (None, "absent"):
+        changes.append(
+            Change(
+                "install-runner-service",
+                f"gitlab-runner install --user {RUNNER_USER} --working-directory {RUNNER_HOME}",
             )
         )
     return changes
@@ -139,33 +198,38 @@ def plan_gitlab(
     server: RunnerState | None,
     *,
     rotate_token: bool = False,
+    job_user: tuple[tuple[str, ...], bool] = ((), False),
 ) -> tuple[list[Change], tuple[str, ...]]:
+    """The runner on the host and on GitLab: installed, registered ONCE under GitLab's runner
+    id for this host (config.toml's `id` must be `server.id`), tagged, `concurrent` set, and
+    its service running."""
     tags = desired_runner_tags(host, facts, gitlab)
-    changes: list[Change] = []
-    if not facts.gitlab_runner:
-        url = gitlab.runner_url.format(arch=facts.arch)
-        checksum = gitlab.runner_sha256.get(facts.arch, "")
-        changes.append(
-            Change(
-                "install-runner",
-                f"install gitlab-runner from {url}",
-                (("url", url), ("sha256", checksum)),
-            )
-        )
+    changes = plan_runner_host(facts, gitlab, job_user)
+    upgrading = bool(facts.gitlab_runner) and facts.gitlab_runner != gitlab.runner_version
     registered = facts.runner_named(host.name)
-    if server is None or registered is None or rotate_token:
-        why = (
-            "--rotate-token"
-            if rotate_token and server and registered
-            else "not on GitLab"
-            if server is None
-            else "not registered on the host"
-        )
-        # Unregister first: the real `gitlab-runner unregister` talks to GitLab about the
-        # runner, which must still exist then.
-        if registered is not None:
+    # The host's entry points at a runner GitLab no longer has for this host (deleted on
+    # GitLab, or GitLab lists another id for this host): `unregister` would fail with 403.
+    stale = registered is not None and (server is None or registered.id != str(server.id))
+    if server is None or registered is None or rotate_token or stale:
+        if stale and registered is not None:
+            changes.append(
+                Change(
+                    "verify-delete-runner",
+                    f"runner #{registered.id or '?'} in config.toml is not on GitLab: "
+                    "gitlab-runner verify --delete drops it",
+                )
+            )
+        elif registered is not None:
+            # Unregister first: it tells GitLab about the runner, which must still exist then.
             changes.append(Change("unregister-runner", f"unregister {host.name} on the host"))
         if server is not None:
+            why = (
+                "its host entry is stale"
+                if stale
+                else "--rotate-token"
+                if rotate_token and registered
+                else "not registered on the host"
+            )
             changes.append(
                 Change(
                     "delete-runner",
@@ -185,30 +249,80 @@ def plan_gitlab(
                 "register-runner", f"register {host.name} ({gitlab.executor} executor), config 0600"
             )
         )
-        return changes, tags
-    if server.tags != tags or server.run_untagged or server.locked != gitlab.locked:
+    else:
+        if server.tags != tags or server.run_untagged or server.locked != gitlab.locked:
+            changes.append(
+                Change(
+                    "update-runner",
+                    f"runner #{server.id} tags {', '.join(server.tags) or '-'} -> "
+                    f"{', '.join(tags)}",
+                    (("id", str(server.id)), ("tags", ",".join(tags))),
+                )
+            )
+        if facts.runner_config_mode not in (None, "600"):
+            changes.append(
+                Change(
+                    "fix-runner-config-mode",
+                    f"config.toml mode {facts.runner_config_mode} -> 600",
+                )
+            )
+    if facts.runner_concurrent != gitlab.concurrent:
         changes.append(
             Change(
-                "update-runner",
-                f"runner #{server.id} tags {', '.join(server.tags) or '-'} -> {', '.join(tags)}",
-                (("id", str(server.id)), ("tags", ",".join(tags))),
+                "set-runner-concurrent",
+                f"config.toml concurrent {facts.runner_concurrent or '-'} -> {gitlab.concurrent}",
+                (("concurrent", str(gitlab.concurrent)),),
             )
         )
-    if facts.runner_config_mode not in (None, "600"):
+    if facts.runner_service != "running":
+        changes.append(Change("start-runner-service", "start the gitlab-runner service"))
+    elif upgrading:
         changes.append(
-            Change("fix-runner-config-mode", f"config.toml mode {facts.runner_config_mode} -> 600")
+            Change("restart-runner-service", "restart the gitlab-runner service (new binary)")
         )
     return changes, tags
 
 
 def plan_jenkins(
-    host: Host, facts: HostFacts, jenkins: JenkinsSettings, server: NodeState | None
+    host: Host,
+    facts: HostFacts,
+    jenkins: JenkinsSettings,
+    server: NodeState | None,
+    *,
+    host_key: str | None = None,
 ) -> tuple[list[Change], tuple[str, ...]]:
+    """The agent's changes. Java: `java` below jenkins.java_version (or none) plans an
+    `install-java` of the OS package that gives it (toolkit/fleet/java.py), and an OS without
+    one is refused here, at plan time, with what to do. Node: `host_key` ("algorithm base64",
+    the key archfleet verified on its own SSH connection to the host) is compared with the
+    node's manually provided key, so a reinstalled host (new key) plans an `update-node`."""
+    from .java import java_package, no_package_message, parse_major
+    from .jenkins_config import STRATEGIES
+
     labels = desired_agent_labels(host, facts, jenkins)
     executors = host.executors or jenkins.executors
     changes: list[Change] = []
-    if not facts.java:
-        changes.append(Change("install-java", "install a Java runtime for the agent"))
+    wanted_java = jenkins.java_version
+    have = parse_major(facts.java)
+    if have is None or have < wanted_java:
+        package = java_package(facts.os_id, facts.os_version, wanted_java)
+        if package is None:
+            message = no_package_message(
+                host.name, facts.os_id, facts.os_version, wanted_java, facts.java
+            )
+            raise PlanError(message)
+        changes.append(
+            Change(
+                "install-java",
+                f"install {package.package} ({package.manager}): the agent needs Java "
+                f"{wanted_java}+, the host has {facts.java or 'none'}",
+                (
+                    ("package", package.package),
+                    ("manager", package.manager),
+                    ("major", str(wanted_java)),
+                ),
+            )
+        )
     wanted = (("labels", " ".join(labels)), ("executors", str(executors)))
     if server is None:
         changes.append(
@@ -219,20 +333,28 @@ def plan_jenkins(
                 wanted,
             )
         )
-    elif (
+        return changes, labels
+    strategy = STRATEGIES[jenkins.host_key_verification]
+    key_given = " ".join(host_key.split()) if host_key else None
+    key_changed = server.host_key_strategy != strategy or (
+        strategy == STRATEGIES["manual"] and key_given is not None and server.host_key != key_given
+    )
+    if (
         server.labels != labels
         or server.executors != executors
         or server.remote_root != jenkins.remote_root
         or server.credentials_id != jenkins.credentials_id
+        or key_changed
     ):
-        changes.append(
-            Change(
-                "update-node",
-                f"node {host.name}: labels {' '.join(server.labels) or '-'} -> "
-                f"{' '.join(labels)}, executors {server.executors} -> {executors}",
-                wanted,
-            )
+        detail = (
+            f"node {host.name}: labels {' '.join(server.labels) or '-'} -> "
+            f"{' '.join(labels)}, executors {server.executors} -> {executors}"
         )
+        if key_changed:
+            detail += f", host key check -> {jenkins.host_key_verification}"
+            if key_given and server.host_key and server.host_key != key_given:
+                detail += " (the host's key changed)"
+        changes.append(Change("update-node", detail, wanted))
     return changes, labels
 
 
@@ -244,6 +366,7 @@ def plan_host(
     runner: RunnerState | None = None,
     node: NodeState | None = None,
     rotate_token: bool = False,
+    host_key: str | None = None,
 ) -> HostPlan:
     check_native(host, facts)
     changes = plan_builder(inventory, facts)
@@ -251,10 +374,17 @@ def plan_host(
     labels: tuple[str, ...] = ()
     if host.has_role("gitlab-runner") and inventory.gitlab:
         gitlab_changes, tags = plan_gitlab(
-            host, facts, inventory.gitlab, runner, rotate_token=rotate_token
+            host,
+            facts,
+            inventory.gitlab,
+            runner,
+            rotate_token=rotate_token,
+            job_user=job_user_needs(inventory),
         )
         changes += gitlab_changes
     if host.has_role("jenkins-agent") and inventory.jenkins:
-        jenkins_changes, labels = plan_jenkins(host, facts, inventory.jenkins, node)
+        jenkins_changes, labels = plan_jenkins(
+            host, facts, inventory.jenkins, node, host_key=host_key
+        )
         changes += jenkins_changes
     return HostPlan(host, facts, tuple(changes), tags, labels)

@@ -12,7 +12,7 @@ and jenkinsapi are imported then, not before: this module does not import them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 from ..inventory import Host, Inventory
 from . import builder, gitlab_host
 from .connect import connect, run_script
+from .facts import HostFacts
 from .gather import read_facts
-from .plan import Change, HostPlan, NodeState, RunnerState, plan_host
+from .plan import Change, HostPlan, NodeState, RunnerState, job_user_needs, plan_host
+from .users import ensure_job_user_script
 
 if TYPE_CHECKING:
     from fabric import Connection
@@ -145,6 +147,8 @@ class HostReport:
     runner_tags: tuple[str, ...] = ()
     agent_labels: tuple[str, ...] = ()
     runner_online: bool | None = None
+    # gitlab-runner's service on the host: "running", "stopped", "absent"; None: GitLab side off.
+    runner_service: str | None = None
     # After a create-node/update-node of this run: Jenkins' answer right after saving the
     # node (an SSH agent takes a while to launch, so "not yet" is normal); otherwise the
     # state before this run, as runners-status reports it.
@@ -162,6 +166,7 @@ class HostReport:
             "runnerTags": list(self.runner_tags),
             "agentLabels": list(self.agent_labels),
             "runnerOnline": self.runner_online,
+            "runnerService": self.runner_service,
             "agentOnline": self.agent_online,
         }
 
@@ -180,13 +185,15 @@ def provision_host(
         facts = read_facts(connection, host)
         sides = lookups.servers()
         state = lookups.state(host)
+        runner = _runner_of(sides, host, facts, state.runner)
         plan = plan_host(
             sides.scoped(inventory),
             host,
             facts,
-            runner=state.runner,
+            runner=runner,
             node=state.node,
             rotate_token=rotate_token,
+            host_key=" ".join(host_key_of(connection) or ()) or None,
         )
         report = HostReport(
             host.name,
@@ -199,7 +206,8 @@ def provision_host(
         )
         # Online as the servers saw it before this run: what runners-status reports.
         if sides.runners and host.has_role("gitlab-runner"):
-            report.runner_online = bool(state.runner and state.runner.online)
+            report.runner_online = bool(runner and runner.online)
+            report.runner_service = facts.runner_service or "absent"
         if sides.nodes and host.has_role("jenkins-agent"):
             report.agent_online = bool(state.node and state.node.online)
         if not dry_run:
@@ -207,6 +215,20 @@ def provision_host(
         return report
     finally:
         connection.close()
+
+
+def _runner_of(
+    sides: Servers, host: Host, facts: HostFacts, by_name: RunnerState | None
+) -> RunnerState | None:
+    """GitLab's runner for this host: the one whose id the host's config.toml holds, if GitLab
+    still has it in our scope; else the one found by name (or none). Asked only when the two
+    differ, so a converged host costs no extra request."""
+    registered = facts.runner_named(host.name)
+    if sides.runners is None or not host.has_role("gitlab-runner") or registered is None:
+        return by_name
+    if not registered.id.isdigit() or (by_name is not None and str(by_name.id) == registered.id):
+        return by_name
+    return sides.runners.get(int(registered.id)) or by_name
 
 
 def _script(connection: Connection, host: Host, script: str, what: str) -> None:
@@ -218,6 +240,31 @@ def _script(connection: Connection, host: Host, script: str, what: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Step:
+    """What applying one change needs: the plan, the open connection, the sides in use."""
+
+    change: Change
+    plan: HostPlan
+    connection: Connection
+    inventory: Inventory
+    servers: Servers
+
+    @property
+    def host(self) -> Host:
+        return self.plan.host
+
+    @property
+    def timeout(self) -> float:
+        return self.host.ssh.command_timeout
+
+    def script(self, script: str, what: str) -> None:
+        _script(self.connection, self.host, script, what)
+
+    def runner_step(self, script: str, what: str) -> None:
+        gitlab_host.run_step(self.connection, self.host.name, script, what, timeout=self.timeout)
+
+
 def _apply(
     plan: HostPlan,
     connection: Connection,
@@ -226,95 +273,181 @@ def _apply(
     report: HostReport,
 ) -> None:
     for change in plan.changes:
-        node = _apply_change(change, plan, connection, inventory, servers)
+        apply = _APPLIERS.get(change.kind)
+        if apply is None:
+            raise ApplyError(f"{plan.host.name}: no code applies a {change.kind!r} change")
+        node = apply(_Step(change, plan, connection, inventory, servers))
         report.applied.append(str(change))
         if node is not None:
             report.agent_online = node.state.online
 
 
-def _apply_change(
-    change: Change,
-    plan: HostPlan,
-    connection: Connection,
-    inventory: Inventory,
-    servers: Servers,
-) -> NodeOutcome | None:
-    """Apply one change; a node created or updated on Jenkins comes back with its state."""
-    host, kind = plan.host, change.kind
-    timeout = host.ssh.command_timeout
-    if kind == "install-builder":
-        _script(
-            connection,
-            host,
-            builder.install_builder_script(change.arg("tool")),
-            f"installing {change.arg('tool')}",
-        )
-    elif kind == "add-group":
-        _script(
-            connection,
-            host,
-            builder.add_group_script(change.arg("user"), change.arg("group")),
-            f"adding {change.arg('user')} to {change.arg('group')}",
-        )
-    elif kind == "install-runner":
-        gitlab_host.install_runner(
-            connection, host.name, change.arg("url"), change.arg("sha256"), timeout=timeout
-        )
-    elif kind == "delete-runner":
-        assert servers.runners is not None
-        servers.runners.delete(int(change.arg("id")))
-    elif kind == "unregister-runner":
-        gitlab_host.unregister_runner(connection, host.name, host.name, timeout=timeout)
-    elif kind == "create-runner":
-        assert servers.runners is not None and inventory.gitlab is not None
-        from .gitlab_runner import create_and_register
+# --- one function per change kind: what the plan says, done -----------------------------------
 
-        # Creation and registration are one step: a failed registration deletes the runner.
-        create_and_register(
-            servers.runners,
-            connection,
-            host.name,
-            inventory.gitlab,
-            plan.runner_tags,
-            timeout=timeout,
-        )
-    elif kind == "register-runner":
-        pass  # done with create-runner above
-    elif kind == "update-runner":
-        assert servers.runners is not None and inventory.gitlab is not None
-        servers.runners.update(
-            int(change.arg("id")), plan.runner_tags, locked=inventory.gitlab.locked
-        )
-    elif kind == "fix-runner-config-mode":
-        gitlab_host.fix_config_mode(connection, host.name, timeout=timeout)
-    elif kind == "install-java":
-        from .jenkins_agent import install_java_script
 
-        _script(connection, host, install_java_script(), "installing Java")
-    elif kind in ("create-node", "update-node"):
-        assert servers.nodes is not None and inventory.jenkins is not None
-        from .jenkins_agent import ensure_remote_root_script
+def _install_builder(step: _Step) -> None:
+    tool = step.change.arg("tool")
+    step.script(builder.install_builder_script(tool), f"installing {tool}")
 
-        jenkins = inventory.jenkins
-        _script(
-            connection,
-            host,
-            ensure_remote_root_script(jenkins.remote_root, host.ssh.user),
-            f"creating {jenkins.remote_root}",
-        )
-        # The state `ensure` returns was read (one GET) after the node was saved.
-        return servers.nodes.ensure(
-            host.name,
-            address=host.address,
-            port=host.ssh.port,
-            labels=plan.agent_labels,
-            executors=int(change.arg("executors")),
-            remote_root=jenkins.remote_root,
-            credentials_id=jenkins.credentials_id,
-        )
-    else:
-        raise ApplyError(f"{host.name}: no code applies a {kind!r} change")
-    return None
+
+def _install_runner(step: _Step) -> None:
+    change = step.change
+    gitlab_host.install_runner(
+        step.connection,
+        step.host.name,
+        change.arg("url"),
+        binary=change.arg("binary"),
+        sha256=change.arg("sha256"),
+        checksums_url=change.arg("checksums_url"),
+        timeout=step.timeout,
+    )
+
+
+def _ensure_runner_user(step: _Step) -> None:
+    groups = tuple(g for g in step.change.arg("groups").split(",") if g)
+    script = ensure_job_user_script(
+        gitlab_host.RUNNER_USER,
+        home=gitlab_host.RUNNER_HOME,
+        comment="GitLab Runner",
+        groups=groups,
+        subids=bool(step.change.arg("subids")),
+    )
+    step.script(script, f"preparing user {gitlab_host.RUNNER_USER}")
+
+
+def _install_runner_service(step: _Step) -> None:
+    step.runner_step(gitlab_host.install_service_script(), "gitlab-runner install")
+
+
+def _start_runner_service(step: _Step) -> None:
+    step.runner_step(gitlab_host.service_script("start"), "gitlab-runner start")
+
+
+def _restart_runner_service(step: _Step) -> None:
+    step.runner_step(gitlab_host.service_script("restart"), "gitlab-runner restart")
+
+
+def _set_runner_concurrent(step: _Step) -> None:
+    concurrent = int(step.change.arg("concurrent"))
+    step.runner_step(
+        gitlab_host.set_concurrent_script(concurrent), f"setting concurrent = {concurrent}"
+    )
+
+
+def _verify_delete_runner(step: _Step) -> None:
+    name = step.host.name
+    step.runner_step(
+        gitlab_host.verify_delete_script(name), f"gitlab-runner verify --delete --name {name}"
+    )
+
+
+def _delete_runner(step: _Step) -> None:
+    assert step.servers.runners is not None
+    step.servers.runners.delete(int(step.change.arg("id")))
+
+
+def _unregister_runner(step: _Step) -> None:
+    name = step.host.name
+    gitlab_host.unregister_runner(step.connection, name, name, timeout=step.timeout)
+
+
+def _create_runner(step: _Step) -> None:
+    assert step.servers.runners is not None and step.inventory.gitlab is not None
+    from .gitlab_runner import create_and_register
+
+    # Creation and registration are one step: a failed registration deletes the runner.
+    create_and_register(
+        step.servers.runners,
+        step.connection,
+        step.host.name,
+        step.inventory.gitlab,
+        step.plan.runner_tags,
+        timeout=step.timeout,
+    )
+
+
+def _registered_with_create(step: _Step) -> None:
+    """`register-runner` is shown in the plan; `create-runner` does it (one step)."""
+
+
+def _update_runner(step: _Step) -> None:
+    assert step.servers.runners is not None and step.inventory.gitlab is not None
+    step.servers.runners.update(
+        int(step.change.arg("id")), step.plan.runner_tags, locked=step.inventory.gitlab.locked
+    )
+
+
+def _fix_runner_config_mode(step: _Step) -> None:
+    gitlab_host.fix_config_mode(step.connection, step.host.name, timeout=step.timeout)
+
+
+def _install_java(step: _Step) -> None:
+    from .jenkins_agent import install_java_script
+
+    change = step.change
+    script = install_java_script(
+        int(change.arg("major")), change.arg("package"), change.arg("manager")
+    )
+    step.script(script, f"installing Java {change.arg('major')}")
+
+
+def _ensure_node(step: _Step) -> NodeOutcome:
+    assert step.servers.nodes is not None and step.inventory.jenkins is not None
+    from .jenkins_agent import ensure_agent_user_script
+
+    jenkins = step.inventory.jenkins
+    groups, _ = job_user_needs(step.inventory)
+    step.script(
+        ensure_agent_user_script(
+            jenkins.agent_user,
+            jenkins.remote_root,
+            groups[0] if groups else None,
+            jenkins.agent_authorized_key,
+        ),
+        f"preparing user {jenkins.agent_user} and {jenkins.remote_root}",
+    )
+    # The state `ensure` returns was read (one GET) after the node was saved.
+    return step.servers.nodes.ensure(
+        step.host.name,
+        address=step.host.address,
+        port=step.host.ssh.port,
+        labels=step.plan.agent_labels,
+        executors=int(step.change.arg("executors")),
+        remote_root=jenkins.remote_root,
+        credentials_id=jenkins.credentials_id,
+        host_key=host_key_of(step.connection),
+    )
+
+
+_APPLIERS: dict[str, Callable[[_Step], NodeOutcome | None]] = {
+    "install-builder": _install_builder,
+    "install-runner": _install_runner,
+    "ensure-runner-user": _ensure_runner_user,
+    "install-runner-service": _install_runner_service,
+    "verify-delete-runner": _verify_delete_runner,
+    "unregister-runner": _unregister_runner,
+    "delete-runner": _delete_runner,
+    "create-runner": _create_runner,
+    "register-runner": _registered_with_create,
+    "update-runner": _update_runner,
+    "fix-runner-config-mode": _fix_runner_config_mode,
+    "set-runner-concurrent": _set_runner_concurrent,
+    "start-runner-service": _start_runner_service,
+    "restart-runner-service": _restart_runner_service,
+    "install-java": _install_java,
+    "create-node": _ensure_node,
+    "update-node": _ensure_node,
+}
+
+
+def host_key_of(connection: Connection) -> tuple[str, str] | None:
+    """The host key this connection verified (against known_hosts, or recorded with
+    --accept-new-host-keys): (algorithm, base64), what a Jenkins node is told to expect."""
+    transport = connection.client.get_transport()
+    if transport is None:
+        return None
+    key = transport.get_remote_server_key()
+    return key.get_name(), key.get_base64()
 
 
 def status_host(inventory: Inventory, host: Host, servers: Servers | ServerLookups) -> HostReport:
@@ -336,17 +469,35 @@ def deprovision_host(
         steps: list[tuple[str, Any]] = []
         runners, nodes = sides.runners, sides.nodes
         if runners and host.has_role("gitlab-runner"):
-            if facts.runner_named(host.name):
+            runner = _runner_of(sides, host, facts, state.runner)
+            registered = facts.runner_named(host.name)
+            timeout = host.ssh.command_timeout
+            if registered and (runner is None or str(runner.id) != registered.id):
+                # GitLab no longer has it: `unregister` would get 403 and exit fatally.
+                steps.append(
+                    (
+                        f"verify-delete-runner: runner #{registered.id or '?'} is gone from "
+                        "GitLab; drop it from config.toml",
+                        lambda: gitlab_host.run_step(
+                            connection,
+                            host.name,
+                            gitlab_host.verify_delete_script(host.name),
+                            f"gitlab-runner verify --delete --name {host.name}",
+                            timeout=timeout,
+                        ),
+                    )
+                )
+            elif registered:
                 steps.append(
                     (
                         f"unregister-runner: {host.name} on the host",
                         lambda: gitlab_host.unregister_runner(
-                            connection, host.name, host.name, timeout=host.ssh.command_timeout
+                            connection, host.name, host.name, timeout=timeout
                         ),
                     )
                 )
-            if state.runner is not None:
-                runner_id = state.runner.id
+            if runner is not None:
+                runner_id = runner.id
                 steps.append(
                     (
                         f"delete-runner: runner #{runner_id} on GitLab",

@@ -25,6 +25,7 @@ from ..registry.manifest import Platform
 from ..registry.merge import SourceSpec
 from ..registry.reference import parse_reference
 from ..registry.verify import VerifyReport, verify_manifest
+from ..resources import data_path
 from .containerfile import Recipe, parse_containerfile
 from .fleet import DEFAULT_FIRST_ADDRESS, DEFAULT_SSH_PORT, Lab, lab_down, lab_up, load_lab
 from .native_build import HostBuild, NativeBuildError, build_on_host
@@ -32,8 +33,8 @@ from .skopeo import inspect_command, resolved_digest
 
 DEMO_REPOSITORY = "archfleet/demo"
 DEMO_TAG = "1.0.0"
-# The sample app shipped in the repository (examples/app).
-SAMPLE_APP = Path(__file__).resolve().parents[2] / "examples" / "app"
+# The sample app shipped with archfleet (examples/app; inside a wheel, its packaged copy).
+SAMPLE_APP = data_path("examples") / "app"
 
 Progress = Callable[[str], None]
 

@@ -235,7 +235,7 @@ def write_lab_inventory(path: Path, hosts: list[LabHost], key: Path, known_hosts
         "builder:",
         "  tool: umoci  # umoci + skopeo: builds with no namespaces, so even in an emulated root",
         "  install: true",
-        "gitlab: {url: 'https://gitlab.lab.invalid', tags: [lab]}",
+        "gitlab: {url: 'https://gitlab.lab.invalid', group: lab, tags: [lab]}",
         "jenkins: {url: 'https://jenkins.lab.invalid', credentials_id: lab-ssh}",
         "hosts:",
     ]

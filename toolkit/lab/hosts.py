@@ -6,6 +6,11 @@ tarball of `rootfs.build_rootfs`), `sshd.log` and `host.json` (its state, so ano
 /dev and a proc mounted in, listening on one 127.0.0.x address. In an arm64 root every
 binary is arm64 and runs under qemu-user, so a command run over SSH there really is arm64
 code and `uname -m` says `aarch64`; nothing of the machine's own system is touched.
+
+Like a real server, a host can also have non-root logins (`LabUser`) with the same keys:
+one whose sudo needs no password (what a CI account gets), one whose sudo wants a password.
+sudo is setuid code; in an arm64 root it only works when the kernel's binfmt_misc entry for
+qemu-aarch64 has the C (credentials) flag — see `check_setuid_works`.
 """
 
 from __future__ import annotations
@@ -24,11 +29,20 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
-from toolkit.lab.images import BinfmtError, ensure_binfmt
+from toolkit.lab.images import (
+    BINFMT_MOUNT,
+    DEBIAN_ARCH_QEMU_BINFMT,
+    BinfmtError,
+    ensure_binfmt,
+    host_debian_arch,
+)
 from toolkit.lab.rootfs import (
+    DEFAULT_SUITE,
     RECIPE_MARKER,
     build_rootfs,
+    check_suite,
     extract_rootfs,
     mounts_under,
     unmount_all_under,
@@ -46,6 +60,8 @@ __all__ = [
     "HostStartError",
     "LabHost",
     "LabHostError",
+    "LabUser",
+    "check_setuid_works",
     "lab_keypair",
     "load_hosts",
     "start_host",
@@ -69,6 +85,33 @@ _SSHD_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 _START_MARK = "--- start "
 _STOP_GRACE_SECONDS = 5.0
 _LOG_TAIL_LINES = 25
+# Debian's useradd(8) NAME_REGEX without the trailing `$` machine-account form.
+_USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+SudoPolicy = Literal["nopasswd", "password", "none"]
+_SUDO_POLICIES = ("nopasswd", "password", "none")
+# Written by start_host; sudo(8) reads /etc/sudoers.d via Debian's `@includedir` line and
+# skips files whose names contain a `.` or end in `~`, so the name has neither.
+SUDOERS_FILE = "etc/sudoers.d/archfleet-lab"
+_HOSTS_MARK = "# archfleet lab host name"
+# For useradd/usermod/chpasswd/visudo run inside a root (seconds; more under a busy QEMU).
+_CHROOT_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class LabUser:
+    """A non-root login on a lab host, with the host's authorized keys and a sudo policy.
+
+    `sudo`: "nopasswd" — `NOPASSWD: ALL` in /etc/sudoers.d, as CI accounts on real servers
+    have; "password" — sudo asks for the account's password, so `sudo -n` fails with sudo's
+    "a password is required"; "none" — not in sudoers at all. `password` sets the account's
+    password (given to chpasswd on stdin, never on a command line or in a log); without one
+    the account has none ("*": no password login, yet not locked — a `!` would make sshd
+    refuse even keys when UsePAM is off, openssh auth.c allowed_user()).
+    """
+
+    name: str
+    sudo: SudoPolicy = "nopasswd"
+    password: str | None = field(default=None, repr=False)
 
 
 class LabHostError(RuntimeError):
@@ -94,6 +137,9 @@ class LabHost:
     host_key_fingerprint: str
     state_path: Path
     log_path: Path
+    # Debian suite of the root (bookworm, trixie) and the non-root logins start_host made.
+    suite: str = DEFAULT_SUITE
+    users: tuple[str, ...] = ()
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -144,6 +190,8 @@ class LabHost:
             "host_public_key": self.host_public_key,
             "host_key_fingerprint": self.host_key_fingerprint,
             "log_path": str(self.log_path),
+            "suite": self.suite,
+            "users": list(self.users),
         }
         partial = self.state_path.with_name(f".{self.state_path.name}.tmp")
         partial.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
@@ -165,6 +213,9 @@ class LabHost:
                 host_key_fingerprint=str(state["host_key_fingerprint"]),
                 state_path=state_path,
                 log_path=Path(state["log_path"]),
+                # State files written before suites and users existed have neither.
+                suite=str(state.get("suite", DEFAULT_SUITE)),
+                users=tuple(str(user) for user in state.get("users", ())),
             )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise LabHostError(f"cannot read lab host state {state_path}: {error!r}") from None
@@ -211,33 +262,45 @@ def start_host(
     fresh: bool = False,
     start_timeout: float = 60.0,
     sshd_options: Mapping[str, str] | None = None,
+    suite: str = DEFAULT_SUITE,
+    users: Sequence[LabUser] = (),
 ) -> LabHost:
     """Start host `name` under `workdir/name` with sshd on `address:port` (127.0.0.0/8).
 
-    The root comes from `rootfs` (a tarball from `build_rootfs`), else the cached
-    `build_rootfs(debian_arch, mirror=mirror)`, built on first use (minutes for arm64).
-    A root left by an earlier start of the same host is reused — with its host key, so
-    known_hosts stays valid and what was installed stays installed — unless `fresh`.
-    root may log in with any of `authorized_keys`, by key only. `sshd_options` are extra
-    `sshd -o Keyword=value` settings (e.g. {"MaxStartups": "1"}); one of the lab's own
-    settings with the same keyword is replaced, ListenAddress and Port cannot be given.
+    The root comes from `rootfs` (a tarball from `build_rootfs`, which must hold `suite`),
+    else the cached `build_rootfs(debian_arch, suite=suite, mirror=mirror)`, built on first
+    use (minutes for arm64). A root left by an earlier start of the same host is reused —
+    with its host key, so known_hosts stays valid and what was installed stays installed —
+    unless `fresh`. root may log in with any of `authorized_keys`, by key only, and so may
+    each of `users` (created on first start, their sudo policy rewritten on every start).
+    `sshd_options` are extra `sshd -o Keyword=value` settings (e.g. {"MaxStartups": "1"});
+    one of the lab's own settings with the same keyword is replaced, ListenAddress and Port
+    cannot be given.
     """
     _check_arguments(name, debian_arch, address, port, authorized_keys)
+    check_suite(suite)
+    _check_users(users)
     extra_options = _check_sshd_options(sshd_options or {})
     host_dir = (workdir / name).resolve()
     host_dir.mkdir(parents=True, exist_ok=True)
     root = host_dir / ROOT_DIR
     state_path = host_dir / STATE_FILE
     _check_start_prerequisites(debian_arch)
+    if any(user.sudo != "none" for user in users):
+        check_setuid_works(debian_arch)
     _clear_previous(state_path, root)
-    tarball = rootfs if rootfs is not None else build_rootfs(debian_arch, mirror=mirror)
-    _prepare_root(root, tarball, debian_arch, fresh=fresh)
+    tarball = (
+        rootfs if rootfs is not None else build_rootfs(debian_arch, suite=suite, mirror=mirror)
+    )
+    _prepare_root(root, tarball, debian_arch, suite, fresh=fresh)
     _check_port_free(address, port)
     host_public_key = _ensure_host_key(root, name)
     _install_authorized_keys(root, authorized_keys)
+    _name_host(root, name)
     log_path = host_dir / LOG_FILE
     try:
         _mount_system_dirs(root)
+        _install_users(root, users, authorized_keys)
         process = _spawn_sshd(root, name, address, port, log_path, extra_options)
     except BaseException:
         unmount_all_under(root)
@@ -253,6 +316,8 @@ def start_host(
         host_key_fingerprint=fingerprint(host_public_key),
         state_path=state_path,
         log_path=log_path,
+        suite=suite,
+        users=tuple(user.name for user in users),
         _process=process,
     )
     try:
@@ -262,6 +327,42 @@ def start_host(
         host.stop()
         raise
     return host
+
+
+def check_setuid_works(debian_arch: str) -> None:
+    """Raise HostStartError unless setuid programs (sudo) of `debian_arch` can gain root here.
+
+    A foreign binary runs as `qemu-<cpu> binary`; without binfmt_misc's C flag the kernel
+    computes the new process's credentials from the interpreter (not setuid), so a setuid
+    arm64 sudo starts as the calling user and refuses ("effective uid is not 0").
+    Documentation/admin-guide/binfmt-misc.rst: C — "calculate the credentials and security
+    token of the new process according to the binary instead of the interpreter" (implies O).
+    Debian's qemu-user-static registers qemu-aarch64 with "credentials no" (flags PF).
+    """
+    if debian_arch == host_debian_arch():
+        return
+    entry_name = DEBIAN_ARCH_QEMU_BINFMT.get(debian_arch, "")
+    entry = BINFMT_MOUNT / entry_name
+    try:
+        flags = next(
+            line.split(":", 1)[1].strip()
+            for line in entry.read_text().splitlines()
+            if line.startswith("flags:")
+        )
+    except (OSError, StopIteration) as error:
+        raise HostStartError(f"cannot read binfmt_misc entry {entry}: {error!r}") from None
+    if "C" not in flags:
+        raise HostStartError(
+            f"sudo cannot work on an {debian_arch} lab host: binfmt_misc entry {entry} has "
+            f"flags {flags!r} without C, so setuid {debian_arch} programs run with the "
+            f"caller's uid under QEMU. Re-register it with flags {_with_credentials(flags)!r} "
+            "(images.ensure_binfmt does this), or start the host without sudo users"
+        )
+
+
+def _with_credentials(flags: str) -> str:
+    # C implies O (the kernel hands the binary over as an open file): both are spelled out.
+    return "".join(sorted(set(flags) | {"O", "C"}, key="POCF".find))
 
 
 def load_hosts(workdir: Path) -> list[LabHost]:
@@ -296,6 +397,22 @@ def _check_arguments(
         parse_public_key(key, source=f"authorized key for {name}")
     if debian_arch not in ("amd64", "arm64"):
         raise ValueError(f"lab host architecture {debian_arch!r}: use amd64 or arm64")
+
+
+def _check_users(users: Sequence[LabUser]) -> None:
+    names = [user.name for user in users]
+    for user in users:
+        if not _USER_NAME.fullmatch(user.name) or user.name == "root":
+            raise ValueError(f"lab user name {user.name!r} must match {_USER_NAME.pattern}")
+        if user.sudo not in _SUDO_POLICIES:
+            raise ValueError(f"lab user {user.name}: sudo must be one of {_SUDO_POLICIES}")
+        if user.password is not None and (
+            not user.password or any(c in user.password for c in ":\n\r\x00")
+        ):
+            # chpasswd reads `name:password` lines.
+            raise ValueError(f"lab user {user.name}: password must be one line without ':'")
+    if len(set(names)) != len(names):
+        raise ValueError(f"lab users are named twice: {names}")
 
 
 def _check_sshd_options(options: Mapping[str, str]) -> dict[str, str]:
@@ -339,7 +456,7 @@ def _clear_previous(state_path: Path, root: Path) -> None:
         _evacuate(root)
 
 
-def _prepare_root(root: Path, tarball: Path, debian_arch: str, *, fresh: bool) -> None:
+def _prepare_root(root: Path, tarball: Path, debian_arch: str, suite: str, *, fresh: bool) -> None:
     origin = root.parent / ROOT_ORIGIN_FILE
     reusable = (
         not fresh
@@ -359,11 +476,14 @@ def _prepare_root(root: Path, tarball: Path, debian_arch: str, *, fresh: bool) -
         origin.write_text(f"{tarball.name}\n")
     marker = root / RECIPE_MARKER
     try:
-        built_for = json.loads(marker.read_text(encoding="utf-8"))["arch"]
-    except (OSError, ValueError, KeyError) as error:
+        recipe = json.loads(marker.read_text(encoding="utf-8"))
+        built_for, built_suite = recipe["arch"], recipe["suite"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
         raise HostStartError(f"{tarball} is not a lab root ({marker}: {error!r})") from None
     if built_for != debian_arch:
         raise HostStartError(f"{tarball} holds an {built_for} root, not {debian_arch}")
+    if built_suite != suite:
+        raise HostStartError(f"{tarball} holds a {built_suite} root, not {suite}")
 
 
 def _check_port_free(address: str, port: int) -> None:
@@ -394,6 +514,94 @@ def _install_authorized_keys(root: Path, keys: Sequence[str]) -> None:
     authorized.write_text("".join(f"{key.strip()}\n" for key in keys), encoding="utf-8")
     # sshd's StrictModes refuses keys in files others can write.
     authorized.chmod(0o600)
+
+
+def _name_host(root: Path, name: str) -> None:
+    """Make the host's own name resolve, as on a real server (Debian's installer writes the
+    `127.0.1.1 <name>` line); sudo otherwise warns "unable to resolve host" on every call."""
+    hosts = root / "etc" / "hosts"
+    try:
+        lines = hosts.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        lines = ["127.0.0.1\tlocalhost"]
+    lines = [line for line in lines if not line.endswith(_HOSTS_MARK)]
+    lines.append(f"127.0.1.1\t{name}\t{_HOSTS_MARK}")
+    hosts.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _install_users(root: Path, users: Sequence[LabUser], keys: Sequence[str]) -> None:
+    """Create each user (once), give it the keys, and write the sudoers file for all of them."""
+    if users and not (root / "usr" / "bin" / "sudo").is_file():
+        raise HostStartError(
+            f"{root} has no sudo: its tarball predates lab roots with users (rootfs recipe "
+            "r2); pass no rootfs= (or one from today's build_rootfs) to have one built"
+        )
+    for user in users:
+        if not _passwd_entry(root, user.name):
+            # Debian's own tool, run inside the root (under QEMU for arm64), so the
+            # account, its group and home look as on any Debian machine.
+            _chroot(root, ["useradd", "--create-home", "--shell", "/bin/bash", user.name])
+        # "*": no password, not locked (see LabUser); chpasswd replaces it if one is given.
+        _chroot(root, ["usermod", "--password", "*", user.name])
+        if user.password is not None:
+            _chroot(root, ["chpasswd"], stdin=f"{user.name}:{user.password}\n")
+        _install_user_keys(root, user.name, keys)
+    _write_sudoers(root, users)
+
+
+def _passwd_entry(root: Path, name: str) -> list[str]:
+    for line in (root / "etc" / "passwd").read_text(encoding="utf-8").splitlines():
+        fields = line.split(":")
+        if fields[0] == name and len(fields) >= 7:
+            return fields
+    return []
+
+
+def _install_user_keys(root: Path, name: str, keys: Sequence[str]) -> None:
+    fields = _passwd_entry(root, name)
+    uid, gid, home = int(fields[2]), int(fields[3]), fields[5]
+    ssh_dir = root / home.lstrip("/") / ".ssh"
+    ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    authorized = ssh_dir / "authorized_keys"
+    authorized.write_text("".join(f"{key.strip()}\n" for key in keys), encoding="utf-8")
+    # StrictModes: owned by the user (its uid in the root's passwd), nobody else may write.
+    for path, mode in ((ssh_dir, 0o700), (authorized, 0o600)):
+        os.chown(path, uid, gid)
+        path.chmod(mode)
+
+
+def _write_sudoers(root: Path, users: Sequence[LabUser]) -> None:
+    sudoers = root / SUDOERS_FILE
+    rules = {"nopasswd": "ALL=(ALL:ALL) NOPASSWD: ALL", "password": "ALL=(ALL:ALL) ALL"}
+    lines = [f"{user.name} {rules[user.sudo]}" for user in users if user.sudo in rules]
+    if not lines:
+        sudoers.unlink(missing_ok=True)
+        return
+    partial = sudoers.with_name(f".{sudoers.name}.tmp")
+    partial.write_text("# written by archfleet's lab (hosts.py)\n" + "\n".join(lines) + "\n")
+    # sudo ignores sudoers files that others may write; 0440 as visudo leaves them.
+    os.chown(partial, 0, 0)
+    partial.chmod(0o440)
+    _chroot(root, ["visudo", "--check", "--quiet", "--file", f"/{partial.relative_to(root)}"])
+    partial.replace(sudoers)
+
+
+def _chroot(root: Path, command: list[str], *, stdin: str | None = None) -> None:
+    done = subprocess.run(
+        ["chroot", str(root), *command],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=_SSHD_ENV,
+        timeout=_CHROOT_TIMEOUT,
+        check=False,
+    )
+    if done.returncode != 0:
+        # stdin (a password) is never part of the message.
+        raise HostStartError(
+            f"`{' '.join(command)}` in {root} failed with status {done.returncode}: "
+            f"{(done.stderr or done.stdout).strip()}"
+        )
 
 
 def _mount_system_dirs(root: Path) -> None:

@@ -177,6 +177,45 @@ def ensure_binfmt(debian_arch: str = "arm64") -> None:
             f"{entry_name} is registered without the F flag (flags: {flags!r}), so it cannot "
             "run inside a chroot build; re-register it with qemu-user-static's settings"
         )
+    if "C" not in flags:
+        _add_credentials_flag(entry, flags)
+
+
+def _add_credentials_flag(entry: Path, flags: str) -> None:
+    """Re-register `entry` with C (credentials from the binary; implies O): without it a
+    setuid foreign binary — the lab hosts' arm64 sudo — runs with its caller's uid
+    (Documentation/admin-guide/binfmt-misc.rst). Debian registers qemu-aarch64 with `PF`.
+
+    The kernel tries the newest entry first: a twin with the new flags goes in before the
+    old entry comes out, so foreign binaries run at every moment (builds under way too).
+    The change lasts until reboot, or until update-binfmts registers the entry again."""
+    fields = {k: _binfmt_field(entry, k) for k in ("interpreter", "offset", "magic", "mask")}
+
+    def escaped(hexdigits: str) -> str:
+        return "".join(f"\\x{hexdigits[i : i + 2]}" for i in range(0, len(hexdigits), 2))
+
+    new_flags = "".join(f for f in "POCF" if f in flags or f in "OC")
+
+    def spec(name: str) -> str:
+        return (
+            f":{name}:M:{fields['offset']}:{escaped(fields['magic'])}:"
+            f"{escaped(fields['mask'])}:{fields['interpreter']}:{new_flags}"
+        )
+
+    register = BINFMT_MOUNT / "register"
+    twin = BINFMT_MOUNT / f"{entry.name}-archfleet-twin"
+    try:
+        if twin.exists():
+            twin.write_text("-1")
+        register.write_text(spec(twin.name))
+        entry.write_text("-1")
+        register.write_text(spec(entry.name))
+        twin.write_text("-1")
+    except OSError as error:
+        raise BinfmtError(
+            f"cannot re-register {entry.name} with the C flag (setuid {entry.name} binaries "
+            f"such as sudo would not get root): {error}"
+        ) from None
 
 
 def build_image(

@@ -4,6 +4,13 @@ A foreign root (arm64 on x86) holds only foreign binaries; they run under qemu-u
 binfmt_misc, so whatever runs inside — sshd, the shell, `uname -m` — is the real thing for
 that architecture. Building one takes minutes (debootstrap's second stage runs emulated),
 extracting the cached tarball takes seconds.
+
+A root is one Debian suite (bookworm = 12, trixie = 13) and holds what a small real server
+has and provisioning relies on: sshd, sudo, ca-certificates + GNU wget (https downloads with
+verification), procps, and the System V service tools a host without systemd uses —
+/lib/lsb/init-functions and start-stop-daemon, which gitlab-runner's
+helpers/service/scripts.go (isDebianSysv) looks for before writing a Debian init script, and
+`service` (init-system-helpers), which kardianos/service's service_sysv_linux.go runs.
 """
 
 from __future__ import annotations
@@ -25,11 +32,57 @@ from urllib.parse import urlparse
 from toolkit.lab.cache import cache_dir, file_lock
 from toolkit.lab.images import BinfmtError, ensure_binfmt
 
-SUITE = "bookworm"
+# Debian suites a lab root can be; the default keeps every existing caller on bookworm.
+SUITES = ("bookworm", "trixie")
+DEFAULT_SUITE = "bookworm"
+SUITE = DEFAULT_SUITE  # the default suite, under its older name
 # Bump when the recipe below changes, so tarballs made by an older recipe are not reused.
-RECIPE_REVISION = 1
-# What a lab host needs: sshd (with sftp-server), a shell toolbox, ps/free for facts.
-BASE_PACKAGES = ("openssh-server", "busybox", "procps")
+# r2: sudo, ca-certificates, wget, sysvinit-utils, init-system-helpers; suites.
+RECIPE_REVISION = 2
+# What a lab host needs: sshd (with sftp-server), a shell toolbox, ps/free for facts, and
+# what provisioning uses on a real server (see the module docstring). In both suites
+# sysvinit-utils ships /lib/lsb/init-functions (lsb-base 11.6 is only a transitional package
+# depending on it), and dpkg ships start-stop-daemon.
+BASE_PACKAGES = (
+    "openssh-server",
+    "busybox",
+    "procps",
+    "sudo",
+    "ca-certificates",
+    "wget",
+    "sysvinit-utils",
+    "init-system-helpers",
+)
+# Per suite, swapped in by apt inside the new root after debootstrap: (install, remove).
+# trixie's openssh-server depends on `systemd | systemd-standalone-sysusers |
+# systemd-sysusers` (it creates its user through sysusers.d) and debootstrap always takes
+# the first (its --exclude does not stop a dependency; including the standalone one makes
+# dpkg refuse it as conflicting): full systemd, with a systemctl nothing runs behind.
+# kardianos/service (service_systemd_linux.go isSystemd), which gitlab-runner installs its
+# service with, takes a host with systemctl for systemd when /proc/1/comm says "systemd" —
+# true in a chroot on a systemd machine — and then fails. The standalone sysusers keeps
+# lab roots init-less and the choice of System V certain, in both suites.
+SUITE_SWAPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "trixie": (("systemd-standalone-sysusers",), ("systemd", "libsystemd-shared")),
+}
+_APT_TIMEOUT = 900.0
+# Files a finished root must not have: see SUITE_SWAPS.
+FORBIDDEN_FILES = ("usr/bin/systemctl", "run/systemd/system")
+# Files a finished root must have (relative, resolved through the merged-/usr links): a
+# recipe that lost one fails the build instead of a provisioning test much later.
+REQUIRED_FILES = (
+    "usr/sbin/sshd",
+    "usr/bin/sudo",
+    "usr/bin/wget",
+    "etc/ssl/certs/ca-certificates.crt",
+    "lib/lsb/init-functions",
+    "sbin/start-stop-daemon",
+    "usr/sbin/service",
+    "etc/debian_version",
+)
+DEBOOTSTRAP_SCRIPTS = Path("/usr/share/debootstrap/scripts")
+# debootstrap's script for every current suite; used when it has none under the suite's name.
+_FALLBACK_SCRIPT = "sid"
 SUPPORTED_ARCHES = ("amd64", "arm64")
 MIRROR_ENV = "ARCHFLEET_DEBIAN_MIRROR"
 APT_SOURCES_DIR = Path("/etc/apt/sources.list.d")
@@ -46,9 +99,13 @@ class RootfsError(RuntimeError):
 
 
 def build_rootfs(
-    debian_arch: str, *, mirror: str | None = None, extra_packages: Sequence[str] = ()
+    debian_arch: str,
+    *,
+    suite: str = DEFAULT_SUITE,
+    mirror: str | None = None,
+    extra_packages: Sequence[str] = (),
 ) -> Path:
-    """The cached tarball of a minimal Debian root for `debian_arch`; built on first use.
+    """The cached tarball of a minimal Debian `suite` root for `debian_arch`; built on first use.
 
     `mirror` defaults to `$ARCHFLEET_DEBIAN_MIRROR`, else the Debian mirror of the machine's
     own apt sources. `extra_packages` go into the root too and into the cache key, so roots
@@ -58,10 +115,11 @@ def build_rootfs(
         raise ValueError(
             f"unsupported lab host architecture {debian_arch!r}; use one of {SUPPORTED_ARCHES}"
         )
+    check_suite(suite)
     packages = _package_list(extra_packages)
     directory = cache_dir() / "rootfs"
     directory.mkdir(parents=True, exist_ok=True)
-    name = rootfs_name(debian_arch, extra_packages)
+    name = rootfs_name(debian_arch, extra_packages, suite=suite)
     cached = _cached_tarball(directory, name)
     if cached is not None:
         return cached
@@ -71,22 +129,34 @@ def build_rootfs(
         if cached is not None:
             return cached
         _check_build_prerequisites(debian_arch)
-        source = mirror or debian_mirror()
-        return _build(directory, name, debian_arch, packages, source)
+        source = mirror or debian_mirror(suite=suite)
+        return _build(directory, name, debian_arch, suite, packages, source)
 
 
-def rootfs_name(debian_arch: str, extra_packages: Sequence[str] = ()) -> str:
+def check_suite(suite: str) -> None:
+    """Refuse a suite the lab does not build (its name reaches debootstrap and cache names)."""
+    if suite not in SUITES:
+        raise ValueError(f"unsupported Debian suite {suite!r} for a lab root; use one of {SUITES}")
+
+
+def rootfs_name(
+    debian_arch: str, extra_packages: Sequence[str] = (), *, suite: str = DEFAULT_SUITE
+) -> str:
     """`<arch>-<suite>-r<revision>[-<hash of extra packages>]`: the tarball's name sans suffix."""
-    name = f"{debian_arch}-{SUITE}-r{RECIPE_REVISION}"
+    check_suite(suite)
+    name = f"{debian_arch}-{suite}-r{RECIPE_REVISION}"
     if extra_packages:
         digest = hashlib.sha256(",".join(sorted(set(extra_packages))).encode()).hexdigest()
         name = f"{name}-{digest[:10]}"
     return name
 
 
-def cached_rootfs(debian_arch: str, extra_packages: Sequence[str] = ()) -> Path | None:
+def cached_rootfs(
+    debian_arch: str, extra_packages: Sequence[str] = (), *, suite: str = DEFAULT_SUITE
+) -> Path | None:
     """The cached tarball `build_rootfs` would return at once, or None if it must build one."""
-    return _cached_tarball(cache_dir() / "rootfs", rootfs_name(debian_arch, extra_packages))
+    name = rootfs_name(debian_arch, extra_packages, suite=suite)
+    return _cached_tarball(cache_dir() / "rootfs", name)
 
 
 def extract_rootfs(tarball: Path, dest: Path) -> None:
@@ -104,26 +174,30 @@ def extract_rootfs(tarball: Path, dest: Path) -> None:
 
 
 def debian_mirror(
-    sources_dir: Path = APT_SOURCES_DIR, sources_list: Path = APT_SOURCES_LIST
+    sources_dir: Path = APT_SOURCES_DIR,
+    sources_list: Path = APT_SOURCES_LIST,
+    *,
+    suite: str = DEFAULT_SUITE,
 ) -> str:
     """The Debian archive the machine's apt already uses (never a hard-coded one).
 
-    An entry for SUITE wins; otherwise a URI ending in `/debian` (the archive's usual path),
-    since any Debian archive also serves SUITE.
+    An entry for `suite` wins; otherwise a URI ending in `/debian` (the archive's usual
+    path), since any Debian archive serves every current suite — a bookworm machine's
+    mirror serves trixie too.
     """
     env = os.environ.get(MIRROR_ENV, "").strip()
     if env:
         return env
     entries = apt_source_entries(sources_dir, sources_list)
     for uri, suites in entries:
-        if SUITE in suites:
+        if suite in suites:
             return uri
     for uri, _ in entries:
         if urlparse(uri).path.rstrip("/").endswith("/debian"):
             return uri
     seen = ", ".join(uri for uri, _ in entries) or "none"
     raise RootfsError(
-        f"no Debian mirror for {SUITE} in {sources_list} or {sources_dir}/*.sources|*.list "
+        f"no Debian mirror for {suite} in {sources_list} or {sources_dir}/*.sources|*.list "
         f"(URIs seen: {seen}); pass mirror=... or set {MIRROR_ENV}=http://<debian mirror>/debian"
     )
 
@@ -170,14 +244,18 @@ def unmount_all_under(path: Path) -> None:
         raise RootfsError(f"could not unmount {', '.join(map(str, left))}")
 
 
-def _build(directory: Path, name: str, debian_arch: str, packages: list[str], mirror: str) -> Path:
+def _build(
+    directory: Path, name: str, debian_arch: str, suite: str, packages: list[str], mirror: str
+) -> Path:
     log_path = directory / f"{name}.build.log"
     work = Path(tempfile.mkdtemp(prefix=f".build-{name}-", dir=directory))
     try:
         root = work / "root"
         started = time.monotonic()
-        _debootstrap(root, debian_arch, packages, mirror, log_path)
-        _finish_root(root, debian_arch, packages, mirror, time.monotonic() - started)
+        script = _debootstrap(root, debian_arch, suite, packages, mirror, log_path)
+        _swap_packages(root, suite, log_path)
+        recipe = {"arch": debian_arch, "suite": suite, "script": script}
+        _finish_root(root, recipe, packages, mirror, time.monotonic() - started)
         suffix, compressor = _compressor()
         partial = work / f"{name}{suffix}"
         _pack(root, partial, compressor)
@@ -189,17 +267,37 @@ def _build(directory: Path, name: str, debian_arch: str, packages: list[str], mi
         _remove_build_dir(work)
 
 
+def debootstrap_script(suite: str, scripts: Path = DEBOOTSTRAP_SCRIPTS) -> str | None:
+    """None when debootstrap knows `suite` by name; else the script to name as its 4th argument.
+
+    debootstrap(8): `debootstrap SUITE TARGET MIRROR [SCRIPT]` — an older debootstrap that
+    has no script for a newer suite builds it with `sid`'s (every current suite's script is
+    a symlink to it anyway).
+    """
+    if (scripts / suite).exists():
+        return None
+    if (scripts / _FALLBACK_SCRIPT).is_file():
+        return str(scripts / _FALLBACK_SCRIPT)
+    raise RootfsError(
+        f"debootstrap has no script for {suite} nor {_FALLBACK_SCRIPT} under {scripts}; "
+        "apt-get install a newer debootstrap"
+    )
+
+
 def _debootstrap(
-    root: Path, debian_arch: str, packages: list[str], mirror: str, log_path: Path
-) -> None:
+    root: Path, debian_arch: str, suite: str, packages: list[str], mirror: str, log_path: Path
+) -> str:
+    """Run debootstrap into `root`; returns the script it used (its name, or a path)."""
+    script = debootstrap_script(suite)
     command = [
         "debootstrap",
         f"--arch={debian_arch}",
         "--variant=minbase",
         f"--include={','.join(packages)}",
-        SUITE,
+        suite,
         str(root),
         mirror,
+        *([script] if script else []),
     ]
     env = {**os.environ, "LC_ALL": "C", "DEBIAN_FRONTEND": "noninteractive"}
     with log_path.open("w", encoding="utf-8") as log:
@@ -226,17 +324,68 @@ def _debootstrap(
         inner = root / "debootstrap" / "debootstrap.log"
         detail = _tail(inner.read_text(errors="replace")) if inner.is_file() else ""
         raise RootfsError(
-            f"debootstrap {debian_arch} from {mirror} failed with status {status}; "
+            f"debootstrap {suite} {debian_arch} from {mirror} failed with status {status}; "
             f"log {log_path}:\n{_tail(log_path.read_text(errors='replace'))}"
             + (f"\n{inner}:\n{detail}" if detail else "")
+        )
+    return script or suite
+
+
+def _swap_packages(root: Path, suite: str, log_path: Path) -> None:
+    """Install and remove SUITE_SWAPS[suite] with the root's own apt (lists still there)."""
+    if suite not in SUITE_SWAPS:
+        return
+    install, remove = SUITE_SWAPS[suite]
+    # `pkg-` removes pkg in the same transaction as the install that replaces it.
+    command = [
+        "chroot",
+        str(root),
+        "apt-get",
+        "install",
+        "-y",
+        "--no-install-recommends",
+        *install,
+        *(f"{package}-" for package in remove),
+    ]
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "LC_ALL": "C",
+        "DEBIAN_FRONTEND": "noninteractive",
+    }
+    _run_logged(command, env, log_path, f"swapping packages in the {suite} root")
+
+
+def _run_logged(command: list[str], env: dict[str, str], log_path: Path, what: str) -> None:
+    with log_path.open("a", encoding="utf-8") as log:
+        log.write(f"$ {' '.join(command)}\n")
+        log.flush()
+        done = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            timeout=_APT_TIMEOUT,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise RootfsError(
+            f"{what} failed with status {done.returncode}; log {log_path}:\n"
+            f"{_tail(log_path.read_text(errors='replace'))}"
         )
 
 
 def _finish_root(
-    root: Path, debian_arch: str, packages: list[str], mirror: str, seconds: float
+    root: Path, recipe: dict[str, str], packages: list[str], mirror: str, seconds: float
 ) -> None:
-    if not (root / "usr" / "sbin" / "sshd").is_file():
-        raise RootfsError(f"debootstrap finished but {root}/usr/sbin/sshd is missing")
+    missing = [path for path in REQUIRED_FILES if not _exists_in_root(root, path)]
+    unwanted = [path for path in FORBIDDEN_FILES if _exists_in_root(root, path)]
+    if missing or unwanted:
+        raise RootfsError(
+            f"debootstrap {recipe['suite']} {recipe['arch']} finished but {root} "
+            + (f"lacks {', '.join(missing)}" if missing else f"has {', '.join(unwanted)}")
+            + f"; the recipe (packages {packages}) no longer gives the lab's root"
+        )
     # Host keys are made per host at start; keys baked in here would be shared by all hosts.
     for key in (root / "etc" / "ssh").glob("ssh_host_*"):
         key.unlink()
@@ -244,18 +393,42 @@ def _finish_root(
     # anyway, so a host runs `apt-get update` before installing, as on a fresh image.
     for deb in (root / "var" / "cache" / "apt" / "archives").glob("*.deb"):
         deb.unlink()
+    # apt's package caches (pkgcache.bin, srcpkgcache.bin: tens of MB), rebuilt on demand.
+    for cache in (root / "var" / "cache" / "apt").glob("*.bin"):
+        cache.unlink()
     for listed in (root / "var" / "lib" / "apt" / "lists").iterdir():
         if listed.is_file():
             listed.unlink()
     marker = {
-        "arch": debian_arch,
-        "suite": SUITE,
+        "arch": recipe["arch"],
+        "suite": recipe["suite"],
+        # What the root itself says, e.g. "12.13" for bookworm, "13.8" for trixie.
+        "debian_version": (root / "etc" / "debian_version").read_text().strip(),
+        "debootstrap_script": recipe["script"],
         "revision": RECIPE_REVISION,
         "packages": packages,
+        "swapped": [list(group) for group in SUITE_SWAPS.get(recipe["suite"], ((), ()))],
         "mirror": mirror,
         "debootstrap_seconds": round(seconds, 1),
     }
     (root / RECIPE_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+
+
+def _exists_in_root(root: Path, relative: str) -> bool:
+    """Whether `relative` exists in `root`, following symlinks as the root itself would.
+
+    Merged-/usr roots make /lib and /sbin relative links (`lib -> usr/lib`), but a file's
+    own link may be absolute (`/usr/...`): each absolute target is resolved inside `root`.
+    """
+    path = root
+    for part in Path(relative).parts:
+        path = path / part
+        for _ in range(40):
+            if not path.is_symlink():
+                break
+            target = Path(os.readlink(path))
+            path = root / target.relative_to("/") if target.is_absolute() else path.parent / target
+    return path.exists()
 
 
 def _pack(root: Path, tarball: Path, compressor: str) -> None:

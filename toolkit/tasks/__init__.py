@@ -2,7 +2,7 @@
 
 from invoke.collection import Collection
 
-from . import demo, fleet, inventory, lab, manifest, publish_jenkins, publish_templates
+from . import demo, extras, fleet, inventory, lab, manifest, publish_jenkins, publish_templates
 
 namespace = Collection()
 namespace.add_task(manifest.merge_manifest)
@@ -17,5 +17,7 @@ namespace.add_task(fleet.runners_status)
 namespace.add_task(fleet.deprovision_runners)
 namespace.add_task(publish_templates.publish_templates)
 namespace.add_task(publish_jenkins.publish_jenkins_library)
+# Only the merge/verify tasks run on the lean base install; the rest say which extra to add.
+extras.require_fleet(namespace, lean={"merge-manifest", "verify-manifest"})
 
 __all__ = ["namespace"]

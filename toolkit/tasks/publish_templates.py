@@ -23,7 +23,7 @@ DEFAULT_TOKEN_ENV = "GITLAB_TOKEN"  # noqa: S105 -- the variable's name, not a t
         "branch": "Branch to commit to (default: the project's default branch).",
         "token-env": "Environment variable holding the access token (api scope; default "
         "GITLAB_TOKEN). The token is never printed.",
-        "source": "The ci-templates directory (default: this repository's).",
+        "source": "The ci-templates directory (default: the one shipped with archfleet).",
         "dry-run": "Read the project and print the plan; write nothing.",
         "json": "Print the result as JSON on stdout.",
     },
