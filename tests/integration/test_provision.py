@@ -223,8 +223,13 @@ hosts:
         assert status.json()["arches"] == {"amd64": {"gitlab": True, "jenkins": True}}
         assert status.json()["hosts"][0]["runnerService"] == "running"
 
+        # Deleted on GitLab once more, then deprovisioned: `unregister` would end in 403 and
+        # leave config.toml forever; deprovision drops the entry with verify --delete.
+        gitlab.delete_runner(renewed.id)
         gone = run("deprovision-runners")
         assert gone.code == 0, gone.stderr
+        kinds = [c.split(":")[0] for c in gone.json()["hosts"][0]["applied"]]
+        assert kinds == ["verify-delete-runner", "delete-node"]
         assert not gitlab.runners and host.name not in jenkins.nodes
         facts = run("fleet-facts")
         assert facts.json()[0]["runners"] == []
