@@ -52,7 +52,13 @@ from tests.support.runner_standin import STANDIN_SCRIPT, STANDIN_VERSION  # noqa
 from toolkit.fleet.facts import FACTS_SCRIPT  # noqa: E402
 from toolkit.fleet.gitlab_host import CONFIG_FILE, RUNNER_BINARY  # noqa: E402
 from toolkit.lab.cache import cache_dir  # noqa: E402
-from toolkit.lab.hosts import LabHost, lab_keypair, start_host, write_known_hosts  # noqa: E402
+from toolkit.lab.hosts import (  # noqa: E402
+    LabHost,
+    LabUser,
+    lab_keypair,
+    start_host,
+    write_known_hosts,
+)
 from toolkit.lab.rootfs import build_rootfs  # noqa: E402
 
 # Only these addresses: tests and other work use the rest of 127.0.0.0/8 at the same time.
@@ -62,6 +68,7 @@ ADDRESSES = tuple(f"127.0.0.{i}" for i in range(101, 109))
 # baked into the cached root, so the one-off provisioning does not apt-get them into every host
 # on every invocation; provisioning still installs gitlab-runner, creates and registers the
 # runner and creates the Jenkins node.
+BENCH_USER = "ci"
 ROOT_PACKAGES = (
     "python3",
     "buildah",
@@ -140,11 +147,12 @@ class Servers:
     env: dict[str, str]
     secrets: tuple[str, ...]
 
+    # The provisioned runner services poll the GitLab fake on their own: not ours to count.
     def requests(self) -> int:
-        return len(self.gitlab.requests) + len(self.jenkins.requests)
+        return len(self.gitlab.client_requests()) + len(self.jenkins.requests)
 
     def writes(self) -> int:
-        return len(self.gitlab.writes()) + len(self.jenkins.writes())
+        return len(self.gitlab.client_writes()) + len(self.jenkins.writes())
 
 
 # --- running processes -----------------------------------------------------------------------
@@ -333,7 +341,9 @@ def write_ansible_files(directory: Path, lab: Lab, counts: Sequence[int]) -> Ans
             lines.append(f"{host.name} ansible_host={host.address} ansible_port={host.port}")
         lines += [
             "[lab:vars]",
-            "ansible_user=root",
+            f"ansible_user={BENCH_USER}",
+            "ansible_become=true",
+            "ansible_become_method=sudo",
             f"ansible_ssh_private_key_file={lab.key}",
             # Named, as a tuned setup does: interpreter discovery would cost a round trip.
             f"ansible_python_interpreter={TARGET_PYTHON}",
@@ -441,7 +451,8 @@ def write_inventory(path: Path, lab: Lab, servers: Servers, n: int) -> Path:
         for h in lab.hosts[:n]
     )
     path.write_text(f"""\
-ssh: {{user: root, key: {lab.key}, known_hosts: {lab.known_hosts}, use_ssh_config: false}}
+ssh: {{user: {BENCH_USER}, become: sudo, key: {lab.key}, known_hosts: {lab.known_hosts},
+       use_ssh_config: false}}
 builder: {{tool: buildah, install: true}}
 gitlab:
   url: {servers.gitlab.url}
@@ -626,6 +637,9 @@ def lab_hosts(workdir: Path, count: int) -> Iterator[Lab]:
                     workdir,
                     authorized_keys=[public_key],
                     rootfs=rootfs,
+                    # A non-root login with passwordless sudo, as real fleets have:
+                    # both tools log in as it and become root (ssh.become / become: true).
+                    users=[LabUser(BENCH_USER)],
                 )
             )
         yield Lab(hosts, key, write_known_hosts(workdir / "known_hosts", hosts))

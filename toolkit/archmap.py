@@ -12,9 +12,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .registry import platforms
 from .registry.manifest import Platform
 
 # `uname -m` -> OCI platform. armv8l is a 32-bit arm userland on a 64-bit CPU: it runs arm/v7.
+# These are the kernel's machine names, not OCI spellings, so containerd's normalizeArch does not
+# cover them all (armv7l, armv6l, armv8l, i686); the values are canonical platforms (a unit test
+# checks that Platform.parse leaves each as it is).
 UNAME_TO_PLATFORM: dict[str, str] = {
     "x86_64": "linux/amd64",
     "amd64": "linux/amd64",
@@ -49,6 +53,20 @@ def platform_for_uname(machine: str) -> Platform:
         ) from None
 
 
+def spellings(platform: Platform) -> list[str]:
+    """The texts a platforms list may use for `platform`, as containerd normalises them
+    (toolkit/registry/platforms.py, from containerd/platforms database.go normalizeArch):
+    `linux/arm/v7` is also `linux/arm`, `arm`, `linux/armhf`, `linux/arm/7`; `linux/arm64` is
+    also `linux/aarch64`, `linux/arm64/v8`, `arm64/8`, .... The canonical name comes first.
+
+    For the GitLab templates' `archfleet_platform_canonical` and the Jenkins table, which cannot
+    run Python: they look a spelling up instead of normalising it.
+    """
+    names = platforms.spellings(platform.spec)
+    canonical = str(platform)
+    return [canonical, *sorted(n for n in names if n != canonical)]
+
+
 def unames_for(platform: Platform) -> list[str]:
     """The `uname -m` values of a machine that runs `platform` natively."""
     return sorted(m for m, p in UNAME_TO_PLATFORM.items() if Platform.parse(p) == platform)
@@ -75,12 +93,18 @@ def runner_tag(platform: Platform, pattern: str = DEFAULT_TAG_PATTERN) -> str:
 
 def export() -> dict[str, Any]:
     """The mapping as data, for the CI templates and the Jenkins library."""
-    platforms = sorted(set(UNAME_TO_PLATFORM.values()))
+    known = sorted({str(Platform.parse(p)) for p in UNAME_TO_PLATFORM.values()})
     return {
-        "unameToPlatform": dict(sorted(UNAME_TO_PLATFORM.items())),
+        "unameToPlatform": {
+            m: str(Platform.parse(p)) for m, p in sorted(UNAME_TO_PLATFORM.items())
+        },
         "platforms": {
-            p: {"tag": runner_tag(Platform.parse(p)), "unames": unames_for(Platform.parse(p))}
-            for p in platforms
+            p: {
+                "tag": runner_tag(Platform.parse(p)),
+                "unames": unames_for(Platform.parse(p)),
+                "spellings": spellings(Platform.parse(p)),
+            }
+            for p in known
         },
         "defaultTagPattern": DEFAULT_TAG_PATTERN,
     }

@@ -303,12 +303,9 @@ class ArchJob:
 
     @property
     def spellings(self) -> tuple[str, ...]:
-        """How the platforms input may name it: with or without `linux/`; arm64 also `/v8`."""
-        bare = "/".join(p for p in (self.platform.architecture, self.platform.variant) if p)
-        names = [self.name, bare] if self.platform.os == "linux" else [self.name]
-        if self.platform.architecture == "arm64" and not self.platform.variant:
-            names += [f"{n}/v8" for n in names]
-        return tuple(names)
+        """How the platforms input may name it: every spelling containerd normalises to it
+        (`arm`, `linux/armhf`, `arm64/v8`, `x86_64`), with or without `linux/` (archmap)."""
+        return tuple(archmap.spellings(self.platform))
 
     @property
     def variables(self) -> dict[str, str]:
@@ -323,7 +320,7 @@ class ArchJob:
     def selected_regex(self) -> str:
         """A rules:if regex (RE2 and JS alike) matching a list that names this platform, in
         any of the list forms (`["linux/arm64", ...]`, `linux/arm64 linux/amd64`, commas)."""
-        names = "|".join(s.replace("/", "\\/") for s in self.spellings)
+        names = "|".join(s.replace(".", "\\.").replace("/", "\\/") for s in self.spellings)
         return f'/(^|[\\s\\[",])({names})($|[\\s\\]",])/'
 
 

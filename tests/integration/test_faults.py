@@ -100,7 +100,12 @@ def test_put_refused_with_503_is_checked_then_resent(
 @pytest.mark.parametrize(
     ("rule", "error", "fragment"),
     [
-        (Rule("PUT", r"/manifests/", 50, status(503)), TransportError, "HTTP 503 after 5 attempts"),
+        (
+            Rule("PUT", r"/manifests/", 50, status(503)),
+            TransportError,
+            # The registry's own explanation survives the last retry.
+            "HTTP 503 (UNAVAILABLE: injected fault: status 503) after 5 attempts",
+        ),
         (
             Rule("GET", r"/manifests/sha256:", 1, corrupt_body()),
             DigestMismatchError,

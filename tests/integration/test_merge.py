@@ -6,14 +6,20 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 
 from tests.conftest import LabImages
+from tests.support.cli import Run as CliRun
 from tests.support.cli import archfleet
 from tests.support.registry_http import (
+    digest_of,
     get_manifest,
     head_digest,
     push_buildx_style_index,
+    put_manifest,
+    upload_blob,
 )
+from toolkit.lab.images import BuiltImage
 from toolkit.lab.skopeo import resolved_digest
 
 pytestmark = pytest.mark.integration
@@ -368,3 +374,255 @@ def test_verify_single_image_is_not_an_index(lab_images: LabImages) -> None:
         "linux/amd64",
     )
     assert run.code == 1 and "not an index" in run.stderr
+
+
+# --- containerd's platform rules and child tags (issue 13 items 3-5) -------------------------
+# The registry and the images' layers are real; the per-OS/variant configs below are written by
+# hand (what other builders push: a config without `variant`, arm64 `v8`, a windows config).
+
+
+def push_with_config(lab_images: LabImages, base: str, **changes: object) -> str:
+    """Push (by digest, into `src`) a copy of image `base` whose config has `changes` applied
+    (a value None deletes the key). Layers are shared with `base`. Returns the new digest."""
+    reg = lab_images.registry
+    manifest = json.loads(get_manifest(reg.url, "src", base)[0])
+    config_response = requests.get(
+        f"{reg.url}/v2/src/blobs/{manifest['config']['digest']}", timeout=10
+    )
+    config_response.raise_for_status()
+    config = config_response.json()
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    raw_config = json.dumps(config).encode()
+    manifest["config"] = {
+        **manifest["config"],
+        "digest": upload_blob(reg.url, "src", raw_config),
+        "size": len(raw_config),
+    }
+    raw = json.dumps(manifest).encode()
+    return put_manifest(reg.url, "src", digest_of(raw), manifest)
+
+
+def merge(lab_images: LabImages, tag: str, *sources: str, json_out: bool = False) -> CliRun:
+    args = ["merge-manifest", "--insecure", "--target", f"{lab_images.registry.address}/src:{tag}"]
+    if json_out:
+        args.append("--json")
+    for source in sources:
+        args += ["--source", source]
+    return archfleet(*args)
+
+
+def verify(lab_images: LabImages, tag: str, platforms: str) -> CliRun:
+    target = f"{lab_images.registry.address}/src:{tag}"
+    return archfleet(
+        "verify-manifest", "--insecure", "--json", "--target", target, "--platforms", platforms
+    )
+
+
+@pytest.mark.parametrize(
+    "declared",
+    ["linux/arm64/v8", "linux/arm64/v8.0", "linux/aarch64/8"],
+    ids=["v8", "v8.0", "aarch64-8"],
+)
+def test_source_declared_arm64_v8_merges_an_arm64_image(
+    lab_images: LabImages, unique_tag: str, declared: str
+) -> None:
+    """containerd/platforms database.go normalizeArch: arm64 "8", "v8", "v8.0" -> no variant."""
+    reg = lab_images.registry
+    run = merge(lab_images, unique_tag, f"{declared}=@{lab_images.arm64.digest}", json_out=True)
+    assert run.code == 0, run.stderr
+    assert run.json()["platforms"][0]["platform"] == "linux/arm64"
+    index = json.loads(get_manifest(reg.url, "src", unique_tag)[0])
+    assert index["manifests"][0]["platform"] == {"architecture": "arm64", "os": "linux"}
+    assert head_digest(reg.url, "src", f"{unique_tag}-arm64") == lab_images.arm64.digest
+    assert skopeo_digest(f"{reg.address}/src:{unique_tag}", "arm64") == lab_images.arm64.digest
+
+
+@pytest.mark.parametrize(
+    ("changes", "twin", "platform"),
+    [
+        # A config with arm and no variant is arm/v7 to containerd (database.go case "arm").
+        ({"variant": None}, "arm_v7", "linux/arm/v7"),
+        ({"architecture": "armhf", "variant": None}, "arm_v7", "linux/arm/v7"),
+        # arm64 "v8" is plain arm64 (database.go case "aarch64", "arm64").
+        ({"variant": "v8"}, "arm64", "linux/arm64"),
+    ],
+    ids=["arm-no-variant", "armhf", "arm64-v8"],
+)
+def test_normalised_duplicates_are_refused(
+    lab_images: LabImages, unique_tag: str, changes: dict[str, object], twin: str, platform: str
+) -> None:
+    reg = lab_images.registry
+    original: BuiltImage = getattr(lab_images, twin)
+    other = push_with_config(lab_images, original.digest, **changes)
+    before = lab_images.seed(unique_tag)
+    mark = reg.mark()
+    run = merge(lab_images, unique_tag, f"@{other}", f"@{original.digest}")
+    assert run.code == 1
+    assert f"are both {platform}" in run.stderr and "Traceback" not in run.stderr
+    assert head_digest(reg.url, "src", unique_tag) == before
+    assert not [r for r in reg.requests_since(mark) if r.method in ("PUT", "POST", "DELETE")]
+
+
+def test_arm_without_variant_is_written_as_arm_v7_and_skopeo_picks_it(
+    lab_images: LabImages, unique_tag: str
+) -> None:
+    """The index says what every client normalises to; skopeo's --override-variant choice is
+    the same as for buildah's own arm/v7 image (test_no_child_tags_costs_2n_plus_2)."""
+    reg = lab_images.registry
+    arm = push_with_config(lab_images, lab_images.arm_v7.digest, variant=None)
+    run = merge(
+        lab_images,
+        unique_tag,
+        f"linux/arm=@{arm}",
+        f"linux/amd64=@{lab_images.amd64.digest}",
+        f"linux/arm64/v8=@{lab_images.arm64.digest}",
+    )
+    assert run.code == 0, run.stderr
+    index = json.loads(get_manifest(reg.url, "src", unique_tag)[0])
+    assert index["manifests"][0]["platform"] == {
+        "architecture": "arm",
+        "os": "linux",
+        "variant": "v7",
+    }
+    ref = f"{reg.address}/src:{unique_tag}"
+    assert skopeo_digest(ref, "arm", "v7") == arm
+    assert skopeo_digest(ref, "arm64") == lab_images.arm64.digest
+    assert skopeo_digest(ref, "arm64", "v8") == lab_images.arm64.digest
+    assert skopeo_digest(ref, "amd64") == lab_images.amd64.digest
+    assert head_digest(reg.url, "src", f"{unique_tag}-arm-v7") == arm
+
+
+def test_verify_platforms_linux_arm_finds_the_arm_v7_child(
+    lab_images: LabImages, unique_tag: str
+) -> None:
+    run = merge(
+        lab_images, unique_tag, f"@{lab_images.amd64.digest}", f"@{lab_images.arm_v7.digest}"
+    )
+    assert run.code == 0, run.stderr
+    found = verify(lab_images, unique_tag, "linux/amd64,linux/arm")
+    assert found.code == 0, found.stderr
+    assert found.json()["problems"] == []
+    missing = verify(lab_images, unique_tag, "linux/arm/v6")
+    assert missing.code == 1
+    assert "platform linux/arm/v6 is missing" in "\n".join(missing.json()["problems"])
+
+
+def hand_made_index(
+    lab_images: LabImages,
+    tag: str,
+    children: list[tuple[str, dict[str, str]]],
+    sizes: dict[str, int] | None = None,
+) -> str:
+    """Push an index written by hand (as a careless tool would) over real child manifests."""
+    reg = lab_images.registry
+    entries = []
+    for digest, platform in children:
+        raw, media_type = get_manifest(reg.url, "src", digest)
+        entries.append(
+            {
+                "mediaType": media_type.split(";")[0],
+                "digest": digest,
+                "size": (sizes or {}).get(digest, len(raw)),
+                "platform": platform,
+            }
+        )
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+    return put_manifest(reg.url, "src", tag, index)
+
+
+def test_verify_counts_duplicates_over_every_child(lab_images: LabImages, unique_tag: str) -> None:
+    """arm + arm/v7 are one platform twice, though only amd64 was asked for."""
+    arm = push_with_config(lab_images, lab_images.arm_v7.digest, variant=None)
+    hand_made_index(
+        lab_images,
+        unique_tag,
+        [
+            (lab_images.amd64.digest, {"os": "linux", "architecture": "amd64"}),
+            (arm, {"os": "linux", "architecture": "arm"}),
+            (lab_images.arm_v7.digest, {"os": "linux", "architecture": "arm", "variant": "v7"}),
+        ],
+    )
+    run = verify(lab_images, unique_tag, "linux/amd64")
+    assert run.code == 1
+    problems = run.json()["problems"]
+    assert len(problems) == 1 and "platform linux/arm/v7 appears 2 times" in problems[0]
+    assert arm in problems[0] and lab_images.arm_v7.digest in problems[0]
+
+
+def test_verify_compares_every_child_descriptor_with_the_bytes(
+    lab_images: LabImages, unique_tag: str
+) -> None:
+    reg = lab_images.registry
+    raw_arm64, _ = get_manifest(reg.url, "src", lab_images.arm64.digest)
+    hand_made_index(
+        lab_images,
+        unique_tag,
+        [
+            (lab_images.amd64.digest, {"os": "linux", "architecture": "amd64"}),
+            (lab_images.arm64.digest, {"os": "linux", "architecture": "arm64"}),
+        ],
+        sizes={lab_images.arm64.digest: len(raw_arm64) + 7},
+    )
+    run = verify(lab_images, unique_tag, "linux/amd64,linux/arm64")
+    assert run.code == 1
+    problems = run.json()["problems"]
+    assert problems == [
+        f"linux/arm64 ({lab_images.arm64.digest}): descriptor size {len(raw_arm64) + 7} but "
+        f"the manifest is {len(raw_arm64)} bytes"
+    ]
+
+
+def test_verify_checks_attestation_descriptors_too(lab_images: LabImages, unique_tag: str) -> None:
+    reg = lab_images.registry
+    _, attestations = push_buildx_style_index(
+        reg.url, "src", f"{unique_tag}-buildx", [(lab_images.amd64.digest, "linux/amd64")]
+    )
+    index = json.loads(get_manifest(reg.url, "src", f"{unique_tag}-buildx")[0])
+    index["manifests"][1]["size"] += 1
+    put_manifest(reg.url, "src", unique_tag, index)
+    run = verify(lab_images, unique_tag, "linux/amd64")
+    assert run.code == 1
+    problems = run.json()["problems"]
+    assert len(problems) == 1 and problems[0].startswith(
+        f"entry {attestations[0]}: descriptor size"
+    )
+
+
+OSES = ("linux", "windows", "freebsd", "darwin")
+
+
+def test_four_os_merge_gives_every_child_its_own_tag(
+    lab_images: LabImages, unique_tag: str
+) -> None:
+    """Issue 13: children of one arch on several OSes shared a child tag (30 of 40 untagged)."""
+    reg = lab_images.registry
+    sources: list[str] = []
+    expected: dict[str, str] = {}
+    for os_name in OSES:
+        for arch, base in (("amd64", lab_images.amd64), ("arm64", lab_images.arm64)):
+            digest = (
+                base.digest
+                if os_name == "linux"
+                else push_with_config(lab_images, base.digest, os=os_name)
+            )
+            sources.append(f"{os_name}/{arch}=@{digest}")
+            suffix = arch if os_name == "linux" else f"{os_name}-{arch}"
+            expected[f"{unique_tag}-{suffix}"] = digest
+    first = merge(lab_images, unique_tag, *sources, json_out=True)
+    assert first.code == 0, first.stderr
+    assert sorted(first.json()["childTagsWritten"]) == sorted(expected)
+    assert f"{unique_tag}-windows-amd64" in expected and f"{unique_tag}-amd64" in expected
+    for tag, digest in expected.items():
+        assert head_digest(reg.url, "src", tag) == digest, tag
+    assert len(set(expected.values())) == len(expected) == 8
+    # An identical re-run writes nothing.
+    mark = reg.mark()
+    again = merge(lab_images, unique_tag, *sources, json_out=True)
+    assert again.code == 0, again.stderr
+    assert again.json()["changed"] is False
+    assert sorted(again.json()["childTagsUnchanged"]) == sorted(expected)
+    assert not [r for r in reg.requests_since(mark) if r.method in ("PUT", "POST", "DELETE")]

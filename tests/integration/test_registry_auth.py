@@ -6,6 +6,7 @@ loopback proxy. Every captured output is scanned for the secrets used here."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import subprocess
 import time
@@ -17,11 +18,18 @@ import pytest
 
 from tests.conftest import LabImages
 from tests.support.cli import Run, archfleet
-from tests.support.proxy import ReverseProxy, Rule, delay, free_port
+from tests.support.proxy import (
+    LocalRequest,
+    LocalResponse,
+    ReverseProxy,
+    Rule,
+    delay,
+    free_port,
+)
 from tests.support.tokenserver import TokenServer
 from toolkit.lab.registry import LocalRegistry, start_registry, write_htpasswd
 from toolkit.registry.auth import Credentials
-from toolkit.registry.client import AuthError, RegistryClient, RetryPolicy
+from toolkit.registry.client import AuthError, RegistryClient, RegistryError, RetryPolicy
 
 pytestmark = pytest.mark.integration
 
@@ -264,6 +272,64 @@ def test_token_realm_on_another_plain_http_port_is_refused(
     assert PASSWORD not in str(info.value)
     # Credentials were never sent to it.
     assert token_proxy.records == [] and tokens.issued == 0
+
+
+def test_mount_location_on_another_port_gets_no_credentials(tmp_path: Path) -> None:
+    """A REAL registry (basic auth) configured with `http.host` naming another loopback port
+    (distribution's config: "used when creating generated URLs"), so its mount 202 `Location`
+    points there. A recorder on that port (a proxy local route, a test stand-in for whatever
+    server a Location may name) sees the cancel DELETE without Authorization; the same
+    DELETE to the registry's own address still carries it (and the registry accepts it)."""
+    seen: list[tuple[str, str | None]] = []
+
+    def record(request: LocalRequest) -> LocalResponse:
+        seen.append((request.method, request.headers.get("Authorization")))
+        return LocalResponse(204)
+
+    htpasswd = write_htpasswd(tmp_path / "htpasswd", {USER: PASSWORD})
+    missing = "sha256:" + hashlib.sha256(b"not in any repository").hexdigest()
+    with ReverseProxy(None, local_routes={"/": record}) as elsewhere:
+        registry = start_registry(
+            tmp_path / "reg",
+            htpasswd=htpasswd,
+            extra_config={"http": {"host": elsewhere.url}},
+        )
+        try:
+            client = RegistryClient(
+                registry.address,
+                insecure=True,
+                credentials=Credentials(USER, PASSWORD, "test"),
+                retry=RetryPolicy(attempts=1),
+            )
+            mark = registry.mark()
+            with pytest.raises(RegistryError, match="could not mount"):
+                client.mount_blob("team/app", missing, "team/empty")
+            requests_made = registry.requests_since(mark)
+        finally:
+            registry.stop()
+    assert [method for method, _ in seen] == ["DELETE"]
+    assert seen[0][1] is None  # no credentials to a host the registry merely named
+    assert [r.status for r in requests_made if r.method == "POST"][-1] == 202
+    SEEN.append(str(seen))
+
+
+def test_mount_location_on_the_registry_itself_keeps_credentials(
+    basic_registry: LocalRegistry,
+) -> None:
+    """Same registry, no `http.host`: the Location is its own; the authenticated cancel
+    DELETE is accepted (204), so no upload is left open."""
+    client = RegistryClient(
+        basic_registry.address,
+        insecure=True,
+        credentials=Credentials(USER, PASSWORD, "test"),
+        retry=RetryPolicy(attempts=1),
+    )
+    missing = "sha256:" + hashlib.sha256(b"also not there").hexdigest()
+    mark = basic_registry.mark()
+    with pytest.raises(RegistryError, match="could not mount"):
+        client.mount_blob("team/app", missing, "team/empty")
+    deletes = [r for r in basic_registry.requests_since(mark) if r.method == "DELETE"]
+    assert [r.status for r in deletes] == [204]
 
 
 def test_no_secret_in_any_output() -> None:

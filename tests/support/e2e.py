@@ -118,11 +118,7 @@ class FleetCommands:
     def writes(self) -> int:
         """Requests that change something on either server."""
         # A runner's own calls (verify at registration, job polls) are not provisioning's.
-        runner_side = ("/api/v4/jobs/request", "/api/v4/runners/verify")
-        gitlab_writes = [
-            r for r in self.gitlab.requests if r.method != "GET" and r.path not in runner_side
-        ]
-        return len(gitlab_writes) + len(self.jenkins.writes())
+        return len(self.gitlab.client_writes()) + len(self.jenkins.writes())
 
     def assert_no_token_leaked(self) -> None:
         for text in self.seen:

@@ -66,6 +66,15 @@ GROUP_ID = 7
 # The fake's group has one parent (an ancestor whose runners it inherits) and the instance
 # has one more project, owner of "foreign" runners that can be assigned to PROJECT_ID.
 PARENT_GROUP_ID = 5
+# Endpoints only a runner calls (with its runner token in the body).
+RUNNER_SIDE = frozenset(
+    {
+        ("POST", "/api/v4/jobs/request"),
+        ("POST", "/api/v4/runners/verify"),
+        ("DELETE", "/api/v4/runners/managers"),
+        ("DELETE", "/api/v4/runners"),
+    }
+)
 OTHER_PROJECT_ID = 43
 RUNNER_TYPES = ("instance_type", "group_type", "project_type")
 # app/models/ci/runner.rb ONLINE_CONTACT_TIMEOUT
@@ -395,6 +404,15 @@ class GitLabFake:
 
     def writes(self) -> list[Recorded]:
         return [r for r in self.requests if r.method in ("POST", "PUT", "DELETE")]
+
+    def client_requests(self) -> list[Recorded]:
+        """What API clients (archfleet) sent: every request but the runners' own — job polls,
+        `runners/verify` and `runners/managers` (lib/api/ci/runner.rb, lib/api/ci/jobs.rb),
+        which a running gitlab-runner service sends on its own schedule."""
+        return [r for r in self.requests if (r.method, r.path) not in RUNNER_SIDE]
+
+    def client_writes(self) -> list[Recorded]:
+        return [r for r in self.client_requests() if r.method in ("POST", "PUT", "DELETE")]
 
     def mark(self) -> int:
         return len(self.requests)

@@ -2,7 +2,15 @@
 
 import pytest
 
-from toolkit.archmap import ArchError, export, platform_for_uname, runner_tag, unames_for
+from toolkit.archmap import (
+    UNAME_TO_PLATFORM,
+    ArchError,
+    export,
+    platform_for_uname,
+    runner_tag,
+    spellings,
+    unames_for,
+)
 from toolkit.registry.manifest import Platform
 
 
@@ -41,6 +49,37 @@ def test_patterns() -> None:
 def test_guard_unames_and_export_agree() -> None:
     assert unames_for(Platform.parse("linux/arm64")) == ["aarch64", "arm64"]
     data = export()
-    assert data["platforms"]["linux/amd64"] == {"tag": "amd64", "unames": ["amd64", "x86_64"]}
+    amd64 = data["platforms"]["linux/amd64"]
+    assert (amd64["tag"], amd64["unames"]) == ("amd64", ["amd64", "x86_64"])
     for machine, platform in data["unameToPlatform"].items():
         assert machine in data["platforms"][platform]["unames"]
+
+
+def test_table_values_are_canonical() -> None:
+    """The uname table's platforms are already what containerd's Normalize makes of them."""
+    for platform in UNAME_TO_PLATFORM.values():
+        assert str(Platform.parse(platform)) == platform
+
+
+@pytest.mark.parametrize(
+    ("spelling", "platform"),
+    [
+        # containerd/platforms database.go normalizeArch, as the guards' lookup table has it
+        ("linux/arm", "linux/arm/v7"),  # case "arm": "", "7" -> v7
+        ("arm", "linux/arm/v7"),
+        ("linux/armhf", "linux/arm/v7"),  # case "armhf"
+        ("linux/armel", "linux/arm/v6"),  # case "armel"
+        ("linux/arm64/v8", "linux/arm64"),  # case "aarch64", "arm64": "8", "v8", "v8.0"
+        ("arm64/8", "linux/arm64"),
+        ("linux/aarch64", "linux/arm64"),
+        ("linux/x86_64", "linux/amd64"),  # case "x86_64", "x86-64", "amd64"
+        ("amd64/v1", "linux/amd64"),  # ... if variant == "v1" { variant = "" }
+        ("linux/i386", "linux/386"),  # case "i386"
+    ],
+)
+def test_exported_spellings_follow_containerd(spelling: str, platform: str) -> None:
+    data = export()
+    owners = [p for p, entry in data["platforms"].items() if spelling in entry["spellings"]]
+    assert owners == [platform]
+    assert data["platforms"][platform]["spellings"][0] == platform
+    assert spellings(Platform.parse(platform))[0] == platform

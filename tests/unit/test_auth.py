@@ -86,3 +86,50 @@ def test_password_never_in_repr(tmp_path: Path) -> None:
     creds = resolve_credentials("r.io", {"REGISTRY_USER": "u", "REGISTRY_PASSWORD": "s3cr3t-pw"})
     assert creds is not None
     assert "s3cr3t-pw" not in repr(creds) and "s3cr3t-pw" not in str(creds)
+
+
+def test_docker_hub_credentials_only_under_hubs_key(tmp_path: Path) -> None:
+    """docker/cli configfile/file.go getAuthConfigKey: docker.io and index.docker.io are looked
+    up under https://index.docker.io/v1/ only (file_store.go Get: that key has a scheme, so no
+    hostname fallback can match it)."""
+    hub_only = write_config(tmp_path, {"docker.io": {"auth": base64.b64encode(b"a:b").decode()}})
+    assert resolve_credentials("docker.io", {}, hub_only) is None
+    config = write_config(
+        tmp_path,
+        {"https://index.docker.io/v1/": {"auth": base64.b64encode(b"hub:hubpw").decode()}},
+    )
+    for name in ("docker.io", "index.docker.io", "registry-1.docker.io"):
+        creds = resolve_credentials(name, {}, config)
+        assert creds is not None and creds.username == "hub", name
+
+
+def test_legacy_keys_match_by_hostname_like_docker(tmp_path: Path) -> None:
+    """file_store.go Get falls back to ConvertToHostname(key) == registry."""
+    config = write_config(
+        tmp_path,
+        {
+            "https://r.io:5000/v1/": {"username": "legacy", "password": "pw"},
+            "http://other.io/": {"username": "o", "password": "pw"},
+        },
+    )
+    creds = resolve_credentials("r.io:5000", {}, config)
+    assert creds is not None and creds.username == "legacy"
+    other = resolve_credentials("other.io", {}, config)
+    assert other is not None and other.username == "o"
+    assert resolve_credentials("r.io", {}, config) is None  # the port is part of the name
+
+
+def test_auth_field_wins_over_username_and_password(tmp_path: Path) -> None:
+    """configfile.LoadFromReader decodes `auth` over username/password when it is set."""
+    config = write_config(
+        tmp_path,
+        {
+            "r.io": {
+                "auth": base64.b64encode(b"fromauth:pw1").decode(),
+                "username": "plain",
+                "password": "pw2",
+            }
+        },
+    )
+    creds = resolve_credentials("r.io", {}, config)
+    assert creds is not None and (creds.username, creds.password) == ("fromauth", "pw1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import platform
 import struct
@@ -17,6 +18,8 @@ from toolkit.registry.binaries import (
     DEFAULT_PATH,
     BinaryCheckError,
     BinaryFinding,
+    LayerLimitError,
+    LayerLimits,
     UnsupportedLayer,
     architecture_matches,
     inspect_entrypoint,
@@ -547,3 +550,98 @@ def _finding(arch: str) -> BinaryFinding:
 )
 def test_architecture_matches(found: str, claimed: str, matches: bool) -> None:
     assert architecture_matches(_finding(found), claimed) is matches
+
+
+# --- hostile layers: every read bounded, every limit named ---------------------------------
+
+
+def crafted_header(name: str, size: int, kind: bytes = tarfile.REGTYPE) -> bytes:
+    """A ustar header whose size field says `size` in GNU base-256 (0x80 positive, 0xff
+    negative: tarfile's nti()/itn()), with a correct checksum, so tarfile believes it."""
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.size = kind, 0o755, 0
+    header = bytearray(info.tobuf(tarfile.USTAR_FORMAT))
+    field = size if size >= 0 else 256**11 + size
+    header[124:136] = (b"\x80" if size >= 0 else b"\xff") + field.to_bytes(11, "big")
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
+def raw_layer(image: Image, data: bytes, *, gzipped: bool = False) -> Image:
+    path = image.tmp_path / f"layer{len(image.layers)}.raw"
+    path.write_bytes(gzip.compress(data) if gzipped else data)
+    image.layers.append((path, TAR_GZ if gzipped else TAR))
+    return image
+
+
+def test_negative_member_size_is_refused(image: Image) -> None:
+    """Size -1 once made the read-back `read(-1)`: the rest of a gzip bomb into memory."""
+    data = crafted_header("bin/app", -1) + AMD64.ljust(512, b"\0") + bytes(1024)
+    raw_layer(image, data, gzipped=True)
+    with pytest.raises(LayerLimitError, match=r"'bin/app' declares a negative size \(-1\)"):
+        image.inspect(Entrypoint=["/bin/app"])
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_2_to_40_byte_member_in_a_small_layer_is_refused(image: Image, gzipped: bool) -> None:
+    """It used to be walked block by block for minutes (tarfile trusts the header)."""
+    data = crafted_header("bin/app", 2**40) + AMD64.ljust(512, b"\0") + bytes(1024)
+    raw_layer(image, data, gzipped=gzipped)
+    why = "DEFLATE's maximum ratio" if gzipped else "its size"
+    with pytest.raises(LayerLimitError) as info:
+        image.inspect(Entrypoint=["/bin/app"])
+    assert f"declares {2**40} bytes, more than the layer can hold" in str(info.value)
+    assert why in str(info.value)
+
+
+def test_deep_symlink_chain_stops_at_the_named_hop_limit(image: Image) -> None:
+    links = [symlink(f"bin/l{i}", f"l{i + 1}") for i in range(60)]
+    image.layer(*links, file("bin/l60", AMD64))
+    with pytest.raises(LayerLimitError) as info:
+        image.inspect(Entrypoint=["/bin/l0"])
+    assert "more than 40 symlinks to follow (LayerLimits.max_symlink_hops" in str(info.value)
+    # Within the limit the same chain resolves.
+    short = Image(image.tmp_path / "short")
+    short.tmp_path.mkdir()
+    short.layer(*links[50:], file("bin/l60", AMD64))
+    assert short.inspect(Entrypoint=["/bin/l50"]).architecture == "amd64"
+
+
+def test_overlong_symlink_target_is_refused(image: Image) -> None:
+    image.layer(symlink("bin/app", "a/" * 3000 + "app"))
+    with pytest.raises(LayerLimitError, match=r"longer than 4096 \(Linux's PATH_MAX"):
+        image.inspect(Entrypoint=["/bin/app"])
+
+
+def test_gzip_bomb_stops_at_the_byte_limit(image: Image) -> None:
+    """16 MiB of zeros in a ~16 KiB gzip layer, as 1 MiB members (each one plausible): reading
+    stops at the (lowered) byte limit, so memory and time stay bounded; the error names it."""
+    bomb = [file(f"filler{i}", bytes(1 << 20)) for i in range(16)]
+    image.layer(*bomb, file("bin/app", AMD64), media_type=TAR_GZ)
+    assert image.layers[0][0].stat().st_size < 1 << 20
+    limits = LayerLimits(max_bytes=4 << 20)
+    with pytest.raises(LayerLimitError) as info:
+        inspect_entrypoint({"config": {"Entrypoint": ["/bin/app"]}}, image.layers, limits)
+    assert "more than 4 MiB of decompressed tar read" in str(info.value)
+    assert "LayerLimits.max_bytes" in str(info.value)
+
+
+def test_member_count_is_capped(image: Image) -> None:
+    image.layer(*[file(f"f{i}", b"") for i in range(50)], file("bin/app", AMD64))
+    with pytest.raises(LayerLimitError, match="more than 20 tar members in all"):
+        inspect_entrypoint(
+            {"config": {"Entrypoint": ["/bin/app"]}}, image.layers, LayerLimits(max_entries=20)
+        )
+
+
+def test_oversized_pax_header_is_refused_before_tarfile_reads_it(image: Image) -> None:
+    data = crafted_header("././@PaxHeader", 8 << 20, tarfile.XHDTYPE) + bytes(1024)
+    raw_layer(image, data, gzipped=True)
+    with pytest.raises(LayerLimitError, match=r"more than 1 MiB \(LayerLimits.max_header_bytes\)"):
+        image.inspect(Entrypoint=["/bin/app"])
+
+
+def test_default_limits_leave_normal_layers_alone(image: Image) -> None:
+    image.layer(file("bin/app", AMD64), symlink("bin/sh", "app"), media_type=TAR_GZ)
+    assert image.inspect(Entrypoint=["/bin/sh"]).architecture == "amd64"

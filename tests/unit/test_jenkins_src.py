@@ -55,6 +55,14 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
         {"target": "Platforms", "method": "describe", "args": ["@table", "linux/arm/v7"]},
         ARM_V7,
     ),
+    "describe-containerd-spelling": (
+        {"target": "Platforms", "method": "describe", "args": ["@table", "linux/arm"]},
+        ARM_V7,
+    ),
+    "describe-armhf": (
+        {"target": "Platforms", "method": "describe", "args": ["@table", "linux/armhf"]},
+        ARM_V7,
+    ),
     "describe-unknown": (
         {"target": "Platforms", "method": "describe", "args": ["@table", "linux/mips"]},
         {"error": "unknown platform 'linux/mips' (known: linux/386, linux/amd64, linux/arm/v6"},

@@ -1,5 +1,6 @@
 """The pure merge planner: what goes into the index, and what is refused (no registry here)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -234,3 +235,137 @@ def test_several_targets_get_child_tags_each() -> None:
         "latest-amd64",
         "latest-arm-v7",
     ]
+
+
+# --- containerd's platform rules (toolkit/registry/platforms.py) in the planner --------------
+
+
+def from_config(spec: SourceSpec, char: str, config: dict[str, str | None]) -> ResolvedImage:
+    """An image whose platform is read the way the engine reads a config (Platform.from_json)."""
+    made = image(spec, char, "linux/amd64")
+    return dataclasses.replace(made, platform=Platform.from_json(config))
+
+
+@pytest.mark.parametrize(
+    ("declared", "actual"),
+    [
+        ("linux/arm64/v8", "linux/arm64"),  # database.go: arm64 "8", "v8", "v8.0" -> ""
+        ("linux/arm64/8", "linux/arm64"),
+        ("linux/arm64/v8.0", "linux/arm64"),
+        ("linux/aarch64", "linux/arm64"),  # database.go: case "aarch64", "arm64"
+        ("linux/arm", "linux/arm/v7"),  # database.go: case "arm": "", "7" -> v7
+        ("linux/arm/7", "linux/arm/v7"),
+        ("linux/armhf", "linux/arm/v7"),  # database.go: case "armhf"
+        ("linux/armel", "linux/arm/v6"),  # database.go: case "armel"
+        ("linux/x86_64/v1", "linux/amd64"),  # database.go: x86_64 -> amd64, v1 -> ""
+        ("linux/i386", "linux/386"),  # database.go: case "i386"
+    ],
+)
+def test_declared_platform_is_normalised_like_containerd(declared: str, actual: str) -> None:
+    plan = plan_merge([TARGET], [single(f"{declared}=:x", "1", actual)])
+    assert [str(p) for p in plan.platforms] == [actual]
+
+
+def test_declared_platform_is_strict_not_only_compatible() -> None:
+    """compare.go OnlyStrict, not Only: an arm/v7 host runs arm/v6, but a source declared
+    arm/v7 that is an arm/v6 image is still refused (the declaration is a check)."""
+    with pytest.raises(MergeError, match="expected linux/arm/v7, but the image is linux/arm/v6"):
+        plan_merge([TARGET], [single("linux/arm=:x", "1", "linux/arm/v6")])
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (
+            {"os": "linux", "architecture": "arm"},
+            {"os": "linux", "architecture": "arm", "variant": "v7"},
+        ),
+        (
+            {"os": "linux", "architecture": "arm64", "variant": "v8"},
+            {"os": "linux", "architecture": "arm64"},
+        ),
+        (
+            {"os": "linux", "architecture": "aarch64"},
+            {"os": "linux", "architecture": "arm64", "variant": "8"},
+        ),
+        (
+            {"os": "linux", "architecture": "amd64", "variant": "v1"},
+            {"os": "linux", "architecture": "x86_64"},
+        ),
+        (
+            {"os": "linux", "architecture": "armhf"},
+            {"os": "linux", "architecture": "arm", "variant": "7"},
+        ),
+        (
+            {"os": "linux", "architecture": "arm", "variant": None},
+            {"os": "linux", "architecture": "arm"},
+        ),
+    ],
+)
+def test_duplicates_over_normalised_platforms(
+    first: dict[str, str | None], second: dict[str, str | None]
+) -> None:
+    a, b = SourceSpec.parse(":a", target=TARGET), SourceSpec.parse(":b", target=TARGET)
+    sources = [
+        ResolvedSource(a, digest("1"), OCI_MANIFEST, (from_config(a, "1", first),)),
+        ResolvedSource(b, digest("2"), OCI_MANIFEST, (from_config(b, "2", second),)),
+    ]
+    with pytest.raises(MergeError, match="sources ':a' and ':b' are both linux/"):
+        plan_merge([TARGET], sources)
+
+
+def test_duplicates_inside_one_index_source() -> None:
+    """Every child counts, also two of one index source (a hand-made index)."""
+    spec = SourceSpec.parse(":multi", target=TARGET)
+    children = (
+        from_config(spec, "1", {"os": "linux", "architecture": "arm"}),
+        from_config(spec, "2", {"os": "linux", "architecture": "arm", "variant": "v7"}),
+    )
+    source = ResolvedSource(spec, digest("9"), OCI_INDEX, children)
+    with pytest.raises(
+        MergeError, match=r"source ':multi' holds sha256:1+ and sha256:2+, both linux/arm/v7"
+    ):
+        plan_merge([TARGET], [source])
+
+
+def test_child_tags_name_the_os_when_not_linux_and_are_unique() -> None:
+    """Issue 13: a 40-platform merge over 4 OSes left 30 children without a tag."""
+    platforms = [
+        "linux/amd64",
+        "linux/arm64",
+        "linux/arm/v7",
+        "windows/amd64",
+        "windows/arm64",
+        "freebsd/amd64",
+        "freebsd/arm64",
+        "darwin/arm64",
+    ]
+    sources = [single(f":{i}", "0123456789abcdef"[i], p) for i, p in enumerate(platforms)]
+    plan = plan_merge([TARGET], sources)
+    tags = [t.tag for t in plan.child_tags]
+    assert tags == [
+        "v1-amd64",
+        "v1-arm64",
+        "v1-arm-v7",
+        "v1-windows-amd64",
+        "v1-windows-arm64",
+        "v1-freebsd-amd64",
+        "v1-freebsd-arm64",
+        "v1-darwin-arm64",
+    ]
+    assert len(set(tags)) == len(plan.children)
+    assert [t.digest for t in plan.child_tags] == [c.digest for c in plan.children]
+
+
+def test_colliding_child_tags_are_refused() -> None:
+    """An architecture named `arm-v7` (no variant) would share `v1-arm-v7` with arm/v7."""
+    sources = [single(":a", "1", "linux/arm/v7"), single(":b", "2", "linux/arm-v7")]
+    with pytest.raises(MergeError, match="would name both linux/arm/v7 and linux/arm-v7"):
+        plan_merge([TARGET], sources)
+    assert len(plan_merge([TARGET], sources, child_tags=False).children) == 2
+
+
+def test_unknown_architecture_is_warned_about() -> None:
+    """database.go isKnownArch: `i686` is a uname value, not an architecture clients know."""
+    plan = plan_merge([TARGET], [single(":a", "1", "linux/i686"), single(":b", "2", "linux/386")])
+    assert len(plan.warnings) == 1 and "linux/i686 is not an OS/architecture" in plan.warnings[0]

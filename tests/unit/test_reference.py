@@ -62,3 +62,46 @@ def test_bad_references_are_named(text: str, fragment: str) -> None:
         parse_reference(text)
     assert fragment in str(info.value)
     assert repr(text) in str(info.value) or text == ""
+
+
+def test_digest_pins_use_the_strict_rules() -> None:
+    """A `@sha384:` pin used to parse (any 32+ characters did) and then verify nothing."""
+    with pytest.raises(ReferenceError) as info:
+        parse_reference("r.io/app@sha384:" + "a" * 96)
+    assert "unsupported digest algorithm 'sha384'" in str(info.value)
+    sha512 = "sha512:" + "b" * 128
+    assert parse_reference("r.io/app@" + sha512).digest == sha512
+    with pytest.raises(ReferenceError, match="128 lowercase hex"):
+        parse_reference("r.io/app@sha512:" + "b" * 64)
+
+
+@pytest.mark.parametrize(
+    ("text", "repository"),
+    [
+        ("docker.io/team/app", "team/app"),
+        ("index.docker.io/team/app", "team/app"),
+        ("team/app", "team/app"),
+        ("app", "library/app"),
+        ("docker.io/app", "library/app"),
+        ("index.docker.io/app:1", "library/app"),
+    ],
+)
+def test_docker_hub_names_go_to_its_api_host(text: str, repository: str) -> None:
+    """distribution/reference normalize.go: docker.io and index.docker.io are Docker Hub, whose
+    API host is registry-1.docker.io; one-part names get `library/`."""
+    ref = parse_reference(text)
+    assert (ref.registry, ref.repository, ref.api_host) == (
+        "docker.io",
+        repository,
+        "registry-1.docker.io",
+    )
+
+
+def test_other_registries_keep_their_host() -> None:
+    assert parse_reference("ghcr.io/team/app").api_host == "ghcr.io"
+    assert parse_reference("ghcr.io/app").repository == "app"  # no library/ off Hub
+
+
+def test_a_64_hex_repository_name_is_refused_like_docker() -> None:
+    with pytest.raises(ReferenceError, match="64 hex digits"):
+        parse_reference("a" * 64)

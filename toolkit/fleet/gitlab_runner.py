@@ -60,6 +60,7 @@ class GitLabRunners:
         self._lock = threading.Lock()
         self._listed: dict[int, _Summary] | None = None
         self._owner_id: int | None = None
+        self._owner_lock = threading.Lock()
 
     @classmethod
     def from_settings(
@@ -264,7 +265,12 @@ class GitLabRunners:
         return first == self._resolve_owner()
 
     def _resolve_owner(self) -> int:
-        """POST /user/runners wants the numeric group/project id; the inventory may give a path."""
+        """POST /user/runners wants the numeric group/project id, and ownership checks compare
+        it; the inventory may give a path: looked up ONCE per run, whatever the threads."""
+        with self._owner_lock:
+            return self._resolve_owner_locked()
+
+    def _resolve_owner_locked(self) -> int:
         if self._owner_id is not None:
             return self._owner_id
         kind = self._settings.runner_type

@@ -4,6 +4,12 @@ Pure logic: the caller hands over the parsed config blob and the layer blobs as 
 files. Layers are streamed once each to index their members (never extracted), merged
 the way overlayfs stacks them, and only the first bytes of the one or two files that
 matter (the executable and, for scripts, the interpreter) are read back.
+
+Layers are untrusted input, so every read is bounded (`LayerLimits`): tar members with a
+negative size, or a size the layer cannot hold, are refused before tarfile acts on them (a
+negative size once made a read-back swallow a whole gzip bomb; a declared 2^40-byte member was
+walked block by block); the decompressed bytes read, the members, the metadata held and the
+symlinks followed are all capped, and each error names the limit it hit.
 """
 
 from __future__ import annotations
@@ -23,6 +29,11 @@ from typing import Any
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Linux's MAXSYMLINKS.
 MAX_SYMLINK_HOPS = 40
+# Linux's PATH_MAX: symlink(2) refuses a longer target (ENAMETOOLONG), so no real image has one.
+MAX_LINK_TARGET = 4096
+# DEFLATE cannot expand data more than 1032:1 (zlib's technical details, "Maximum
+# compression factor"): a gzip layer of N bytes holds at most about 1032*N bytes of tar.
+_DEFLATE_MAX_RATIO = 1032
 # Linux's BINPRM_BUF_SIZE: the kernel itself only looks at this much of a '#!' line.
 _HEAD_SIZE = 256
 _ELF_MAGIC = b"\x7fELF"
@@ -60,6 +71,32 @@ class UnsupportedLayer(BinaryCheckError):
     """A layer this module cannot read with the stdlib (e.g. zstd-compressed)."""
 
 
+class LayerLimitError(BinaryCheckError):
+    """A layer is hostile or too big to inspect; the message names the limit."""
+
+
+@dataclass(frozen=True)
+class LayerLimits:
+    """Caps on what inspecting an image's layers may cost (all layers together)."""
+
+    # Decompressed tar bytes read (indexing plus read-backs): bounds time on a gzip bomb.
+    max_bytes: int = 16 << 30
+    # Tar members (including PAX/GNU metadata members): bounds the index's memory.
+    max_entries: int = 1_000_000
+    # One PAX extended header or GNU long name/link member, which tarfile reads whole.
+    max_header_bytes: int = 1 << 20
+    # Member names and link targets kept in the index.
+    max_name_bytes: int = 256 << 20
+    max_symlink_hops: int = MAX_SYMLINK_HOPS
+
+
+def _amount(count: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= factor and count % factor == 0:
+            return f"{count // factor} {unit}"
+    return f"{count} bytes"
+
+
 @dataclass(frozen=True)
 class BinaryFinding:
     """What the image would execute.
@@ -80,7 +117,9 @@ class BinaryFinding:
 
 
 def inspect_entrypoint(
-    config: Mapping[str, Any], layers: Sequence[tuple[Path, str]]
+    config: Mapping[str, Any],
+    layers: Sequence[tuple[Path, str]],
+    limits: LayerLimits | None = None,
 ) -> BinaryFinding:
     """Find the executable `config` would run in the filesystem `layers` build, and its arch.
 
@@ -96,7 +135,7 @@ def inspect_entrypoint(
         raise BinaryCheckError(f"config.WorkingDir must be a string, got {workdir!r}")
     workdir = _absolute(workdir, "/")
 
-    fs = _MergedFS.build(layers)
+    fs = _MergedFS.build(layers, limits or LayerLimits())
     exe = fs.find_executable(argv0, source, search_path, workdir)
     head = fs.read_head(exe.entry, _HEAD_SIZE)
     if not head.startswith(b"#!"):
@@ -291,6 +330,128 @@ class _Layer:
     gzipped: bool
     label: str
 
+    def capacity(self) -> tuple[int, str]:
+        """The most tar bytes this layer can hold, and why."""
+        size = self.path.stat().st_size
+        if self.gzipped:
+            return size * _DEFLATE_MAX_RATIO, (
+                f"{_DEFLATE_MAX_RATIO} times its {size} compressed bytes, DEFLATE's maximum ratio"
+            )
+        return size, "its size"
+
+
+_METADATA_TYPES = frozenset(
+    {tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE}
+    | {tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK}
+)
+
+
+class _Budget:
+    """What inspecting one image may still spend, shared by every layer and read-back."""
+
+    def __init__(self, limits: LayerLimits) -> None:
+        self.limits = limits
+        self.bytes = 0
+        self.entries = 0
+        self.names = 0
+
+    def spend_bytes(self, count: int, label: str) -> None:
+        self.bytes += count
+        if self.bytes > self.limits.max_bytes:
+            raise LayerLimitError(
+                f"{label}: more than {_amount(self.limits.max_bytes)} of decompressed tar read "
+                "in all (LayerLimits.max_bytes); a gzip bomb, or an image too big to inspect"
+            )
+
+    def remaining_bytes(self) -> int:
+        return max(self.limits.max_bytes - self.bytes, 0)
+
+    def count_header(self, info: tarfile.TarInfo, layer: _Layer, capacity: tuple[int, str]) -> None:
+        """Checks on a tar header before tarfile acts on its size (tarfile itself trusts it)."""
+        self.entries += 1
+        if self.entries > self.limits.max_entries:
+            raise LayerLimitError(
+                f"{layer.label}: more than {self.limits.max_entries} tar members in all "
+                "(LayerLimits.max_entries)"
+            )
+        if info.type in _METADATA_TYPES and info.size > self.limits.max_header_bytes:
+            raise LayerLimitError(
+                f"{layer.label}: a {info.size}-byte tar extended header, more than "
+                f"{_amount(self.limits.max_header_bytes)} (LayerLimits.max_header_bytes)"
+            )
+        _check_size(info, layer, capacity, self.limits)
+
+    def count_names(self, info: tarfile.TarInfo, label: str) -> None:
+        self.names += len(info.name) + len(info.linkname)
+        if self.names > self.limits.max_name_bytes:
+            raise LayerLimitError(
+                f"{label}: member names and link targets exceed "
+                f"{_amount(self.limits.max_name_bytes)} in all (LayerLimits.max_name_bytes)"
+            )
+
+
+def _check_size(
+    info: tarfile.TarInfo, layer: _Layer, capacity: tuple[int, str], limits: LayerLimits
+) -> None:
+    """A member's declared size is 0..what the layer can hold (and what we may read)."""
+    name = info.name[:200]
+    if info.size < 0:
+        raise LayerLimitError(
+            f"{layer.label}: tar member {name!r} declares a negative size ({info.size}); "
+            "tar sizes are never negative"
+        )
+    bound, why = capacity
+    if info.size > bound:
+        raise LayerLimitError(
+            f"{layer.label}: tar member {name!r} declares {info.size} bytes, more than the "
+            f"layer can hold ({bound} bytes: {why})"
+        )
+    if info.size > limits.max_bytes:
+        raise LayerLimitError(
+            f"{layer.label}: tar member {name!r} declares {info.size} bytes, more than "
+            f"{_amount(limits.max_bytes)} (LayerLimits.max_bytes)"
+        )
+
+
+class _Metered(io.RawIOBase):
+    """The decompressed tar stream, charging every byte read to the budget."""
+
+    def __init__(self, stream: io.BufferedIOBase, budget: _Budget, label: str) -> None:
+        super().__init__()
+        self._stream = stream
+        self._budget = budget
+        self._label = label
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            size = self._budget.remaining_bytes() + 1  # never an unbounded read
+        data = self._stream.read(size)
+        self._budget.spend_bytes(len(data), self._label)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _checked_tarinfo(layer: _Layer, budget: _Budget) -> type[tarfile.TarInfo]:
+    """A TarInfo whose `frombuf` (tarfile's documented constructor from a 512-byte header,
+    called for every header, PAX and GNU long-name ones too) checks the header first."""
+    capacity = layer.capacity()
+
+    class _Checked(tarfile.TarInfo):
+        @classmethod
+        def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> _Checked:
+            info = super().frombuf(buf, encoding, errors)
+            budget.count_header(info, layer, capacity)
+            return info
+
+    return _Checked
+
 
 class _Node:
     __slots__ = ("children", "entry")
@@ -359,16 +520,27 @@ def _normalise(name: str) -> str:
     return clean.lstrip("/")
 
 
-def _read_layer(index: int, layer: _Layer) -> _LayerChanges:
+def _read_layer(index: int, layer: _Layer, budget: _Budget) -> _LayerChanges:
     changes = _LayerChanges()
+    capacity = layer.capacity()
     try:
-        with _open_layer(layer) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+        with (
+            _open_layer(layer) as stream,
+            tarfile.open(
+                fileobj=_Metered(stream, budget, layer.label),
+                mode="r|",
+                tarinfo=_checked_tarinfo(layer, budget),
+            ) as tar,
+        ):
             # TarFile keeps every TarInfo it reads (undocumented `members`); we have our own,
             # slimmer index, so drop them as we go to stay flat on layers with many files.
             seen = vars(tar).get("members")
             while (info := tar.next()) is not None:
                 if isinstance(seen, list):
                     seen.clear()
+                # Again after PAX records were applied: a PAX `size` can say anything too.
+                _check_size(info, layer, capacity, budget.limits)
+                budget.count_names(info, layer.label)
                 _index_member(index, info, changes)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise BinaryCheckError(f"{layer.label} is not a readable tar stream: {exc}") from exc
@@ -412,19 +584,20 @@ def _index_member(index: int, info: tarfile.TarInfo, changes: _LayerChanges) -> 
 class _MergedFS:
     """The image's root filesystem as overlayfs would show it, without the file data."""
 
-    def __init__(self, layers: list[_Layer]) -> None:
+    def __init__(self, layers: list[_Layer], budget: _Budget) -> None:
         self._layers = layers
+        self._budget = budget
         self._root = _Node(None)
         # Paths a whiteout or opaque dir removed, with the (1-based) layer, for errors.
         self._removed: dict[str, int] = {}
 
     @classmethod
-    def build(cls, layers: Sequence[tuple[Path, str]]) -> _MergedFS:
+    def build(cls, layers: Sequence[tuple[Path, str]], limits: LayerLimits) -> _MergedFS:
         # Check every media type before reading anything: fail fast on zstd.
         parsed = [_layer_of(i, p, m, len(layers)) for i, (p, m) in enumerate(layers)]
-        fs = cls(parsed)
+        fs = cls(parsed, _Budget(limits))
         for index, layer in enumerate(parsed):
-            fs._apply(index, _read_layer(index, layer))
+            fs._apply(index, _read_layer(index, layer, fs._budget))
         return fs
 
     def _apply(self, index: int, changes: _LayerChanges) -> None:
@@ -504,13 +677,20 @@ class _MergedFS:
             entry = child.entry
             if entry is not None and entry.kind is _Kind.SYMLINK:
                 hops += 1
-                if hops > MAX_SYMLINK_HOPS:
-                    raise BinaryCheckError(
-                        f"more than {MAX_SYMLINK_HOPS} symlinks to follow, a symlink "
-                        f"loop (last: {here} -> {entry.linkname})"
+                limit = self._budget.limits.max_symlink_hops
+                if hops > limit:
+                    raise LayerLimitError(
+                        f"more than {limit} symlinks to follow (LayerLimits.max_symlink_hops, "
+                        f"Linux's MAXSYMLINKS), a symlink loop or chain "
+                        f"(last: {here} -> {entry.linkname[:200]})"
                     )
                 if not entry.linkname:
                     raise BinaryCheckError(f"{here} is a symlink with an empty target")
+                if len(entry.linkname) > MAX_LINK_TARGET:
+                    raise LayerLimitError(
+                        f"{here} is a symlink to a {len(entry.linkname)}-character target, longer "
+                        f"than {MAX_LINK_TARGET} (Linux's PATH_MAX; symlink(2) refuses it)"
+                    )
                 last_link = f"{here} -> {entry.linkname}"
                 if entry.linkname.startswith("/"):
                     stack.clear()  # absolute targets start at the image root, not the host's
@@ -528,7 +708,7 @@ class _MergedFS:
         try:
             node, real = self.resolve(path)
         except BinaryCheckError as exc:
-            raise BinaryCheckError(f"{what}: {exc}") from None
+            raise type(exc)(f"{what}: {exc}") from None
         entry = node.entry
         if entry is None or entry.kind is not _Kind.FILE:
             broken = f" {entry.linkname}" if entry and entry.kind is _Kind.BROKEN_HARDLINK else ""
@@ -569,9 +749,12 @@ class _MergedFS:
     def read_head(self, entry: _Entry, limit: int) -> bytes:
         """The first `limit` bytes of a file's content, read straight from its layer."""
         layer = self._layers[entry.layer]
+        count = max(0, min(limit, entry.size))
+        # Seeking a gzip stream decompresses everything before the offset: charge it first.
+        self._budget.spend_bytes(entry.offset + count, layer.label)
         try:
             with _open_layer(layer) as stream:
                 stream.seek(entry.offset)
-                return stream.read(min(limit, entry.size))
+                return stream.read(count)
         except (OSError, EOFError, zlib.error) as exc:
             raise BinaryCheckError(f"cannot read a file back from {layer.label}: {exc}") from exc

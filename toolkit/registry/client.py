@@ -6,8 +6,9 @@ manifest types (manifest.py). Every request is counted so a merge can report its
 
 from __future__ import annotations
 
-import hashlib
+import io
 import ipaddress
+import json
 import os
 import random
 import ssl
@@ -15,21 +16,29 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import urllib3
 from urllib3.exceptions import HTTPError, MaxRetryError, SSLError
 
+from . import digest as digests
 from .auth import Challenge, Credentials, parse_challenge, resolve_credentials
-from .manifest import MANIFEST_ACCEPT, compute_digest, media_type_of
+from .manifest import MANIFEST_ACCEPT, media_type_of
+from .reference import ReferenceError, api_host, validate_tag
 
 # 408, 429 and the 5xx a retry can cure (not 501 Not Implemented, 505 Version Not Supported).
 RETRYABLE_STATUS = frozenset({408, 429} | set(range(500, 600)) - {501, 505})
 # Renew a bearer token this long before it expires (at most a quarter of its lifetime), so it
 # cannot lapse in flight.
 TOKEN_MARGIN_SECONDS = 5.0
+# Every body is streamed and reading stops at its limit (a hostile or broken server cannot make
+# us buffer more): manifests as distribution's own 4 MiB manifest limit, image configs, token
+# answers, and every other answer (errors, 401s, PUT/POST replies).
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
+MAX_TOKEN_BYTES = 1024 * 1024
+MAX_ANSWER_BYTES = 1024 * 1024
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 Response = urllib3.BaseHTTPResponse
@@ -53,6 +62,14 @@ class DigestMismatchError(RegistryError):
 
 class TransportError(RegistryError):
     """Connection failures or retryable statuses that outlasted the retry budget."""
+
+
+class TooLargeError(RegistryError):
+    """An answer longer than the limit for its kind; the message names the limit."""
+
+
+class InvalidDigestError(RegistryError):
+    """A digest (from a manifest, a reference or a registry header) we refuse to use."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +133,35 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in: what "same server" means."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # a malformed port never equals the registry's
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+
+
+def _checked_digest(digest: str, where: str) -> str:
+    """A digest validated before it goes into a URL path (digest.py's rules)."""
+    try:
+        return digests.validate(digest, where=where)
+    except digests.DigestError as exc:
+        raise InvalidDigestError(str(exc)) from None
+
+
+def _checked_reference(reference: str, where: str) -> str:
+    """What follows /manifests/: a valid digest or a valid tag, nothing else."""
+    if ":" in reference:
+        return _checked_digest(reference, where)
+    try:
+        return validate_tag(reference)
+    except ReferenceError as exc:
+        raise RegistryError(f"{where}: {exc}") from None
+
+
 def pull_scope(repository: str) -> str:
     return f"repository:{repository}:pull"
 
@@ -140,8 +186,9 @@ class RegistryClient:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
-        # --insecure means plain HTTP; otherwise HTTPS with certificates verified.
-        self.base_url = f"{'http' if insecure else 'https'}://{registry}"
+        # --insecure means plain HTTP; otherwise HTTPS with certificates verified. Docker Hub's
+        # name (docker.io) is not its API host (registry-1.docker.io): see reference.api_host.
+        self.base_url = f"{'http' if insecure else 'https'}://{api_host(registry)}"
         self.credentials = credentials
         if credentials is None and use_env_credentials:
             self.credentials = resolve_credentials(registry)
@@ -175,12 +222,18 @@ class RegistryClient:
         stream: bool = False,
         already_done: Callable[[], bool] | None = None,
         kind: str = "registry",
+        limit: int = MAX_ANSWER_BYTES,
+        what: str = "answer",
     ) -> Response | None:
         """One logical request, retried on connection errors, 408, 429 and 5xx.
 
         A request with a body is never re-sent blindly: the first try may have taken effect
         before the connection dropped, so `already_done` is asked first. Returns None when it
         says the effect is already there.
+
+        Bodies are streamed and read here, at most `limit` bytes (TooLargeError names the
+        limit and `what` it is for); a body cut off mid-way is retried like a dropped line.
+        With `stream`, a 2xx body is left for the caller to stream (a layer).
         """
         last_problem = ""
         for attempt in range(1, self.retry.attempts + 1):
@@ -203,14 +256,32 @@ class RegistryClient:
                     url,
                     headers=headers,
                     body=body,
-                    preload_content=not stream,
+                    preload_content=False,
                     # Blob reads may redirect to storage; urllib3 drops Authorization when a
-                    # redirect leaves the host. Our own retries are below, so none in there.
+                    # redirect leaves the scheme/host/port (Retry.remove_headers_on_redirect).
+                    # Our own retries are below, so none in there.
                     redirect=method in ("GET", "HEAD"),
                     retries=urllib3.Retry(
                         total=None, connect=0, read=0, status=0, other=0, redirect=5
                     ),
                 )
+                if response.status in RETRYABLE_STATUS:
+                    # Kept for the final error: after the last retry the registry's own
+                    # explanation is the most useful part of it.
+                    last_problem = f"HTTP {response.status}" + _detail(
+                        _read_at_most(response, MAX_ANSWER_BYTES)
+                    )
+                    retry_after = response.headers.get("Retry-After")
+                elif stream and 200 <= response.status < 300:
+                    return response
+                else:
+                    data = _read_at_most(response, limit)
+                    if data is None:
+                        raise TooLargeError(
+                            f"{method} {url}: {what} larger than {_size(limit)}, the limit for "
+                            f"a {what}; stopped reading there"
+                        )
+                    return _with_body(response, data, method, url)
             except HTTPError as exc:
                 reason = exc.reason if isinstance(exc, MaxRetryError) else exc
                 if isinstance(reason, SSLError):
@@ -219,16 +290,14 @@ class RegistryClient:
                         "use --insecure only for a plain-HTTP registry you trust"
                     ) from None
                 last_problem = f"connection failed ({_short(reason or exc)})"
-            else:
-                if response.status not in RETRYABLE_STATUS:
-                    return response
-                last_problem = f"HTTP {response.status}"
-                retry_after = response.headers.get("Retry-After")
-                response.release_conn()
             if attempt < self.retry.attempts:
                 self.stats.retries += 1
                 self._sleep(self.retry.delay(attempt, retry_after))
         raise TransportError(f"{method} {url}: {last_problem} after {self.retry.attempts} attempts")
+
+    def _same_origin(self, url: str) -> bool:
+        """Whether `url` is on the registry's own scheme, host and port."""
+        return _origin(url) == _origin(self.base_url)
 
     def _request(
         self,
@@ -241,6 +310,8 @@ class RegistryClient:
         body: bytes | None = None,
         stream: bool = False,
         already_done: Callable[[], bool] | None = None,
+        limit: int = MAX_ANSWER_BYTES,
+        what: str = "answer",
     ) -> Response | None:
         url = f"{self.base_url}/v2/{repository}/{path}"
         wanted = frozenset(scopes)
@@ -257,6 +328,8 @@ class RegistryClient:
                 body=body,
                 stream=stream,
                 already_done=already_done,
+                limit=limit,
+                what=what,
             )
             if response is None or response.status != 401:
                 return response
@@ -350,7 +423,9 @@ class RegistryClient:
         if self.credentials:
             headers["Authorization"] = self.credentials.basic_header()
         url = f"{realm}{'&' if '?' in realm else '?'}{urlencode(query)}"
-        response = self._send("GET", url, headers=headers, kind="token")
+        response = self._send(
+            "GET", url, headers=headers, kind="token", limit=MAX_TOKEN_BYTES, what="token answer"
+        )
         assert response is not None  # a GET has no body, so it is never "already done"
         if response.status in (401, 403):
             who = f"user {self.credentials.username!r}" if self.credentials else "anonymous access"
@@ -358,12 +433,12 @@ class RegistryClient:
         if response.status != 200:
             raise AuthError(f"token service {realm}: HTTP {response.status}")
         try:
-            data = response.json()
+            data = json.loads(response.data)
             value = data.get("token") or data.get("access_token")
             expires_in = float(data.get("expires_in") or 60)
         except (ValueError, AttributeError, TypeError):
             value = None
-        if not value:
+        if not value or not isinstance(value, str):
             raise AuthError(f"token service {realm}: response has no token")
         # The spec's minimum lifetime is 60 s; take the server's word, measured on our clock.
         margin = min(TOKEN_MARGIN_SECONDS, expires_in / 4)
@@ -374,19 +449,25 @@ class RegistryClient:
     # ----------------------------------------------------------------- API
 
     def head_manifest(self, repository: str, reference: str) -> str | None:
-        """The digest a tag or digest resolves to, or None if it does not exist."""
+        """The digest a tag or digest resolves to, or None if it does not exist.
+
+        A `Docker-Content-Digest` header is validated like any digest we use: a malformed one
+        is an error, not a value to compare or put in a URL.
+        """
+        where = f"HEAD manifest {self.registry}/{repository}:{reference}"
         response = self._request(
             "HEAD",
             repository,
-            f"manifests/{reference}",
+            f"manifests/{_checked_reference(reference, where)}",
             scopes=[pull_scope(repository)],
             headers={"Accept": MANIFEST_ACCEPT},
         )
         assert response is not None
         if response.status == 404:
             return None
-        _raise_for(response, f"HEAD manifest {repository}:{reference}")
-        return response.headers.get("Docker-Content-Digest")
+        _raise_for(response, where)
+        echoed = response.headers.get("Docker-Content-Digest")
+        return _checked_digest(echoed, f"{where}: Docker-Content-Digest") if echoed else None
 
     def _fetch(
         self,
@@ -397,6 +478,7 @@ class RegistryClient:
         *,
         headers: dict[str, str] | None = None,
         stream: bool = False,
+        limit: int = MAX_ANSWER_BYTES,
     ) -> Response:
         """A GET that must succeed: a 404 or a refusal becomes an error naming `where`."""
         response = self._request(
@@ -406,6 +488,8 @@ class RegistryClient:
             scopes=[pull_scope(repository)],
             headers=headers,
             stream=stream,
+            limit=limit,
+            what=noun,
         )
         assert response is not None  # a GET has no body, so it is never "already done"
         if response.status == 404:
@@ -415,17 +499,17 @@ class RegistryClient:
         return response
 
     def get_manifest(self, repository: str, reference: str) -> FetchedManifest:
+        """A manifest by tag or digest, read at most MAX_MANIFEST_BYTES and digest-checked."""
         where = f"{self.registry}/{repository}{'@' if ':' in reference else ':'}{reference}"
         response = self._fetch(
             repository,
-            f"manifests/{reference}",
+            f"manifests/{_checked_reference(reference, where)}",
             where,
             "manifest",
             headers={"Accept": MANIFEST_ACCEPT},
+            limit=MAX_MANIFEST_BYTES,
         )
         raw = response.data
-        if len(raw) > MAX_MANIFEST_BYTES:
-            raise RegistryError(f"{where}: manifest larger than {MAX_MANIFEST_BYTES} bytes")
         expected = reference if ":" in reference else response.headers.get("Docker-Content-Digest")
         digest = _verify(raw, expected, where)
         return FetchedManifest(
@@ -433,11 +517,10 @@ class RegistryClient:
         )
 
     def get_blob(self, repository: str, digest: str, *, max_bytes: int = MAX_CONFIG_BYTES) -> bytes:
-        """A small blob (a config), read whole: a cut-off body is retried like a dropped line."""
+        """A small blob (a config), read at most `max_bytes`: a cut-off body is retried."""
         where = f"{self.registry}/{repository}@{digest}"
-        raw = self._fetch(repository, f"blobs/{digest}", where, "blob").data
-        if len(raw) > max_bytes:
-            raise RegistryError(f"{where}: blob larger than {max_bytes} bytes")
+        path = f"blobs/{_checked_digest(digest, where)}"
+        raw = self._fetch(repository, path, where, "blob", limit=max_bytes).data
         _verify(raw, digest, where)
         return raw
 
@@ -447,6 +530,7 @@ class RegistryClient:
         The body is read after `_send` returns, so a connection cut mid-body is retried here.
         """
         where = f"{self.registry}/{repository}@{digest}"
+        _checked_digest(digest, where)
         for attempt in range(1, self.retry.attempts + 1):
             try:
                 self._download_once(repository, digest, destination, where)
@@ -461,8 +545,7 @@ class RegistryClient:
                 self._sleep(self.retry.delay(attempt, None))
 
     def _download_once(self, repository: str, digest: str, destination: Path, where: str) -> None:
-        algorithm, _, expected_hex = digest.partition(":")
-        hasher = hashlib.new(algorithm)
+        hasher = digests.hasher(digest, where=where)
         response = self._fetch(repository, f"blobs/{digest}", where, "blob", stream=True)
         try:
             with destination.open("wb") as out:
@@ -471,22 +554,27 @@ class RegistryClient:
                     out.write(chunk)
         finally:
             response.release_conn()
-        if hasher.hexdigest() != expected_hex:
+        if f"{digest.partition(':')[0]}:{hasher.hexdigest()}" != digest:
             destination.unlink(missing_ok=True)
             raise DigestMismatchError(f"{where}: content does not match its digest")
 
     def blob_exists(self, repository: str, digest: str) -> bool:
+        where = f"HEAD blob {self.registry}/{repository}@{digest}"
         response = self._request(
-            "HEAD", repository, f"blobs/{digest}", scopes=[pull_scope(repository)]
+            "HEAD",
+            repository,
+            f"blobs/{_checked_digest(digest, where)}",
+            scopes=[pull_scope(repository)],
         )
         assert response is not None
         if response.status == 404:
             return False
-        _raise_for(response, f"HEAD blob {repository}@{digest}")
+        _raise_for(response, where)
         return True
 
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> None:
         """Cross-repository mount: the registry links the blob; no bytes pass through us."""
+        _checked_digest(digest, f"mount into {self.registry}/{repository}")
         query = urlencode({"mount": digest, "from": from_repository})
         response = self._request(
             "POST",
@@ -501,10 +589,7 @@ class RegistryClient:
             return
         if response.status == 202:
             # The registry opened an upload instead of mounting: close it, leave nothing behind.
-            location = response.headers.get("Location", "")
-            if location:
-                cancel = location if "://" in location else f"{self.base_url}{location}"
-                self._send("DELETE", cancel, headers=self._auth_only(repository))
+            self._cancel_upload(repository, response.headers.get("Location", ""))
             raise RegistryError(
                 f"{self.registry}: could not mount {digest} from {from_repository} into "
                 f"{repository} (the registry does not allow cross-repository mounts here, or "
@@ -512,17 +597,43 @@ class RegistryClient:
             )
         _raise_for(response, f"mount {digest} from {from_repository} into {repository}")
 
+    def _cancel_upload(self, repository: str, location: str) -> None:
+        """DELETE an upload the registry opened, at the `Location` it named.
+
+        That URL is the server's word: relative URLs resolve against the registry (RFC 9110
+        section 10.2.2), and credentials go with it only when it is on the registry's own
+        scheme, host and port, as urllib3 does for redirects. A cancel that fails is left to
+        the registry's upload purging; the mount error that follows is what matters.
+        """
+        if not location:
+            return
+        cancel = urljoin(f"{self.base_url}/v2/{repository}/blobs/uploads/", location)
+        if urlsplit(cancel).scheme not in ("http", "https"):
+            return
+        headers = self._auth_only(repository) if self._same_origin(cancel) else {}
+        try:
+            response = self._send("DELETE", cancel, headers=headers)
+        except RegistryError:
+            return
+        if response is not None:
+            response.release_conn()
+
     def _auth_only(self, repository: str) -> dict[str, str]:
         header = self._auth_header(frozenset([push_scope(repository)]))
         return {"Authorization": header} if header else {}
 
     def put_manifest(self, repository: str, reference: str, raw: bytes, media_type: str) -> str:
         """PUT a manifest under a tag or digest; returns its digest (checked against the reply)."""
-        digest = compute_digest(raw)
+        where = f"PUT manifest {self.registry}/{repository}:{reference}"
+        path = f"manifests/{_checked_reference(reference, where)}"
+        algorithm = reference.partition(":")[0] if ":" in reference else "sha256"
+        digest = digests.compute(raw, algorithm)
+        if ":" in reference and digest != reference:
+            raise DigestMismatchError(f"{where}: the manifest's digest is {digest}")
         response = self._request(
             "PUT",
             repository,
-            f"manifests/{reference}",
+            path,
             scopes=[push_scope(repository)],
             headers={"Content-Type": media_type},
             body=raw,
@@ -530,7 +641,7 @@ class RegistryClient:
         )
         if response is None:
             return digest
-        _raise_for(response, f"PUT manifest {self.registry}/{repository}:{reference}")
+        _raise_for(response, where)
         echoed = response.headers.get("Docker-Content-Digest")
         if echoed and echoed != digest:
             raise DigestMismatchError(
@@ -538,6 +649,64 @@ class RegistryClient:
                 f"we sent {digest}"
             )
         return digest
+
+
+def _size(limit: int) -> str:
+    """`4 MiB (4194304 bytes)`: a limit as people and logs both read it."""
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if limit >= factor and limit % factor == 0:
+            return f"{limit // factor} {unit} ({limit} bytes)"
+    return f"{limit} bytes"
+
+
+def _read_at_most(response: Response, limit: int) -> bytes | None:
+    """The whole body if it is at most `limit` bytes; None (connection dropped) if longer.
+
+    A declared Content-Length over the limit is refused before reading; otherwise the
+    (decoded) body is read in chunks and reading stops one byte past the limit.
+    """
+    declared = response.headers.get("Content-Length", "").strip()
+    if declared.isdigit() and int(declared) > limit:
+        response.close()
+        return None
+    chunks: list[bytes] = []
+    total = 0
+    while total <= limit:
+        chunk = response.read(min(1 << 16, limit + 1 - total))
+        if not chunk:
+            response.release_conn()
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+    response.close()  # the rest stays unread: this connection cannot be reused
+    return None
+
+
+def _with_body(response: Response, data: bytes, method: str, url: str) -> Response:
+    """A finished response carrying the body already read (and decoded), for `.data`/`.json()`."""
+    return urllib3.HTTPResponse(
+        body=io.BytesIO(data),
+        headers=response.headers,
+        status=response.status,
+        reason=response.reason,
+        preload_content=True,
+        decode_content=False,
+        enforce_content_length=False,
+        request_method=method,
+        request_url=url,
+    )
+
+
+def _detail(body: bytes | None) -> str:
+    """` (CODE: message; …)` from a distribution error body, or nothing."""
+    if not body:
+        return ""
+    try:
+        errors = json.loads(body).get("errors") or []
+        text = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
+    except (ValueError, AttributeError, TypeError):
+        return ""
+    return f" ({_short(Exception(text))})" if text else ""
 
 
 def _short(exc: Exception) -> str:
@@ -549,13 +718,8 @@ def _raise_for(response: Response, what: str) -> None:
     status = response.status
     if 200 <= status < 300:
         return
-    detail = ""
-    try:
-        errors = response.json().get("errors") or []
-        detail = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
-    except (ValueError, AttributeError):
-        pass
-    message = f"{what}: HTTP {status}" + (f" ({detail})" if detail else "")
+    # Streamed answers (a layer GET) only get here with a non-2xx status, which _send read.
+    message = f"{what}: HTTP {status}" + _detail(response.data)
     if status in (401, 403):
         raise AuthError(message)
     if status == 404:
@@ -564,13 +728,17 @@ def _raise_for(response: Response, what: str) -> None:
 
 
 def _verify(raw: bytes, expected: str | None, where: str) -> str:
-    """Digest of `raw`, checked against what was asked for (or what the registry claimed)."""
-    algorithm = expected.partition(":")[0] if expected else "sha256"
-    if algorithm not in ("sha256", "sha512"):
-        algorithm = "sha256"
-        expected = None
-    actual = compute_digest(raw, algorithm)
-    if expected and actual != expected:
+    """Digest of `raw`, checked against what was asked for (or what the registry claimed).
+
+    Fails closed: an expected digest with an algorithm digest.py cannot verify is an error
+    (it used to fall back to sha256 and check nothing). Without an expectation (a tag read
+    from a registry that sent no Docker-Content-Digest) the digest is computed as sha256.
+    """
+    if not expected:
+        return digests.compute(raw)
+    _checked_digest(expected, where)
+    actual = digests.compute(raw, expected.partition(":")[0])
+    if actual != expected:
         raise DigestMismatchError(
             f"{where}: content does not match its digest (expected {expected}, got {actual})"
         )

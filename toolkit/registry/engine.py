@@ -3,6 +3,9 @@
 Request budget for N same-repository image sources and T target tags: T HEADs of the targets,
 N manifest GETs, N config GETs, T index PUTs (+ N*T child-tag PUTs with child tags on).
 Everything is read and checked before the first write, so a bad source changes nothing.
+Attestation manifests a source index lists are read too (one GET each, whatever repository
+they are in) and must match their descriptor's size and media type: the index we write copies
+those descriptors, so a wrong one would be published unchecked.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import RegistryClient
+from . import digest as digests
+from .client import FetchedManifest, RegistryClient
 from .manifest import (
     IMAGE_MANIFEST_TYPES,
     INDEX_TYPES,
@@ -96,6 +100,35 @@ def parse_targets(texts: Sequence[str]) -> list[Reference]:
     return targets
 
 
+def _check_digests(parsed: ImageManifest | ImageIndex, where: str) -> None:
+    """Every descriptor digest of a fetched manifest, validated (digest.py) before any of them
+    is used in a URL path or copied into the index we write."""
+    if isinstance(parsed, ImageIndex):
+        named = [(f"manifests[{i}]", d) for i, d in enumerate(parsed.manifests)]
+    else:
+        named = [("config", parsed.config)]
+        named += [(f"layers[{i}]", d) for i, d in enumerate(parsed.layers)]
+    for name, descriptor in named:
+        try:
+            digests.validate(descriptor.digest, where=f"{where} {name}")
+        except digests.DigestError as exc:
+            raise MergeError(str(exc)) from None
+
+
+def _check_against(descriptor: Descriptor, fetched: FetchedManifest, where: str) -> None:
+    """The bytes a descriptor points at are what it says: its size and its media type."""
+    if len(fetched.raw) != descriptor.size:
+        raise MergeError(
+            f"{where}: the descriptor says {descriptor.size} bytes, the manifest has "
+            f"{len(fetched.raw)}"
+        )
+    if fetched.media_type != descriptor.media_type:
+        raise MergeError(
+            f"{where}: the descriptor says {descriptor.media_type}, the manifest is "
+            f"{fetched.media_type}"
+        )
+
+
 def _read_image(
     client: RegistryClient,
     spec: SourceSpec,
@@ -127,6 +160,7 @@ def resolve_source(client: RegistryClient, spec: SourceSpec) -> ResolvedSource:
     repository = spec.reference.repository
     fetched = client.get_manifest(repository, spec.reference.reference)
     parsed = parse_manifest(fetched.raw, fetched.media_type, where=f"source {spec.text!r}")
+    _check_digests(parsed, f"source {spec.text!r}")
     if isinstance(parsed, ImageManifest):
         image = _read_image(
             client, spec, repository, fetched.digest, fetched.media_type, fetched.raw, parsed
@@ -150,6 +184,8 @@ def resolve_source(client: RegistryClient, spec: SourceSpec) -> ResolvedSource:
             )
             if not isinstance(child_manifest, ImageManifest):
                 raise MergeError(f"source {spec.text!r}: child {entry.digest} is not an image")
+            _check_digests(child_manifest, f"source {spec.text!r} child {entry.digest}")
+            _check_against(entry, child, f"source {spec.text!r} child {entry.digest}")
             images.append(
                 _read_image(
                     client,
@@ -189,8 +225,38 @@ def _copy_into(
     result.manifests_copied.append(digest)
 
 
+@dataclass(frozen=True)
+class _Attestation:
+    repository: str
+    fetched: FetchedManifest
+    manifest: ImageManifest
+
+
+def _read_attestations(
+    client: RegistryClient, plan: MergePlan, sources: Sequence[ResolvedSource]
+) -> list[_Attestation]:
+    """Read every attestation the index will list, wherever it lives, and check it against
+    its descriptor (size, media type, an image manifest with valid digests)."""
+    spec_of = {a.digest: s.spec for s in sources for a in s.attestations}
+    read: list[_Attestation] = []
+    for attestation in plan.attestations:
+        spec = spec_of[attestation.digest]
+        where = f"source {spec.text!r} attestation {attestation.digest}"
+        fetched = client.get_manifest(spec.reference.repository, attestation.digest)
+        _check_against(attestation, fetched, where)
+        parsed = parse_manifest(fetched.raw, fetched.media_type, where=where)
+        if not isinstance(parsed, ImageManifest):
+            raise MergeError(f"{where} is not an image manifest")
+        _check_digests(parsed, where)
+        read.append(_Attestation(spec.reference.repository, fetched, parsed))
+    return read
+
+
 def _bring_children_over(
-    client: RegistryClient, plan: MergePlan, sources: Sequence[ResolvedSource], result: MergeResult
+    client: RegistryClient,
+    plan: MergePlan,
+    attestations: Sequence[_Attestation],
+    result: MergeResult,
 ) -> None:
     target_repository = plan.targets[0].repository
     for child in plan.children:
@@ -205,23 +271,17 @@ def _bring_children_over(
                 child.manifest,
                 result,
             )
-    repository_of = {a.digest: s.spec.reference.repository for s in sources for a in s.attestations}
-    for attestation in plan.attestations:
-        from_repository = repository_of[attestation.digest]
-        if from_repository == target_repository:
+    for attestation in attestations:
+        if attestation.repository == target_repository:
             continue
-        fetched = client.get_manifest(from_repository, attestation.digest)
-        parsed = parse_manifest(fetched.raw, fetched.media_type, where=attestation.digest)
-        if not isinstance(parsed, ImageManifest):
-            raise MergeError(f"attestation {attestation.digest} is not an image manifest")
         _copy_into(
             client,
             target_repository,
-            from_repository,
-            fetched.digest,
-            fetched.media_type,
-            fetched.raw,
-            parsed,
+            attestation.repository,
+            attestation.fetched.digest,
+            attestation.fetched.media_type,
+            attestation.fetched.raw,
+            attestation.manifest,
             result,
         )
 
@@ -245,11 +305,12 @@ def merge_manifest(
     plan = plan_merge(
         targets, resolved, attestations=options.attestations, child_tags=options.child_tags
     )
+    attestations = _read_attestations(client, plan, resolved)
     result = MergeResult(plan=plan, dry_run=options.dry_run)
     repository = plan.targets[0].repository
     current = {t.tag: client.head_manifest(repository, t.reference) for t in plan.targets}
     if not options.dry_run:
-        _bring_children_over(client, plan, resolved, result)
+        _bring_children_over(client, plan, attestations, result)
     settled = {tag for tag, digest in current.items() if digest == plan.digest}
     for child_tag in plan.child_tags:
         # Only a re-run (the target already holds this index) pays a HEAD per child tag.

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import platforms
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -30,36 +32,66 @@ class ManifestError(ValueError):
 
 @dataclass(frozen=True, order=True)
 class Platform:
+    """An image platform, always in containerd's normalised form (platforms.py), so that `==`,
+    hashing and `str()` agree with how every containerd-based client compares platforms:
+    `Platform("linux", "arm")` IS `linux/arm/v7`, `Platform("linux", "aarch64", "v8")` IS
+    `linux/arm64`. Comparing two Platforms is containerd's OnlyStrict (compare.go)."""
+
     os: str
     architecture: str
     variant: str = ""
 
+    def __post_init__(self) -> None:
+        # One place for the rules, however a Platform is made: platforms.go Normalize.
+        spec = platforms.normalize(self.os, self.architecture, self.variant or "")
+        object.__setattr__(self, "os", spec.os)
+        object.__setattr__(self, "architecture", spec.architecture)
+        object.__setattr__(self, "variant", spec.variant)
+
     @classmethod
     def parse(cls, text: str) -> Platform:
-        """`linux/arm64`, `linux/arm/v7`; drops arm64's default variant v8, as containerd."""
-        parts = text.strip().split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(
-                f"invalid platform {text!r}: expected OS/ARCH or OS/ARCH/VARIANT, e.g. linux/arm64"
-            )
-        return cls.normalised(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
+        """`linux/arm64`, `linux/arm/v7`, `linux/aarch64/v8`: containerd's Parse + Normalize."""
+        return cls(*platforms.parse(text))
 
     @classmethod
     def normalised(cls, os: str, architecture: str, variant: str = "") -> Platform:
-        os, architecture, variant = os.lower(), architecture.lower(), (variant or "").lower()
-        aliases = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "i386": "386"}
-        architecture = aliases.get(architecture, architecture)
-        if architecture == "arm64" and variant == "v8":
-            variant = ""
-        return cls(os, architecture, variant)
+        """Kept for callers that read the parts from elsewhere (buildah inspect)."""
+        return cls(os, architecture, variant or "")
 
     @classmethod
     def from_json(cls, data: Any) -> Platform:
+        """An OCI `platform` object or an image config's os/architecture/variant.
+
+        A JSON null is no value, as Go's encoding/json decodes it into the string fields of
+        image-spec's specs.Platform (null "has no effect on the value"): `"variant": null` is no
+        variant, never the text "None". Any other non-string is refused, as Go refuses it.
+        """
         if not isinstance(data, dict):
             raise ManifestError(f"platform must be an object, got {data!r}")
-        return cls.normalised(
-            str(data.get("os", "")), str(data.get("architecture", "")), str(data.get("variant", ""))
-        )
+        parts: list[str] = []
+        for key in ("os", "architecture", "variant"):
+            value = data.get(key)
+            if value is not None and not isinstance(value, str):
+                raise ManifestError(f"platform {key} must be a string, got {value!r}")
+            parts.append(value or "")
+        return cls(*parts)
+
+    @property
+    def spec(self) -> platforms.Spec:
+        return platforms.Spec(self.os, self.architecture, self.variant)
+
+    def runs(self, image: Platform) -> bool:
+        """A client of this platform can run (and may pick) `image`: containerd's Only()."""
+        return platforms.matches(self.spec, image.spec)
+
+    def compatible(self) -> tuple[Platform, ...]:
+        """What a host of this platform also runs, best first (compare.go platformVector)."""
+        return tuple(Platform(*spec) for spec in platforms.compatible(self.spec))
+
+    @property
+    def is_known(self) -> bool:
+        """An OS and architecture containerd knows (database.go isKnownOS/isKnownArch)."""
+        return platforms.is_known(self.spec)
 
     @property
     def is_unknown(self) -> bool:
@@ -98,7 +130,9 @@ class Descriptor:
             raise ManifestError(f"{where}: descriptor lacks {exc.args[0]!r}") from None
         if not isinstance(size, int) or size < 0:
             raise ManifestError(f"{where}: descriptor size must be a non-negative integer")
-        platform = Platform.from_json(data["platform"]) if "platform" in data else None
+        # `"platform": null` is no platform, as encoding/json leaves image-spec's *Platform nil.
+        raw_platform = data.get("platform")
+        platform = Platform.from_json(raw_platform) if raw_platform is not None else None
         annotations = data.get("annotations") or {}
         return cls(str(media_type), str(digest), size, platform, dict(annotations))
 

@@ -171,14 +171,18 @@ def plan_merge(
     warnings: list[str] = []
     for source in sources:
         for image in select_images(source):
+            # Platforms are normalised (manifest.Platform, containerd's rules), so arm + arm/v7
+            # and arm64 + arm64/v8 are caught here: every client would see one platform twice.
             other = by_platform.get(image.platform)
             if other is not None:
-                raise MergeError(
-                    f"sources {other.source.text!r} and {source.spec.text!r} are both "
-                    f"{image.platform}: an index holds one image per platform"
-                )
+                raise MergeError(_duplicate_message(other, image))
             by_platform[image.platform] = image
             children.append(image)
+            if not image.platform.is_known:
+                warnings.append(
+                    f"source {source.spec.text!r}: {image.platform} is not an OS/architecture "
+                    "containerd knows (containerd/platforms database.go); no client may pick it"
+                )
         for ignored in source.ignored:
             warnings.append(
                 f"source {source.spec.text!r}: ignored {ignored.digest} (platform "
@@ -232,14 +236,43 @@ def _attestations(
     return tuple(kept)
 
 
+def _duplicate_message(first: ResolvedImage, second: ResolvedImage) -> str:
+    where = (
+        f"source {first.source.text!r} holds {first.digest} and {second.digest}, both"
+        if first.source == second.source
+        else f"sources {first.source.text!r} and {second.source.text!r} are both"
+    )
+    return (
+        f"{where} {second.platform} (platforms compared as containerd normalises them: "
+        "arm = arm/v7, arm64/v8 = arm64, amd64/v1 = amd64): an index holds one image per platform"
+    )
+
+
+def child_tag_suffix(platform: Platform) -> str:
+    """`arm64`, `arm-v7` for linux (as before); `windows-amd64`, `freebsd-arm64` for any
+    other OS, so children of one arch on several OSes keep a tag each."""
+    if platform.os == "linux":
+        return platform.tag_suffix
+    return f"{platform.os}-{platform.tag_suffix}"
+
+
 def _child_tags(
     targets: Sequence[Reference], children: Sequence[ResolvedImage]
 ) -> tuple[ChildTag, ...]:
     tags: list[ChildTag] = []
     for target in targets:
         assert target.tag is not None
+        owner: dict[str, Platform] = {}
         for child in children:
-            name = f"{target.tag}-{child.platform.tag_suffix}"
+            name = f"{target.tag}-{child_tag_suffix(child.platform)}"
+            if name in owner:
+                # Odd architecture names can collide (`arm-v7` vs arch `arm`, variant `v7`);
+                # a child without its own tag is exposed to clean-up, so refuse.
+                raise MergeError(
+                    f"child tag {name!r} would name both {owner[name]} and {child.platform}; "
+                    "use --no-child-tags"
+                )
+            owner[name] = child.platform
             try:
                 validate_tag(name)
             except ReferenceError:

@@ -1,7 +1,11 @@
 """Image references, parsed and normalised the way Docker does.
 
+Follows distribution/reference normalize.go (`splitDockerDomain`, `ParseNormalizedNamed`):
 `alpine` is `docker.io/library/alpine:latest`; the first path component names a registry
-only when it looks like a host (has a `.` or a `:`, or is `localhost`).
+only when it looks like a host (has a `.` or a `:`, is `localhost`, or has upper case);
+`index.docker.io` (legacyDefaultDomain) is `docker.io`, and a one-part name on Docker Hub gets
+the `library/` prefix (officialRepoPrefix). `docker.io` is a name, not a server: as that file
+notes, Hub's registry API is served by `registry-1.docker.io` (see `api_host`).
 """
 
 from __future__ import annotations
@@ -9,15 +13,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from .digest import DigestError, validate
+
 DEFAULT_REGISTRY = "docker.io"
 # docker.io is a name; its API lives on another host.
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
+LEGACY_DOCKER_HUB = "index.docker.io"
 DEFAULT_TAG = "latest"
 
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY_RE = re.compile(rf"^{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
+_ANCHORED_HEX_RE = re.compile(r"^[a-f0-9]{64}$")
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
 _HOST_RE = re.compile(
     r"^(?:localhost|\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
     r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*)(?::[0-9]{1,5})?$"
@@ -37,7 +44,7 @@ class Reference:
 
     @property
     def api_host(self) -> str:
-        return DOCKER_HUB_API_HOST if self.registry == DEFAULT_REGISTRY else self.registry
+        return api_host(self.registry)
 
     @property
     def reference(self) -> str:
@@ -64,6 +71,17 @@ class Reference:
         return text
 
 
+def api_host(registry: str) -> str:
+    """The host:port serving `registry`'s API: Docker Hub's names map to registry-1.docker.io."""
+    if registry in (DEFAULT_REGISTRY, LEGACY_DOCKER_HUB, DOCKER_HUB_API_HOST):
+        return DOCKER_HUB_API_HOST
+    return registry
+
+
+def is_docker_hub(registry: str) -> bool:
+    return api_host(registry) == DOCKER_HUB_API_HOST
+
+
 def validate_tag(tag: str) -> str:
     if not _TAG_RE.match(tag):
         raise ReferenceError(
@@ -74,14 +92,11 @@ def validate_tag(tag: str) -> str:
 
 
 def validate_digest(digest: str) -> str:
-    if not _DIGEST_RE.match(digest):
-        raise ReferenceError(f"invalid digest {digest!r}: expected ALGORITHM:HEX, e.g. sha256:…")
-    algorithm, _, encoded = digest.partition(":")
-    if algorithm == "sha256" and not re.fullmatch(r"[a-f0-9]{64}", encoded):
-        raise ReferenceError(f"invalid digest {digest!r}: sha256 needs 64 lowercase hex digits")
-    if algorithm == "sha512" and not re.fullmatch(r"[a-f0-9]{128}", encoded):
-        raise ReferenceError(f"invalid digest {digest!r}: sha512 needs 128 lowercase hex digits")
-    return digest
+    """The digest rules of digest.py (sha256/sha512 only, lowercase hex of the right length)."""
+    try:
+        return validate(digest)
+    except DigestError as exc:
+        raise ReferenceError(str(exc)) from None
 
 
 def parse_reference(text: str) -> Reference:
@@ -90,6 +105,11 @@ def parse_reference(text: str) -> Reference:
     if not text or text != text.strip() or any(c.isspace() for c in text):
         raise ReferenceError(f"invalid image reference {original!r}: empty or contains whitespace")
 
+    if _ANCHORED_HEX_RE.match(text):
+        # ParseNormalizedNamed refuses it too: 64 hex digits would be mistaken for an image ID.
+        raise ReferenceError(
+            f"invalid image reference {original!r}: a repository name cannot be 64 hex digits"
+        )
     name, at, digest = text.partition("@")
     if at:
         try:
@@ -119,7 +139,7 @@ def parse_reference(text: str) -> Reference:
         except ReferenceError as exc:
             raise ReferenceError(f"invalid image reference {original!r}: {exc}") from None
 
-    if registry in (DEFAULT_REGISTRY, "index.docker.io"):
+    if registry in (DEFAULT_REGISTRY, LEGACY_DOCKER_HUB):
         registry = DEFAULT_REGISTRY
         if "/" not in remainder:
             remainder = f"library/{remainder}"

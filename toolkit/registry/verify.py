@@ -1,9 +1,12 @@
-"""Verify a published tag: an index holding each required platform once, each child really that
-platform — by its config and, with `check_binaries`, by the ELF machine of its entrypoint."""
+"""Verify a published tag: an index holding each required platform, no platform twice (as
+containerd normalises platforms), every entry's descriptor true to the bytes the registry serves,
+each child really its platform — by its config and, with `check_binaries`, by the ELF machine of
+its entrypoint."""
 
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
@@ -12,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .binaries import BinaryCheckError, architecture_matches, inspect_entrypoint
-from .client import RegistryClient
+from .client import FetchedManifest, RegistryClient, RegistryError
 from .manifest import (
     REFERENCE_DIGEST,
     Descriptor,
@@ -20,6 +23,7 @@ from .manifest import (
     ImageManifest,
     ManifestError,
     Platform,
+    compute_digest,
     parse_manifest,
     platform_from_config,
 )
@@ -78,17 +82,31 @@ class VerifyReport:
 
 
 def check_platform_counts(entries: Sequence[Descriptor], required: Sequence[Platform]) -> list[str]:
-    """Pure: each required platform exactly once; attestations must describe a present child."""
+    """Pure: each required platform present; NO platform twice, required or not (a client picks
+    one of two and the other is dead weight or worse); attestations describe a present child.
+
+    Platforms are containerd-normalised (manifest.Platform), so `--platforms linux/arm` finds an
+    arm/v7 child, and arm + arm/v7 children count as one platform twice.
+    """
     problems: list[str] = []
-    platforms = [e.platform for e in entries if _is_platform_entry(e)]
+    children = [e for e in entries if _is_platform_entry(e)]
+    platforms = [e.platform for e in children]
     counts = Counter(platforms)
-    for platform in required:
+    for platform, count in sorted((p, n) for p, n in counts.items() if p is not None and n > 1):
+        which = ", ".join(e.digest for e in children if e.platform == platform)
+        problems.append(
+            f"platform {platform} appears {count} times ({which}); containerd normalises "
+            "arm to arm/v7 and arm64/v8 to arm64, so these are one platform to every client"
+        )
+    for platform in dict.fromkeys(required):
         if counts[platform] == 0:
             present = ", ".join(str(p) for p in platforms if p) or "none"
-            problems.append(f"platform {platform} is missing (present: {present})")
-        elif counts[platform] > 1:
-            problems.append(f"platform {platform} appears {counts[platform]} times")
-    digests = {e.digest for e in entries if _is_platform_entry(e)}
+            problem = f"platform {platform} is missing (present: {present})"
+            fallback = next((p for p in platform.compatible() if counts[p]), None)
+            if fallback is not None:
+                problem += f"; a {platform} client would fall back to the {fallback} image"
+            problems.append(problem)
+    digests = {e.digest for e in children}
     for entry in entries:
         if entry.is_attestation and entry.annotations.get(REFERENCE_DIGEST) not in digests:
             subject = entry.annotations.get(REFERENCE_DIGEST)
@@ -96,6 +114,35 @@ def check_platform_counts(entries: Sequence[Descriptor], required: Sequence[Plat
                 f"attestation {entry.digest} refers to {subject}, which is not in the index"
             )
     return problems
+
+
+def check_descriptor(entry: Descriptor, fetched: FetchedManifest) -> list[str]:
+    """Pure: the index's descriptor against the bytes the registry served for it: size, digest
+    (recomputed here with the descriptor's own algorithm) and media type (image-spec
+    descriptor.md: a descriptor's size and digest MUST match the content; a client that trusts a
+    wrong size rejects the pull)."""
+    problems: list[str] = []
+    if entry.size != len(fetched.raw):
+        problems.append(
+            f"descriptor size {entry.size} but the manifest is {len(fetched.raw)} bytes"
+        )
+    algorithm = entry.digest.partition(":")[0]
+    try:
+        actual = compute_digest(fetched.raw, algorithm)
+    except ManifestError as exc:
+        problems.append(f"descriptor digest {entry.digest}: {exc}")
+    else:
+        if actual != entry.digest:
+            problems.append(f"descriptor digest {entry.digest} but the content is {actual}")
+    if entry.media_type != fetched.media_type:
+        problems.append(
+            f"descriptor media type {entry.media_type} but the manifest is {fetched.media_type}"
+        )
+    return problems
+
+
+# image-spec descriptor.md: the registered algorithms sha256 and sha512, lower-case hex.
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
 
 
 def _is_platform_entry(entry: Descriptor) -> bool:
@@ -125,6 +172,10 @@ def verify_manifest(
     report.problems += check_platform_counts(parsed.manifests, required)
     for entry in parsed.manifests:
         if not _is_platform_entry(entry):
+            # Attestations and other entries: their descriptors must be true too.
+            report.problems += [
+                f"entry {entry.digest}: {p}" for p in _fetch_and_check(client, repository, entry)[1]
+            ]
             continue
         assert entry.platform is not None
         child = ChildReport(entry.digest, entry.platform)
@@ -141,7 +192,10 @@ def _check_child(
     child: ChildReport,
     check_binaries: bool,
 ) -> None:
-    fetched = client.get_manifest(repository, entry.digest)
+    fetched, problems = _fetch_and_check(client, repository, entry)
+    child.problems += problems
+    if fetched is None:
+        return
     try:
         manifest = parse_manifest(fetched.raw, fetched.media_type, where=entry.digest)
         if not isinstance(manifest, ImageManifest):
@@ -158,6 +212,20 @@ def _check_child(
         )
     if check_binaries:
         _check_binary(client, repository, manifest, config_raw, child)
+
+
+def _fetch_and_check(
+    client: RegistryClient, repository: str, entry: Descriptor
+) -> tuple[FetchedManifest | None, list[str]]:
+    """GET the entry's manifest by digest and compare its descriptor with the bytes. A digest
+    that is not `sha256:<64 hex>` / `sha512:<128 hex>` never goes into a URL path."""
+    if not _DIGEST.fullmatch(entry.digest):
+        return None, [f"descriptor digest {entry.digest!r} is not a sha256/sha512 digest"]
+    try:
+        fetched = client.get_manifest(repository, entry.digest)
+    except (RegistryError, ManifestError) as exc:
+        return None, [f"cannot be read: {exc}"]
+    return fetched, check_descriptor(entry, fetched)
 
 
 def _check_binary(

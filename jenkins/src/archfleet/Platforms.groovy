@@ -65,6 +65,19 @@ class Platforms implements Serializable {
         String name = normalise(platform)
         Map entry = (Map) ((Map) table.platforms).get(name)
         if (entry == null) {
+            // containerd's other spellings of a platform ('linux/arm' is arm/v7, 'armhf'),
+            // listed per platform by toolkit.archmap.export() from toolkit/registry/platforms.py.
+            String spelled = platform.toString().trim().toLowerCase()
+            for (Object key : ((Map) table.platforms).keySet()) {
+                List spellings = (List) (((Map) ((Map) table.platforms).get(key)).spellings ?: [])
+                if (spellings.contains(spelled) || spellings.contains(name)) {
+                    name = key.toString()
+                    entry = (Map) ((Map) table.platforms).get(key)
+                    break
+                }
+            }
+        }
+        if (entry == null) {
             throw new IllegalArgumentException(
                 "unknown platform '${platform}' (known: ${known(table).join(', ')})")
         }
