@@ -155,12 +155,16 @@ gitlab-runner install --user {_q(RUNNER_USER)} --working-directory {_q(RUNNER_HO
 # sysvDebianScript) it misreads its own init script — `status_of_proc` prints "... is
 # running" and kardianos' sysv Status only takes output starting with "Running" — so a running
 # service reads as not installed. There, the pid file start-stop-daemon made decides.
+# Where there is no systemd and a System V script, that pid file is asked first —
+# also the cheap answer: no process is started for it on every facts run.
 RUNNER_RUNNING_FUNCTION = r"""runner_running() {
-  gitlab-runner status >/dev/null 2>&1 && return 0
-  [ -f /etc/init.d/gitlab-runner ] || return 1
-  pid=$(cat /var/run/gitlab-runner.pid 2>/dev/null) || return 1
-  case $pid in '' | *[!0-9]*) return 1 ;; esac
-  kill -0 "$pid" 2>/dev/null
+  if [ -f /etc/init.d/gitlab-runner ] && [ ! -d /run/systemd/system ]; then
+    pid=$(cat /var/run/gitlab-runner.pid 2>/dev/null) || return 1
+    case $pid in '' | *[!0-9]*) return 1 ;; esac
+    kill -0 "$pid" 2>/dev/null
+    return
+  fi
+  gitlab-runner status >/dev/null 2>&1
 }
 """
 
