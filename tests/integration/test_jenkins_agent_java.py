@@ -26,12 +26,8 @@ import pytest
 from tests.support.jenkins_fake import FakeJenkins, stored_host_key
 from toolkit.fleet.connect import connect, run_script
 from toolkit.fleet.gather import gather_facts
-from toolkit.fleet.jenkins_agent import (
-    JenkinsNodes,
-    ensure_agent_user_script,
-    ensure_remote_root_script,
-    install_java_script,
-)
+from toolkit.fleet.java import install_java_script
+from toolkit.fleet.jenkins_agent import JenkinsNodes, ensure_agent_user_script
 from toolkit.fleet.jenkins_config import MANUAL_STRATEGY
 from toolkit.fleet.plan import PlanError, plan_jenkins
 from toolkit.inventory import Host, JenkinsSettings, SshSettings
@@ -168,8 +164,6 @@ def test_remote_root_is_created_with_a_hostile_path_quoted(
 ) -> None:
     lab_host, host = java_host
     hostile = "/var/lib/jenkins agent; touch /pwned $(touch /pwned2) 'q\"\nx"
-    code, _, err = run(host, ensure_remote_root_script(hostile, "root"), timeout=60)
-    assert code == 0, err
     code, _, err = run(host, ensure_agent_user_script("jenkins", hostile, None), timeout=60)
     assert code == 0, err
     inside = lab_host.root / hostile.lstrip("/")

@@ -27,8 +27,10 @@ def runner_downloads(
     standin: bytes, arch: str, workdir: Path, roots: Iterable[Path] = ()
 ) -> Iterator[HttpsFiles]:
     """The gitlab-runner stand-in served over https as GitLab's download bucket lays it out
-    (`/v<version>/binaries/gitlab-runner-linux-<arch>`, ONLY under that arch's name, and the
-    release's `release.sha256`), with the test CA trusted in each host root in `roots`."""
+    (gitlab-runner docs/install/bleeding-edge.md "Download any other tagged release":
+    `/v<version>/binaries/gitlab-runner-linux-<arch>`, here ONLY under that arch's name; and
+    `.gitlab/ci/postrelease.gitlab-ci.yml`'s `release.sha256` beside it, sha256sum lines), with
+    the test CA trusted in each host root in `roots`. A path not served is a 404."""
     name = f"gitlab-runner-linux-{arch}"
     sums = f"{hashlib.sha256(standin).hexdigest()}  binaries/{name}\n".encode()
     files = {
@@ -75,15 +77,11 @@ jenkins:
 def runner_processes(host: LabHost) -> list[str]:
     """Command lines of the `gitlab-runner run` processes inside the host's root."""
     found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+    for pid in host.processes():
         try:
-            if (proc / "root").resolve() != host.root.resolve():
-                continue
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
-            continue
+            continue  # gone meanwhile
         text = " ".join(a.decode(errors="replace") for a in argv if a)
         if "gitlab-runner" in text and " run " in f"{text} ":
             found.append(text)

@@ -5,7 +5,6 @@ root with stand-in commands)."""
 
 from __future__ import annotations
 
-import getpass
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -16,7 +15,6 @@ from toolkit.fleet.jenkins_agent import (
     JenkinsAgentError,
     check_node_name,
     ensure_agent_user_script,
-    ensure_remote_root_script,
 )
 from toolkit.fleet.jenkins_config import (
     KNOWN_HOSTS_STRATEGY,
@@ -310,22 +308,11 @@ def sh_syntax_ok(script: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_remote_root_script_quotes_a_hostile_path(tmp_path: Path) -> None:
-    canary = tmp_path / "pwned"
-    hostile = f"{tmp_path}/agent root; touch {canary} $(touch {canary}) `touch {canary}` 'q\"\n"
-    script = ensure_remote_root_script(hostile, getpass.getuser())
-    sh_syntax_ok(script)
-    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    assert Path(hostile).is_dir()
-    assert not canary.exists()
-
-
-def test_remote_root_script_refuses_relative_paths_and_empty_users() -> None:
+def test_agent_user_script_refuses_relative_paths_and_empty_users() -> None:
     with pytest.raises(ValueError, match="absolute path"):
-        ensure_remote_root_script("srv/agent", "jenkins")
-    with pytest.raises(ValueError, match="user name"):
-        ensure_remote_root_script("/srv/agent", "")
+        ensure_agent_user_script("jenkins", "srv/agent", None)
+    with pytest.raises(ValueError, match="user/group name"):
+        ensure_agent_user_script("", "/srv/agent", None)
 
 
 # ---------------------------------------------------------------- the agent's user

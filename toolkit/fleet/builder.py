@@ -1,10 +1,8 @@
 """Host-side scripts for the build tooling: install buildah, docker+buildx or umoci+skopeo from
-the OS packages, and put the CI user in the group it needs. Pure: they return POSIX sh; every value
-that comes from the inventory goes through shlex.quote."""
+the OS packages (the job users' groups: toolkit/fleet/users.py). Pure: they return POSIX sh;
+every value that comes from the inventory goes through shlex.quote."""
 
 from __future__ import annotations
-
-import shlex
 
 from .apt import APT_GET_FUNCTION
 
@@ -59,13 +57,4 @@ def install_builder_script(tool: str) -> str:
         + "\nel".join(branches)
         + "\nelse echo 'no supported package manager (apt-get, dnf, yum, apk)' >&2; exit 3\nfi\n"
         + f"{check} >/dev/null\n"
-    )
-
-
-def add_group_script(user: str, group: str) -> str:
-    u, g = shlex.quote(user), shlex.quote(group)
-    return (
-        "set -e\n"
-        f"getent group {g} >/dev/null || groupadd {g}\n"
-        f"id -nG {u} | tr ' ' '\\n' | grep -qx {g} || usermod -aG {g} {u}\n"
     )

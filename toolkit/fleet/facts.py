@@ -86,7 +86,6 @@ if java=$(command -v java 2>/dev/null); then
 fi
 echo "disk_free_kb=$(df -Pk / | awk 'NR==2 {print $4}')"
 echo "user=$(id -un)"
-echo "login_user=${SUDO_USER:-$(id -un)}"
 echo "groups=$(id -Gn | tr ' ' ',')"
 echo "facts=done"
 """
@@ -123,8 +122,6 @@ class HostFacts:
     disk_free_kb: int = 0
     user: str = ""
     groups: tuple[str, ...] = field(default=())
-    # The SSH login (under sudo, SUDO_USER; `user` is then root).
-    login_user: str = ""
     # gitlab-runner's service: "absent" (no service definition), "stopped", "running"; None
     # when gitlab-runner itself is not installed.
     runner_service: str | None = None
@@ -145,10 +142,6 @@ class HostFacts:
 
     def runner_named(self, name: str) -> RegisteredRunner | None:
         return next((r for r in self.runners if r.name == name), None)
-
-    @property
-    def runner_user_exists(self) -> bool:
-        return self.runner_user_groups is not None
 
 
 def parse_facts(output: str, *, host: str) -> HostFacts:
@@ -194,7 +187,6 @@ def parse_facts(output: str, *, host: str) -> HostFacts:
         disk_free_kb=int(disk) if disk.isdigit() else 0,
         user=one("user") or "",
         groups=tuple(g for g in (one("groups") or "").split(",") if g),
-        login_user=one("login_user") or one("user") or "",
         runner_service=one("runner_service"),
         runner_user_groups=(
             tuple(g for g in runner_user[0].split(",") if g) if runner_user is not None else None

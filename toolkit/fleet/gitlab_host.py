@@ -356,14 +356,6 @@ def install_runner(
     return _check(result, host=host_name, what=f"installing gitlab-runner from {url}")
 
 
-def run_step(
-    connection: Any, host_name: str, script: str, what: str, *, timeout: float = 120
-) -> CommandResult:
-    """Run one gitlab-runner host step; a failure names the host and the step."""
-    result = run_script(connection, script, timeout=timeout, host=host_name)
-    return _check(result, host=host_name, what=what)
-
-
 def register_runner(
     connection: Any,
     host_name: str,

@@ -29,7 +29,6 @@ from jenkinsapi.jenkins import Jenkins
 from jenkinsapi.node import Node
 
 from ..inventory import JenkinsSettings
-from . import java
 from .errors import JenkinsAgentError
 from .jenkins_config import (
     MANAGED_DESCRIPTION,
@@ -50,8 +49,6 @@ __all__ = [
     "NodeOutcome",
     "check_node_name",
     "ensure_agent_user_script",
-    "ensure_remote_root_script",
-    "install_java_script",
     "node_config_xml",
 ]
 
@@ -464,22 +461,6 @@ def _reason(exc: BaseException, credentials_hint: str) -> str:
 
 
 # ---------------------------------------------------------------------- host side (pure)
-
-
-def install_java_script(major: int, package: str, manager: str) -> str:
-    """POSIX sh that gives the host Java `major`+ on PATH (see toolkit/fleet/java.py)."""
-    return java.install_java_script(major, package, manager)
-
-
-def ensure_remote_root_script(path: str, user: str) -> str:
-    """POSIX sh: the agent's remote root exists and belongs to `user` (kept for callers that
-    manage the user themselves; `ensure_agent_user_script` does the whole job)."""
-    if not path.startswith("/"):
-        raise ValueError(f"remote root {path!r}: expected an absolute path")
-    if not user or "\n" in user or "\x00" in user or "\x00" in path:
-        raise ValueError(f"agent user {user!r}: expected a user name")
-    p, u = shlex.quote(path), shlex.quote(user)
-    return f"set -e\nmkdir -p -- {p}\nchown -- {u} {p}\n"
 
 
 def ensure_agent_user_script(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from ..archmap import runner_tag
 from ..inventory import GitLabSettings, Host, Inventory, JenkinsSettings
-from .facts import HostFacts
+from .facts import HostFacts, RegisteredRunner
 from .gitlab_host import RUNNER_HOME, RUNNER_USER, runner_binary_name
 
 
@@ -191,6 +191,13 @@ def plan_runner_host(
     return changes
 
 
+def stale_registration(registered: RegisteredRunner, server: RunnerState | None) -> bool:
+    """The host's config.toml entry points at a runner GitLab no longer has for this host
+    (deleted on GitLab, or GitLab lists another id for it): `unregister` would get 403 and
+    exit fatally; `verify --delete` drops it."""
+    return server is None or registered.id != str(server.id)
+
+
 def plan_gitlab(
     host: Host,
     facts: HostFacts,
@@ -207,9 +214,7 @@ def plan_gitlab(
     changes = plan_runner_host(facts, gitlab, job_user)
     upgrading = bool(facts.gitlab_runner) and facts.gitlab_runner != gitlab.runner_version
     registered = facts.runner_named(host.name)
-    # The host's entry points at a runner GitLab no longer has for this host (deleted on
-    # GitLab, or GitLab lists another id for this host): `unregister` would fail with 403.
-    stale = registered is not None and (server is None or registered.id != str(server.id))
+    stale = registered is not None and stale_registration(registered, server)
     if server is None or registered is None or rotate_token or stale:
         if stale and registered is not None:
             changes.append(

@@ -22,7 +22,15 @@ from . import builder, gitlab_host
 from .connect import connect, run_script
 from .facts import HostFacts
 from .gather import read_facts
-from .plan import Change, HostPlan, NodeState, RunnerState, job_user_needs, plan_host
+from .plan import (
+    Change,
+    HostPlan,
+    NodeState,
+    RunnerState,
+    job_user_needs,
+    plan_host,
+    stale_registration,
+)
 from .users import ensure_job_user_script
 
 if TYPE_CHECKING:
@@ -261,9 +269,6 @@ class _Step:
     def script(self, script: str, what: str) -> None:
         _script(self.connection, self.host, script, what)
 
-    def runner_step(self, script: str, what: str) -> None:
-        gitlab_host.run_step(self.connection, self.host.name, script, what, timeout=self.timeout)
-
 
 def _apply(
     plan: HostPlan,
@@ -316,27 +321,25 @@ def _ensure_runner_user(step: _Step) -> None:
 
 
 def _install_runner_service(step: _Step) -> None:
-    step.runner_step(gitlab_host.install_service_script(), "gitlab-runner install")
+    step.script(gitlab_host.install_service_script(), "gitlab-runner install")
 
 
 def _start_runner_service(step: _Step) -> None:
-    step.runner_step(gitlab_host.service_script("start"), "gitlab-runner start")
+    step.script(gitlab_host.service_script("start"), "gitlab-runner start")
 
 
 def _restart_runner_service(step: _Step) -> None:
-    step.runner_step(gitlab_host.service_script("restart"), "gitlab-runner restart")
+    step.script(gitlab_host.service_script("restart"), "gitlab-runner restart")
 
 
 def _set_runner_concurrent(step: _Step) -> None:
     concurrent = int(step.change.arg("concurrent"))
-    step.runner_step(
-        gitlab_host.set_concurrent_script(concurrent), f"setting concurrent = {concurrent}"
-    )
+    step.script(gitlab_host.set_concurrent_script(concurrent), f"setting concurrent = {concurrent}")
 
 
 def _verify_delete_runner(step: _Step) -> None:
     name = step.host.name
-    step.runner_step(
+    step.script(
         gitlab_host.verify_delete_script(name), f"gitlab-runner verify --delete --name {name}"
     )
 
@@ -382,7 +385,7 @@ def _fix_runner_config_mode(step: _Step) -> None:
 
 
 def _install_java(step: _Step) -> None:
-    from .jenkins_agent import install_java_script
+    from .java import install_java_script
 
     change = step.change
     script = install_java_script(
@@ -472,18 +475,17 @@ def deprovision_host(
             runner = _runner_of(sides, host, facts, state.runner)
             registered = facts.runner_named(host.name)
             timeout = host.ssh.command_timeout
-            if registered and (runner is None or str(runner.id) != registered.id):
+            if registered and stale_registration(registered, runner):
                 # GitLab no longer has it: `unregister` would get 403 and exit fatally.
                 steps.append(
                     (
                         f"verify-delete-runner: runner #{registered.id or '?'} is gone from "
                         "GitLab; drop it from config.toml",
-                        lambda: gitlab_host.run_step(
+                        lambda: _script(
                             connection,
-                            host.name,
+                            host,
                             gitlab_host.verify_delete_script(host.name),
                             f"gitlab-runner verify --delete --name {host.name}",
-                            timeout=timeout,
                         ),
                     )
                 )
