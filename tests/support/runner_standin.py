@@ -1021,10 +1021,15 @@ cmd_run() {
   if [ -n "$wd" ]; then
     cd "$wd" 2>/dev/null || fatal "Service run failed" "error=chdir $wd: no such file or directory"
   fi
+  # The file's modification time with its nanoseconds, taken BEFORE reading it, as
+  # common/config.go LoadConfig keeps info.ModTime() and commands/multi.go compares it
+  # (time.Time, ns): a second write within the same second must not be missed.
+  modtime() { stat -c %y "$config" 2>/dev/null || echo 0; }
   reload() {
+    seen=$(modtime)
     if load_config "$config"; then
       system_id=$(system_id_for "$config")
-      mtime=$(stat -c %Y "$config" 2>/dev/null || echo 0)
+      mtime=$seen
       log info "Configuration loaded" "builds=0" "max_builds=$g_concurrent"
       # checkConfigConcurrency
       [ "$g_concurrent" -lt "$n_runners" ] 2>/dev/null &&
@@ -1044,7 +1049,7 @@ cmd_run() {
     now=$(date +%s)
     if [ $((now - checked)) -ge 3 ]; then
       checked=$now
-      [ "$(stat -c %Y "$config" 2>/dev/null || echo 0)" != "$mtime" ] && reload
+      [ "$(modtime)" != "$mtime" ] && reload
     fi
     # GetCheckInterval: check_interval seconds when > 0, else common.CheckInterval (3 s).
     interval=$g_check_interval
