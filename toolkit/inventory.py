@@ -23,12 +23,16 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .archmap import UNAME_TO_PLATFORM
+from .fleet.pins import VERSION_PATTERN, check_lock, wheel_version
 from .registry.manifest import Platform
 
 if TYPE_CHECKING:
     import jsonschema
 
-ROLES = ("gitlab-runner", "jenkins-agent")
+# merge-tool: the pinned archfleet command on the host (a Jenkins merge agent's `archfleet`).
+ROLES = ("gitlab-runner", "jenkins-agent", "merge-tool")
+# What each role needs at the top level of the file.
+ROLE_SECTIONS = {"gitlab-runner": "gitlab", "jenkins-agent": "jenkins", "merge-tool": "archfleet"}
 RUNNER_TYPES = ("instance_type", "group_type", "project_type")
 BUILDERS = ("buildah", "docker", "umoci")
 # gitlab-runner is pinned: a release that exists (gitlab-org/gitlab-runner tag v19.3.0), its
@@ -197,6 +201,50 @@ SCHEMA: dict[str, Any] = {
                 },
             },
         },
+        "archfleet": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["version", "wheel", "sha256"],
+            "description": "the archfleet tool that hosts with the merge-tool role get, pinned: "
+            "a wheel and its sha256, its dependencies from a hash-checked lock",
+            "properties": {
+                "version": {
+                    "type": "string",
+                    "pattern": VERSION_PATTERN,
+                    "description": "the version the wheel is (what `archfleet --version` says)",
+                },
+                "wheel": {
+                    "type": "string",
+                    "pattern": r"^[^\s]+$",
+                    "description": "https:// URL of archfleet-<version>-….whl, or a path on this "
+                    "machine (relative to this file's directory), uploaded over SFTP",
+                },
+                "sha256": {
+                    "type": "string",
+                    "pattern": r"^[a-f0-9]{64}$",
+                    "description": "sha256 of the wheel (sha256sum); checked before pip sees it",
+                },
+                "requirements": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "the dependencies' lock, name==version --hash=sha256:… lines "
+                    "(default: the one archfleet ships, ci-templates/image/requirements.txt); "
+                    "a path relative to this file's directory",
+                },
+                "index_url": {
+                    "type": "string",
+                    "pattern": r"^[^\s]+$",
+                    "description": "https:// package index (PEP 503) for the dependencies "
+                    "(default: the host's pip configuration)",
+                },
+                "find_links": {
+                    "type": "string",
+                    "pattern": r"^[^\s]+$",
+                    "description": "https:// page of links to the dependencies' wheels, searched "
+                    "besides the index",
+                },
+            },
+        },
         "hosts": {
             "type": "array",
             "minItems": 1,
@@ -329,6 +377,33 @@ class JenkinsSettings:
 
 
 @dataclass(frozen=True)
+class ArchfleetSettings:
+    """The pinned archfleet for merge-tool hosts (toolkit/fleet/merge_tool.py installs it)."""
+
+    version: str
+    # An https:// URL, or an absolute path on this machine (the inventory's relative path,
+    # resolved against its directory).
+    wheel: str
+    sha256: str
+    requirements: Path
+    index_url: str | None = None
+    find_links: str | None = None
+
+    @property
+    def wheel_url(self) -> str | None:
+        return self.wheel if "://" in self.wheel else None
+
+    @property
+    def wheel_path(self) -> Path | None:
+        return None if self.wheel_url else Path(self.wheel)
+
+    @property
+    def wheel_name(self) -> str:
+        """The wheel's file name: pip needs it to be one, so the download is saved under it."""
+        return self.wheel.rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
 class Host:
     name: str
     address: str
@@ -350,6 +425,7 @@ class Inventory:
     builder: BuilderSettings
     gitlab: GitLabSettings | None = None
     jenkins: JenkinsSettings | None = None
+    archfleet: ArchfleetSettings | None = None
 
     def limited(self, names: Iterable[str]) -> Inventory:
         """Only the named hosts (`--limit a,b`); an unknown name is an error, not a no-op."""
@@ -591,11 +667,13 @@ def parse(data: Any, path: Path, text: str = "") -> Inventory:
     for section, key in ((gitlab, "tags"), (jenkins, "labels")):
         if key in section:
             section[key] = tuple(section[key])
+    tool = data.get("archfleet")
     return Inventory(
         path=path,
         builder=BuilderSettings(**data.get("builder", {})),
         gitlab=GitLabSettings(**gitlab) if gitlab else None,
         jenkins=JenkinsSettings(**jenkins) if jenkins else None,
+        archfleet=_archfleet(tool, path) if tool else None,
         hosts=tuple(
             Host(
                 name=h["name"],
@@ -630,7 +708,7 @@ def _cross_checks(data: Mapping[str, Any], path: Path, lines: _Lines) -> list[st
                 )
             )
         seen.setdefault(host["name"], index)
-        for role, section in (("gitlab-runner", "gitlab"), ("jenkins-agent", "jenkins")):
+        for role, section in ROLE_SECTIONS.items():
             if role in host["roles"] and section not in data:
                 problems.append(
                     at(
@@ -662,6 +740,7 @@ def _cross_checks(data: Mapping[str, Any], path: Path, lines: _Lines) -> list[st
         if problem:
             problems.append(at((*where, "jump_host"), problem))
     problems += _gitlab_checks(data.get("gitlab"), at)
+    problems += _archfleet_checks(data.get("archfleet"), path, at)
     for section in ("gitlab", "jenkins"):
         settings = data.get(section) or {}
         url = str(settings.get("url", ""))
@@ -705,6 +784,136 @@ def _gitlab_checks(
             )
         )
     return problems
+
+
+def shipped_lock() -> Path:
+    """The lock of archfleet's own runtime dependencies that ships in the package (the tool
+    image installs from it too): ci-templates/image/requirements.txt."""
+    from .resources import data_path
+
+    return data_path("ci-templates") / "image" / "requirements.txt"
+
+
+def _local(value: str, inventory: Path) -> Path:
+    """A path the inventory gives: `~` expanded, relative to the inventory's directory."""
+    given = Path(os.path.expanduser(value))
+    return given if given.is_absolute() else (inventory.parent / given).absolute()
+
+
+def _archfleet(data: Mapping[str, Any], inventory: Path) -> ArchfleetSettings:
+    wheel = str(data["wheel"])
+    given = data.get("requirements")
+    return ArchfleetSettings(
+        version=data["version"],
+        wheel=wheel if "://" in wheel else str(_local(wheel, inventory)),
+        sha256=data["sha256"],
+        requirements=_local(given, inventory) if given else shipped_lock(),
+        index_url=data.get("index_url"),
+        find_links=data.get("find_links"),
+    )
+
+
+def _https_problem(url: str, what: str) -> str | None:
+    """None for a plain https URL; else what is wrong. No credentials and no query: they would
+    be secrets on the host's command lines and in our error messages (so a URL with
+    credentials is shown without them)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        shown = url.replace(parts.netloc, "…@" + parts.netloc.rpartition("@")[2], 1)
+        return (
+            f"{shown!r} holds credentials: expected a URL without user:password@ (put them in "
+            "the host's pip.conf or ~/.netrc, which never reach a command line)"
+        )
+    if not url.startswith("https://"):
+        return f"{url!r}: expected an https:// URL ({what} is downloaded on the host over https)"
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        return f"{url!r} has a query or fragment: expected a plain https://host/path URL"
+    if not parts.hostname:
+        return f"{url!r} names no host: expected https://host/path"
+    return None
+
+
+def _archfleet_checks(
+    tool: Mapping[str, Any] | None,
+    path: Path,
+    at: Callable[[tuple[str | int, ...], str], str],
+) -> list[str]:
+    """The wheel (https URL or an existing file, named archfleet-<version>-….whl, with the
+    sha256 given when it is local), the lock (every line pinned and hashed), https indexes."""
+    import hashlib
+
+    if not tool:
+        return []
+    problems = []
+    version, wheel, sha256 = tool["version"], str(tool["wheel"]), tool["sha256"]
+    where = ("archfleet", "wheel")
+    name = wheel.rstrip("/").rsplit("/", 1)[-1]
+    named = wheel_version(name, "archfleet")
+    problem = _https_problem(wheel, "the wheel") if "://" in wheel else None
+    if problem:
+        problems.append(at(where, problem))
+    elif named is None:
+        problems.append(
+            at(where, f"{name!r} is not a wheel of archfleet: expected archfleet-{version}-….whl")
+        )
+    elif named != version:
+        problems.append(
+            at(
+                where,
+                f"{name!r} is archfleet {named}, but archfleet.version is {version}: expected "
+                f"archfleet-{version}-….whl (or the version of this wheel)",
+            )
+        )
+    if "://" not in wheel:
+        local = _local(wheel, path)
+        try:
+            digest = hashlib.sha256(local.read_bytes()).hexdigest()
+        except OSError as exc:
+            problems.append(
+                at(
+                    where,
+                    f"cannot read the wheel {local} ({exc.strerror or exc}): expected an "
+                    "https:// URL or an existing file",
+                )
+            )
+        else:
+            if digest != sha256:
+                problems.append(
+                    at(
+                        ("archfleet", "sha256"),
+                        f"{local} has sha256 {digest}, not {sha256}: expected the sha256 of "
+                        "the wheel (sha256sum)",
+                    )
+                )
+    for key in ("index_url", "find_links"):
+        if key in tool:
+            problem = _https_problem(str(tool[key]), "every dependency")
+            if problem:
+                problems.append(at(("archfleet", key), problem))
+    problems += _lock_problems(tool, path, at)
+    return problems
+
+
+def _lock_problems(
+    tool: Mapping[str, Any], path: Path, at: Callable[[tuple[str | int, ...], str], str]
+) -> list[str]:
+    from .resources import ResourceError
+
+    given = tool.get("requirements")
+    where = ("archfleet", "requirements") if given else ("archfleet",)
+    try:
+        lock = _local(given, path) if given else shipped_lock()
+        text = lock.read_text(encoding="utf-8")
+    except ResourceError as exc:
+        return [at(where, f"no archfleet.requirements given and {exc}")]
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        which = "" if given else " (no archfleet.requirements given: the shipped lock)"
+        return [at(where, f"cannot read the lock {lock}{which} ({reason})")]
+    check = check_lock(text)
+    return [at(where, f"{lock}:{line}: {problem}") for line, problem in check.problems]
 
 
 def runner_type_of(gitlab: Mapping[str, Any]) -> str:

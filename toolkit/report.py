@@ -323,6 +323,10 @@ def facts_json(name: str, facts: HostFacts | None, error: str | None) -> dict[st
         "runners": [{"id": r.id, "name": r.name} for r in facts.runners],
         "java": facts.java,
         "diskFreeKb": facts.disk_free_kb,
+        # The merge-tool role's archfleet: its `--version` (None: not installed, or broken).
+        "archfleet": facts.archfleet,
+        "archfleetBroken": facts.archfleet_venv and facts.archfleet is None,
+        "python3": facts.python3,
     }
 
 
@@ -330,13 +334,14 @@ def facts_table(outcomes: Sequence[Outcome[HostFacts]]) -> None:
     from rich.table import Table
 
     table = Table(title="fleet facts", title_justify="left")
-    for column in ("host", "arch", "os", "builder", "gitlab-runner", "java", "emulates", "result"):
+    columns = ("host", "arch", "os", "builder", "gitlab-runner", "java", "archfleet", "emulates")
+    for column in (*columns, "result"):
         table.add_column(column)
     for outcome in outcomes:
         facts = outcome.value
         if facts is None:
             table.add_row(
-                outcome.host.name, "-", "-", "-", "-", "-", "-", f"[red]{outcome.error}[/]"
+                outcome.host.name, "-", "-", "-", "-", "-", "-", "-", f"[red]{outcome.error}[/]"
             )
             continue
         builders = [
@@ -356,6 +361,7 @@ def facts_table(outcomes: Sequence[Outcome[HostFacts]]) -> None:
             builder,
             facts.gitlab_runner or "-",
             facts.java or "-",
+            facts.archfleet or ("[yellow]broken[/]" if facts.archfleet_venv else "-"),
             ", ".join(e.removeprefix("qemu-") for e in facts.emulators) or "no",
             "[green]ok[/]",
         )
@@ -384,6 +390,8 @@ def fleet_summary(
             extra.append(f"runner {'online' if host.runner_online else 'offline'}")
         if host.runner_service not in (None, "running"):
             extra.append(f"[yellow]runner service {host.runner_service}[/]")
+        if host.archfleet:
+            extra.append(f"archfleet {host.archfleet}")
         if host.emulates:
             extra.append("can emulate")
         table.add_row(

@@ -29,8 +29,9 @@ def test_example_inventory_loads_with_defaults_and_overrides() -> None:
     assert (amd.name, amd.declared_arch, amd.roles) == (
         "build-amd64-1",
         "amd64",
-        ("gitlab-runner", "jenkins-agent"),
+        ("gitlab-runner", "jenkins-agent", "merge-tool"),
     )
+    assert arm.roles == ("gitlab-runner", "jenkins-agent")
     assert amd.ssh.port == 22 and arm.ssh.port == 2222
     assert arm.ssh.user == "ci" and arm.ssh.key is not None and arm.ssh.key.is_absolute()
     assert arm.tags == ("graviton",)
@@ -130,7 +131,8 @@ def test_limit() -> None:
             hosts:
               - {name: a, address: h, roles: [builder]}
             """,
-            "hosts[0].roles[0]: expected one of gitlab-runner, jenkins-agent; got 'builder'",
+            "hosts[0].roles[0]: expected one of gitlab-runner, jenkins-agent, merge-tool; "
+            "got 'builder'",
         ),
     ],
 )

@@ -37,12 +37,26 @@ def node_state(name: str, labels: tuple[str, ...], executors: int) -> NodeState:
 
 
 def facts(machine: str, **extra: object) -> HostFacts:
-    # Debian 13 unless a test says otherwise: it has a Java 21 package for the agents.
-    base = parse_facts(f"machine={machine}\nos_id=debian\nos_version=13\nfacts=done\n", host="h")
+    # Debian 13 unless a test says otherwise: it has a Java 21 package for the agents, and
+    # apt-get for python3-venv.
+    base = parse_facts(
+        f"machine={machine}\nos_id=debian\nos_version=13\napt_get=yes\nfacts=done\n", host="h"
+    )
     return replace(base, **extra)  # type: ignore[arg-type]
 
 
+# examples/inventory.yml's archfleet: section.
+ARCHFLEET_SHA256 = "3f0a1c5e9b7d2a4c6e8f0b1d3a5c7e9f1b3d5a7c9e1f3b5d7a9c1e3f5b7d9a1c"
+MERGE_TOOL_PROVISIONED = dict(
+    archfleet="0.1.0",
+    archfleet_venv=True,
+    archfleet_wheel_sha256=ARCHFLEET_SHA256,
+    archfleet_linked=True,
+    python3="3.13.5",
+    python3_venv=True,
+)
 PROVISIONED = dict(
+    **MERGE_TOOL_PROVISIONED,
     buildah="1.28",
     skopeo="1.9.3",
     gitlab_runner="19.3.0",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .connect import ConnectError
 from .facts import FactsError
 from .gitlab_host import RunnerHostError
+from .merge_tool import MergeToolError
 from .plan import PlanError
 from .provision import ApplyError
 
@@ -29,6 +30,7 @@ HOST_ERRORS: tuple[type[Exception], ...] = (
     PlanError,
     ApplyError,
     RunnerHostError,
+    MergeToolError,
     GitLabRunnerError,
     JenkinsAgentError,
     ValueError,

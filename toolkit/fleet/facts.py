@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from ..archmap import ArchError, platform_for_uname
 from ..registry.manifest import Platform
 from .gitlab_host import RUNNER_RUNNING_FUNCTION
+from .merge_tool import FACTS_FRAGMENT as MERGE_TOOL_FACTS
+from .merge_tool import parse_version
 
 FACTS_SCRIPT = (
     r"""
@@ -87,7 +89,9 @@ fi
 echo "disk_free_kb=$(df -Pk / | awk 'NR==2 {print $4}')"
 echo "user=$(id -un)"
 echo "groups=$(id -Gn | tr ' ' ',')"
-echo "facts=done"
+"""
+    + MERGE_TOOL_FACTS
+    + """echo "facts=done"
 """
 )
 
@@ -129,6 +133,18 @@ class HostFacts:
     runner_user_groups: tuple[str, ...] | None = None
     runner_user_subids: bool = False
     runner_concurrent: int | None = None
+    # The merge-tool role's archfleet (toolkit/fleet/merge_tool.py): the version its
+    # `--version` says (None: not installed, or it does not run), whether its virtualenv is
+    # there at all (there but no version: broken), the sha256 of the wheel it was made from,
+    # and whether `archfleet` on PATH is our link to it.
+    archfleet: str | None = None
+    archfleet_venv: bool = False
+    archfleet_wheel_sha256: str | None = None
+    archfleet_linked: bool = False
+    # python3's version, and whether it can make a virtualenv (venv + ensurepip).
+    python3: str | None = None
+    python3_venv: bool = False
+    apt_get: bool = False
 
     @property
     def arch(self) -> str:
@@ -193,4 +209,11 @@ def parse_facts(output: str, *, host: str) -> HostFacts:
         ),
         runner_user_subids=one("runner_user_subids") == "yes",
         runner_concurrent=int(concurrent) if concurrent.isdigit() else None,
+        archfleet=parse_version(one("archfleet")),
+        archfleet_venv=one("archfleet_venv") == "yes",
+        archfleet_wheel_sha256=one("archfleet_wheel_sha256"),
+        archfleet_linked=one("archfleet_linked") == "yes",
+        python3=one("python3"),
+        python3_venv=one("python3_venv") == "yes",
+        apt_get=one("apt_get") == "yes",
     )

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..archmap import runner_tag
-from ..inventory import GitLabSettings, Host, Inventory, JenkinsSettings
+from ..inventory import ArchfleetSettings, GitLabSettings, Host, Inventory, JenkinsSettings
 from .facts import HostFacts, RegisteredRunner
 from .gitlab_host import RUNNER_HOME, RUNNER_USER, runner_binary_name
+from .merge_tool import COMMAND, LINK, VENV
 
 
 class PlanError(ValueError):
@@ -363,6 +364,60 @@ def plan_jenkins(
     return changes, labels
 
 
+def plan_merge_tool(host: Host, facts: HostFacts, tool: ArchfleetSettings) -> list[Change]:
+    """The pinned archfleet (toolkit/fleet/merge_tool.py): installed when absent or broken,
+    replaced when the inventory pins another version (or another wheel of it: the sha256 its
+    virtualenv records), linked onto PATH when only the link is missing; else nothing."""
+    installed = facts.archfleet
+    recorded = facts.archfleet_wheel_sha256
+    other_wheel = recorded is not None and recorded != tool.sha256
+    if installed == tool.version and not other_wheel:
+        if facts.archfleet_linked:
+            return []
+        return [Change("link-merge-tool", f"link {LINK} -> {COMMAND} (archfleet on PATH)")]
+    changes: list[Change] = []
+    if not facts.python3_venv:
+        has = f"python3 {facts.python3} without venv" if facts.python3 else "no python3"
+        if not facts.apt_get:
+            raise PlanError(
+                f"{host.name}: archfleet needs python3 with its venv module (and ensurepip), the "
+                f"host has {has}, and no apt-get to install it: install python3 (3.11+) with "
+                "venv, then run again"
+            )
+        packages = "python3-venv" if facts.python3 else "python3 python3-venv"
+        changes.append(
+            Change(
+                "install-python-venv",
+                f"install {packages} (apt-get): archfleet gets a virtualenv, the host has {has}",
+                (("packages", packages),),
+            )
+        )
+    if installed is None:
+        verb = (
+            f"reinstall archfleet {tool.version} ({VENV} is there but does not run)"
+            if facts.archfleet_venv
+            else f"install archfleet {tool.version}"
+        )
+    elif installed != tool.version:
+        verb = f"upgrade archfleet {installed} -> {tool.version}"
+    else:
+        verb = (
+            f"reinstall archfleet {tool.version} (the inventory pins another wheel of it: "
+            f"sha256 {tool.sha256[:12]}…, installed from {(recorded or '')[:12]}…)"
+        )
+    source = tool.wheel_url or f"{tool.wheel_path}, uploaded"
+    index = f" from {tool.index_url}" if tool.index_url else ""
+    changes.append(
+        Change(
+            "install-merge-tool",
+            f"{verb} into {VENV} ({source}, sha256 {tool.sha256[:12]}…; dependencies from "
+            f"{tool.requirements.name}{index} with --require-hashes), {LINK} on PATH",
+            (("version", tool.version), ("sha256", tool.sha256), ("wheel", tool.wheel)),
+        )
+    )
+    return changes
+
+
 def plan_host(
     inventory: Inventory,
     host: Host,
@@ -374,7 +429,12 @@ def plan_host(
     host_key: str | None = None,
 ) -> HostPlan:
     check_native(host, facts)
-    changes = plan_builder(inventory, facts)
+    # The builder is for the hosts that build; a merge-tool-only host merges on the registry.
+    builds = host.has_role("gitlab-runner") or host.has_role("jenkins-agent")
+    changes = plan_builder(inventory, facts) if builds else []
+    if host.has_role("merge-tool") and inventory.archfleet:
+        # Before the runner and the agent: once those are online, jobs may need the tool.
+        changes += plan_merge_tool(host, facts, inventory.archfleet)
     tags: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
     if host.has_role("gitlab-runner") and inventory.gitlab:

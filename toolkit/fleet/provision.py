@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..inventory import Host, Inventory
-from . import builder, gitlab_host
+from . import builder, gitlab_host, merge_tool
 from .connect import connect, run_script
 from .facts import HostFacts
 from .gather import read_facts
@@ -161,6 +161,9 @@ class HostReport:
     # node (an SSH agent takes a while to launch, so "not yet" is normal); otherwise the
     # state before this run, as runners-status reports it.
     agent_online: bool | None = None
+    # The archfleet command the host had before this run (facts: `archfleet --version`);
+    # None: none, or it does not run.
+    archfleet: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -176,6 +179,7 @@ class HostReport:
             "runnerOnline": self.runner_online,
             "runnerService": self.runner_service,
             "agentOnline": self.agent_online,
+            "archfleet": self.archfleet,
         }
 
 
@@ -211,6 +215,7 @@ def provision_host(
             planned=[str(c) for c in plan.changes],
             runner_tags=plan.runner_tags,
             agent_labels=plan.agent_labels,
+            archfleet=facts.archfleet,
         )
         # Online as the servers saw it before this run: what runners-status reports.
         if sides.runners and host.has_role("gitlab-runner"):
@@ -394,6 +399,21 @@ def _install_java(step: _Step) -> None:
     step.script(script, f"installing Java {change.arg('major')}")
 
 
+def _install_python_venv(step: _Step) -> None:
+    merge_tool.install_python(
+        step.connection, step.host, step.change.arg("packages"), timeout=step.timeout
+    )
+
+
+def _install_merge_tool(step: _Step) -> None:
+    assert step.inventory.archfleet is not None
+    merge_tool.install(step.connection, step.host, step.inventory.archfleet, timeout=step.timeout)
+
+
+def _link_merge_tool(step: _Step) -> None:
+    merge_tool.link(step.connection, step.host, timeout=step.timeout)
+
+
 def _ensure_node(step: _Step) -> NodeOutcome:
     assert step.servers.nodes is not None and step.inventory.jenkins is not None
     from .jenkins_agent import ensure_agent_user_script
@@ -438,6 +458,9 @@ _APPLIERS: dict[str, Callable[[_Step], NodeOutcome | None]] = {
     "start-runner-service": _start_runner_service,
     "restart-runner-service": _restart_runner_service,
     "install-java": _install_java,
+    "install-python-venv": _install_python_venv,
+    "install-merge-tool": _install_merge_tool,
+    "link-merge-tool": _link_merge_tool,
     "create-node": _ensure_node,
     "update-node": _ensure_node,
 }

@@ -1,6 +1,10 @@
 """Tasks on the fleet over SSH: fleet-facts, provision-runners, runners-status,
 deprovision-runners. Thin: load the inventory, connect the servers, run per host in
-parallel, print the per-host summary; exit 0 only when every host succeeded."""
+parallel, print the per-host summary; exit 0 only when every host succeeded.
+
+provision-runners also installs the pinned archfleet on hosts with the merge-tool role
+(toolkit/fleet/merge_tool.py); runners-status reports its version (JSON `archfleet`).
+deprovision-runners leaves it installed: it removes registrations, not tools."""
 
 from __future__ import annotations
 
@@ -197,7 +201,9 @@ def provision_runners(
     no_jenkins: bool = False,
     accept_new_host_keys: bool = False,
 ) -> None:
-    """Make each host a native runner/agent tagged with its real arch (plan, then apply)."""
+    """Native runners/agents tagged with their real arch, pinned archfleet on merge-tool hosts.
+
+    Plan, then apply; --dry-run prints the plan."""
     from ..fleet.provision import provision_host
 
     fleet = _load(inventory, limit, accept_new_host_keys)
