@@ -1,5 +1,5 @@
 # --- common: messages, lists, options, registry login ---------------------------------------
-# POSIX sh (dash, busybox ash): the job images differ (docker:cli is Alpine, python is Debian).
+# POSIX sh (dash, busybox ash): the job images differ (docker:cli is Alpine; the tool image is not).
 
 archfleet_fail() {
   printf 'archfleet: error: %s\n' "$*" >&2
@@ -113,12 +113,4 @@ archfleet_login() {
   printenv "$archfleet_secret_var" | "$@" "$archfleet_host" >/dev/null \
     || archfleet_fail "login to $archfleet_host as $archfleet_user failed (password from \$$archfleet_secret_var, not shown)"
   archfleet_note "logged in to $archfleet_host as $archfleet_user (password from \$$archfleet_secret_var)"
-}
-
-archfleet_ensure_archfleet() {
-  if [ -n "${ARCHFLEET_INSTALL:-}" ]; then
-    sh -c "$ARCHFLEET_INSTALL" >&2 || archfleet_fail "installing archfleet failed: $ARCHFLEET_INSTALL"
-  fi
-  command -v archfleet >/dev/null 2>&1 \
-    || archfleet_fail "archfleet is not on PATH: set archfleet_install, or archfleet_image to an image that has it"
 }

@@ -4,10 +4,14 @@ evaluated), for several input sets; plus `check-jsonschema --builtin-schema vend
 
 gitlab-ci-local ignores `tags:`; GitLab expands CI/CD variables in them from the job's
 variables, so the tests expand them the same way (string.Template, unknown names left as is).
+It also ignores `spec:inputs:regex` (tests/unit/test_ci_templates_tool.py checks those), so the
+committed templates' placeholder image gets through here; the `image:` of every job is asserted
+on the preview, for the committed files and for the files as publish-templates renders them.
 """
 
 from __future__ import annotations
 
+import re
 import string
 import subprocess
 import sys
@@ -18,8 +22,16 @@ import pytest
 import yaml
 
 from tests.support import gitlab_ci_local as gcl
-from toolkit import archmap
-from toolkit.ci_templates import COMPONENT_PATH, INCLUDE_PATH, arch_jobs, default_root
+from toolkit import __version__, archmap
+from toolkit.ci_templates import (
+    COMPONENT_PATH,
+    INCLUDE_PATH,
+    UNPUBLISHED_TOOL_IMAGE,
+    arch_jobs,
+    default_root,
+    published_files,
+    render_tool_image_default,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -29,24 +41,55 @@ ALL_ARCHES = [job.arch for job in arch_jobs()]
 PUSH_MAIN = {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_REF_PROTECTED": "false"}
 MR = {"CI_PIPELINE_SOURCE": "merge_request_event", "CI_COMMIT_REF_PROTECTED": "false"}
 PROTECTED = {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_REF_PROTECTED": "true"}
+TOOL_IMAGE = render_tool_image_default(
+    "registry.example.com/platform/archfleet-ci", __version__, "sha256:" + "ab" * 32
+)
+TOOL_JOBS = ("archfleet-preflight", "archfleet-merge", "archfleet-release", "archfleet-verify")
 
 
-def component_project(tmp_path: Path, inputs: dict[str, Any] | None = None) -> Path:
+def component_project(
+    tmp_path: Path, inputs: dict[str, Any] | None = None, *, component: str | None = None
+) -> Path:
     include: dict[str, Any] = {"local": COMPONENT_PATH}
     if inputs:
         include["inputs"] = inputs
     return gcl.make_project(
         tmp_path / "project",
         {
-            COMPONENT_PATH: (ROOT / COMPONENT_PATH).read_text(encoding="utf-8"),
+            COMPONENT_PATH: component or (ROOT / COMPONENT_PATH).read_text(encoding="utf-8"),
             ".gitlab-ci.yml": yaml.safe_dump({"include": [include]}, sort_keys=False),
         },
     )
 
 
+def published_component() -> str:
+    """The component as publish-templates pushes it: the tool image is archfleet_image's
+    default."""
+    return published_files(ROOT, tool_image=TOOL_IMAGE)[COMPONENT_PATH]
+
+
+def install_commands(job: dict[str, Any]) -> list[str]:
+    """Script lines (comments aside) that name pip, outside the archfleet_install hatch's
+    function (which runs only when archfleet_install is set)."""
+    script = "\n".join(job.get("script", []))
+    script = re.sub(r"\narchfleet_install_tool\(\) \{\n.*?\n\}\n", "\n", script, flags=re.S)
+    return [
+        line
+        for line in script.splitlines()
+        if re.search(r"\bpip\b", line) and not line.lstrip().startswith("#")
+    ]
+
+
 def expanded_tags(job: dict[str, Any]) -> list[str]:
     variables = {k: str(v) for k, v in (job.get("variables") or {}).items()}
     return [string.Template(tag).safe_substitute(variables) for tag in job.get("tags", [])]
+
+
+def image_of(job: dict[str, Any]) -> str:
+    """The job's image name (gitlab-ci-local's preview writes `image: {name: ...}`)."""
+    image = job["image"]
+    name: str = image["name"] if isinstance(image, dict) else image
+    return name
 
 
 def needed(job: dict[str, Any]) -> list[str]:
@@ -91,22 +134,66 @@ def test_default_inputs(tmp_path: Path) -> None:
         "archfleet-build-arm64.env"
     )
     for merge in ("archfleet-merge", "archfleet-release"):
-        assert needed(preview[merge]) == builds
+        assert needed(preview[merge]) == [*builds, "archfleet-preflight"]
         assert preview[merge]["resource_group"]
         assert preview[merge]["interruptible"] is False
     assert preview["archfleet-release"]["resource_group"] == "archfleet-release"
-    assert needed(preview["archfleet-verify"]) == ["archfleet-merge", "archfleet-release"]
+    assert needed(preview["archfleet-verify"]) == [
+        "archfleet-merge",
+        "archfleet-release",
+        "archfleet-preflight",
+    ]
+    # The tool jobs run the tool image, unpublished here: the placeholder (which GitLab refuses
+    # at pipeline creation); the build and smoke jobs the build image. Nothing installs.
+    assert preview["archfleet-preflight"]["stage"] == ".pre"
+    for name in TOOL_JOBS:
+        assert image_of(preview[name]) == UNPUBLISHED_TOOL_IMAGE, name
+        assert preview[name]["variables"]["ARCHFLEET_INSTALL"] == "", name
+        assert install_commands(preview[name]) == [], name
+    for arch in ALL_ARCHES:
+        assert image_of(preview[f"archfleet-build-{arch}"]) == "docker:27-cli"
+        assert image_of(preview[f"archfleet-smoke-{arch}"]) == "docker:27-cli"
+        assert "needs" not in preview[f"archfleet-build-{arch}"]
     # The job that may run in merge-request pipelines writes the scratch tag only.
     assert preview["archfleet-merge"]["variables"]["ARCHFLEET_MERGE_MODE"] == "scratch"
     assert preview["archfleet-release"]["variables"]["ARCHFLEET_MERGE_MODE"] == "release"
 
     jobs = gcl.list_jobs(project, PUSH_MAIN)
     assert gcl.active(jobs) == {
+        "archfleet-preflight",
         "archfleet-build-amd64",
         "archfleet-build-arm64",
         "archfleet-merge",
         "archfleet-verify",
     }
+
+
+@pytest.mark.parametrize("variables", [MR, PROTECTED], ids=["mr", "protected"])
+def test_published_component_runs_its_own_tool_image(
+    tmp_path: Path, variables: dict[str, str]
+) -> None:
+    project = component_project(tmp_path, component=published_component())
+    run = gcl.run(project, "--preview", variables=variables)
+    assert run.code == 0, run.output
+    assert "json schema validated" in run.output
+    preview = yaml.safe_load(run.stdout)
+    for name in TOOL_JOBS:
+        assert image_of(preview[name]) == TOOL_IMAGE, name
+        assert install_commands(preview[name]) == [], name
+    assert TOOL_IMAGE.startswith(
+        f"registry.example.com/platform/archfleet-ci/archfleet:{__version__}@sha256:"
+    )
+    # The preflight runs in every pipeline the component's jobs are in.
+    assert "archfleet-preflight" in gcl.active(gcl.list_jobs(project, variables))
+
+
+def test_archfleet_image_input_sets_every_tool_job(tmp_path: Path) -> None:
+    image = f"$CI_REGISTRY/mirror/archfleet:{__version__}"
+    project = component_project(tmp_path, {"archfleet_image": image, "build_image": "b:1"})
+    preview = gcl.preview(project, MR)
+    for name in TOOL_JOBS:
+        assert image_of(preview[name]) == image, name
+    assert image_of(preview["archfleet-build-amd64"]) == "b:1"
 
 
 @pytest.mark.parametrize(
@@ -145,6 +232,7 @@ def test_a_third_arch_end_to_end(tmp_path: Path) -> None:
             for kind in ("build", "smoke")
             for arch in ("amd64", "arm64", "riscv64")
         ),
+        "app-preflight",
         "app-release",
     }
     assert jobs["app-verify"] == "never"
@@ -174,6 +262,7 @@ def test_include_variant_takes_variables(tmp_path: Path) -> None:
     )
     jobs = gcl.list_jobs(project, MR, validate=True)
     assert gcl.active(jobs) == {
+        "archfleet-preflight",
         "archfleet-build-amd64",
         "archfleet-build-arm-v7",
         "archfleet-smoke-amd64",
@@ -183,6 +272,12 @@ def test_include_variant_takes_variables(tmp_path: Path) -> None:
     }
     preview = gcl.preview(project, MR)
     assert expanded_tags(preview["archfleet-build-arm-v7"]) == ["arm-v7"]
+    # The include variant's image is its variable: the placeholder until published.
+    for name in TOOL_JOBS:
+        assert image_of(preview[name]) == "$ARCHFLEET_MERGE_IMAGE", name
+    assert preview["variables"]["ARCHFLEET_MERGE_IMAGE"] == UNPUBLISHED_TOOL_IMAGE
+    published = yaml.safe_load(published_files(ROOT, tool_image=TOOL_IMAGE)[INCLUDE_PATH])
+    assert published["variables"]["ARCHFLEET_MERGE_IMAGE"] == TOOL_IMAGE
 
 
 def test_the_example_project(tmp_path: Path) -> None:
@@ -191,17 +286,20 @@ def test_the_example_project(tmp_path: Path) -> None:
     example = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     component = example["include"][0]
     assert component["component"].endswith("/multiarch@0.1.0")
-    # gitlab-ci-local cannot fetch from a GitLab server here: same inputs, local file.
+    # gitlab-ci-local cannot fetch from a GitLab server here: same inputs, local file, as
+    # publish-templates publishes it (archfleet_image defaults to the tool image).
+    assert "archfleet_image" not in component["inputs"]
     example["include"][0] = {"local": COMPONENT_PATH, "inputs": component["inputs"]}
     project = gcl.make_project(
         tmp_path / "project",
         {
-            COMPONENT_PATH: (ROOT / COMPONENT_PATH).read_text(encoding="utf-8"),
+            COMPONENT_PATH: published_component(),
             ".gitlab-ci.yml": yaml.safe_dump(example, sort_keys=False),
         },
     )
     jobs = gcl.list_jobs(project, MR, validate=True)
     assert gcl.active(jobs) == {
+        "archfleet-preflight",
         "unit-tests",
         "archfleet-build-amd64",
         "archfleet-build-arm64",
@@ -215,7 +313,11 @@ def test_the_example_project(tmp_path: Path) -> None:
 def test_schema_of_the_files_as_published(tmp_path: Path) -> None:
     jobs_document = (ROOT / COMPONENT_PATH).read_text(encoding="utf-8").split("\n---\n", 1)[1]
     (tmp_path / "component-jobs.yml").write_text(jobs_document, encoding="utf-8")
-    for path in (tmp_path / "component-jobs.yml", ROOT / INCLUDE_PATH):
+    published = tmp_path / "published-include.yml"
+    published.write_text(
+        published_files(ROOT, tool_image=TOOL_IMAGE)[INCLUDE_PATH], encoding="utf-8"
+    )
+    for path in (tmp_path / "component-jobs.yml", ROOT / INCLUDE_PATH, published):
         schema = check_jsonschema(path)
         assert schema.returncode == 0, f"{path}: {schema.stdout}{schema.stderr}"
     # The check does catch a broken job (here: tags must be a list of strings).

@@ -14,6 +14,15 @@ arch) and the digest handed on in each arch's dotenv file.
 
 Native guard: with allow_emulation off, the arm64 job on this x86_64 machine fails at its first
 step, naming the runner, before anything is built.
+
+The tool (shell executor: `image:` is not used, so the tool is what PATH holds): the `.pre`
+preflight job passes with the archfleet installed here (this version) and fails the pipeline,
+before any build job starts, when a SHIM `archfleet` on PATH reports another version. The
+archfleet_install hatch: an unpinned value fails the preflight before pip runs (in the component
+and in the include variant, which has no input regex); a real wheel of this repository served
+over loopback https and pinned by its sha256 is installed by pip in hash-checking mode
+(dependencies offline, from the tool lock's wheels downloaded once into the cache) and is the
+archfleet the preflight runs; a wrong hash is refused by pip.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,8 +44,12 @@ import yaml
 
 from tests.support import gitlab_ci_local as gcl
 from tests.support.cli import archfleet
+from tests.support.https_files import serve_https
 from tests.support.registry_http import head_digest
-from toolkit.ci_templates import COMPONENT_PATH, default_root
+from tests.support.wheel import build_wheel, clean_env
+from toolkit import __version__
+from toolkit.ci_templates import COMPONENT_PATH, INCLUDE_PATH, default_root, tool_lock
+from toolkit.lab.cache import cache_dir, file_lock
 from toolkit.lab.images import build_image, ensure_binfmt
 from toolkit.lab.registry import LocalRegistry
 from toolkit.lab.skopeo import resolved_digest
@@ -44,6 +58,8 @@ pytestmark = pytest.mark.integration
 
 ROOT = default_root()
 SECRET = "glcbt-not-a-real-job-token-6f1e"
+# What a published component's default would be; the shell executor does not pull it.
+TOOL_IMAGE = f"registry.example.com/platform/archfleet-ci/archfleet:{__version__}"
 
 
 def project_files(inputs: dict[str, Any], extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -134,7 +150,8 @@ def test_buildah_pipeline_mr_then_release(lab: Lab, tmp_path: Path) -> None:
         "builder": "buildah",
         "allow_emulation": True,  # one x86 machine: arm64 runs under QEMU
         "insecure_registry": True,
-        "archfleet_install": "",  # the archfleet installed here (pip install -e)
+        # Shell executor: the image is not pulled; the archfleet on PATH (this checkout's) runs.
+        "archfleet_image": TOOL_IMAGE,
         "smoke": True,
     }
     project = gcl.make_project(
@@ -153,8 +170,17 @@ def test_buildah_pipeline_mr_then_release(lab: Lab, tmp_path: Path) -> None:
         env=lab.env,
     )
     assert mr.code == 0, mr.output[-6000:]
-    for job in ("build-amd64", "build-arm64", "merge", "verify", "smoke-amd64", "smoke-arm64"):
+    for job in (
+        "preflight",
+        "build-amd64",
+        "build-arm64",
+        "merge",
+        "verify",
+        "smoke-amd64",
+        "smoke-arm64",
+    ):
         assert f"PASS  archfleet-{job}" in mr.output, mr.output[-3000:]
+    assert f"is archfleet {__version__}, as this component expects" in mr.output
     assert "archfleet-release" not in mr.output
     # Builds push by digest only; the merge-request pipeline writes its scratch tag, no other.
     assert tags_of(lab.registry, repository) == {
@@ -344,3 +370,174 @@ def test_native_guard_fails_the_job_on_the_wrong_arch(
     # The guard is the first step: nothing was logged in to, nothing built.
     assert calls_of(calls, "archfleet-build-arm64") == []
     assert not (project / "archfleet-build-arm64.env").exists()
+
+
+# --- the tool: preflight version check, and the archfleet_install hatch ---------------------------
+
+
+def shim_archfleet(bin_dir: Path, version: str) -> None:
+    """A SHIM `archfleet` that reports another version, as `archfleet --version` prints it
+    (Invoke's Program: `<name> <version>`, toolkit/cli.py)."""
+    bin_dir.mkdir(exist_ok=True)
+    shim = bin_dir / "archfleet"
+    shim.write_text(f'#!/bin/sh\necho "archfleet {version}"\n')
+    shim.chmod(0o755)
+
+
+def test_preflight_stops_the_pipeline_before_any_build_on_another_version(
+    tmp_path: Path, fake_docker: tuple[Path, dict[str, str]]
+) -> None:
+    calls, env = fake_docker
+    shim_archfleet(tmp_path / "bin", "0.0.9")  # the fake docker's bin/, first on PATH
+    project = gcl.make_project(
+        tmp_path / "project",
+        project_files({**BUILDX_INPUTS, "allow_emulation": True, "archfleet_image": TOOL_IMAGE}),
+    )
+    run = gcl.run(
+        project,
+        "--force-shell-executor",
+        "--no-json-schema-validation",
+        variables=REGISTRY_VARIABLES,
+        env=env,
+    )
+    assert run.code != 0
+    assert "FAIL  archfleet-preflight" in run.output, run.output[-3000:]
+    assert (
+        f"archfleet: error: version mismatch: this component is archfleet {__version__}, but the "
+        f"archfleet in the job image {TOOL_IMAGE} is '0.0.9'. Set the archfleet_image input "
+        f"(ARCHFLEET_MERGE_IMAGE) to the archfleet {__version__} tool image"
+    ) in run.output
+    # No build job started: nothing logged in, nothing built, no digest handed on.
+    assert "archfleet-build-amd64" not in run.output.split("FAIL  archfleet-preflight")[0]
+    assert list(calls.iterdir()) == []
+    assert not list(project.glob("archfleet-build-*.env"))
+
+
+def test_preflight_passes_with_this_version(tmp_path: Path) -> None:
+    project = gcl.make_project(
+        tmp_path / "project", project_files({**BUILDX_INPUTS, "archfleet_image": TOOL_IMAGE})
+    )
+    run = gcl.run(
+        project, "--force-shell-executor", "--no-json-schema-validation", "archfleet-preflight"
+    )
+    assert run.code == 0, run.output[-3000:]
+    assert "PASS  archfleet-preflight" in run.output
+    assert (
+        f"is archfleet {__version__}, as this component expects (image {TOOL_IMAGE})"
+    ) in run.output
+
+
+def recording_python3(bin_dir: Path) -> Path:
+    """A FAKE python3 first on PATH that records any call: an unpinned value must not reach it."""
+    bin_dir.mkdir(exist_ok=True)
+    record = bin_dir.parent / "python3-calls"
+    (bin_dir / "python3").write_text(f'#!/bin/sh\necho "$*" >> {record}\nexit 1\n')
+    (bin_dir / "python3").chmod(0o755)
+    return record
+
+
+@pytest.mark.parametrize("flavour", ["component", "include"])
+def test_archfleet_install_without_a_hash_is_refused(tmp_path: Path, flavour: str) -> None:
+    record = recording_python3(tmp_path / "bin")
+    unpinned = f"archfleet=={__version__}"
+    if flavour == "component":
+        files = project_files({**BUILDX_INPUTS, "archfleet_install": unpinned})
+    else:
+        # The include variant has no input regex: the job's own check is the only one.
+        ci = {"include": [{"local": INCLUDE_PATH}], "variables": {"ARCHFLEET_INSTALL": unpinned}}
+        files = {
+            INCLUDE_PATH: (ROOT / INCLUDE_PATH).read_text(encoding="utf-8"),
+            ".gitlab-ci.yml": yaml.safe_dump(ci, sort_keys=False),
+        }
+    project = gcl.make_project(tmp_path / "project", files)
+    run = gcl.run(
+        project,
+        "--force-shell-executor",
+        "--no-json-schema-validation",
+        "archfleet-preflight",
+        env={"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"},
+    )
+    assert run.code != 0
+    assert "FAIL  archfleet-preflight" in run.output
+    assert (
+        "archfleet: error: archfleet_install (ARCHFLEET_INSTALL) has no --hash=sha256:<64 hex "
+        "digits>: a package name, or a wheel without its hash, is never installed"
+    ) in run.output
+    assert not record.exists()
+
+
+def lock_wheelhouse() -> Path:
+    """The tool lock's wheels, downloaded once (pip download in hash-checking mode, from the
+    indexes pip is configured with) into the cache, so the jobs' pip runs offline."""
+    lock = tool_lock(ROOT)
+    key = hashlib.sha256("\n".join(lock).encode()).hexdigest()[:16]
+    house = cache_dir() / "tool-lock-wheels" / key
+    with file_lock(cache_dir() / "tool-lock-wheels.lock"):
+        if not (house / ".ready").exists():
+            house.mkdir(parents=True, exist_ok=True)
+            requirements = house / "requirements.txt"
+            requirements.write_text("\n".join(lock) + "\n", encoding="utf-8")
+            subprocess.run(
+                [
+                    *(sys.executable, "-m", "pip", "download", "-q", "--require-hashes"),
+                    *("--only-binary", ":all:", "--no-deps", "-d", str(house)),
+                    *("-r", str(requirements)),
+                ],
+                env=clean_env(),
+                check=True,
+                timeout=300,
+            )
+            (house / ".ready").touch()
+    return house
+
+
+@pytest.fixture(scope="module")
+def archfleet_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+def test_archfleet_install_of_a_pinned_wheel(tmp_path: Path, archfleet_wheel: Path) -> None:
+    data = archfleet_wheel.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    house = lock_wheelhouse()
+    with serve_https({f"/wheels/{archfleet_wheel.name}": data}, tmp_path) as server:
+        url = server.url(f"/wheels/{archfleet_wheel.name}")
+        env = {
+            # Offline: the lock's wheels from the cache; the archfleet wheel from the URL.
+            "PIP_NO_INDEX": "1",
+            "PIP_FIND_LINKS": str(house),
+            # The test CA; pip's requests takes REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE over --cert
+            # when they are set (requests' merge_environment_settings), so all three.
+            "PIP_CERT": str(server.ca_file),
+            "REQUESTS_CA_BUNDLE": str(server.ca_file),
+            "CURL_CA_BUNDLE": str(server.ca_file),
+        }
+        for value, passes in (
+            (f"{url} --hash=sha256:{digest}", True),
+            (f"{url} --hash=sha256:{'0' * 64}", False),
+        ):
+            project = gcl.make_project(
+                tmp_path / f"project-{passes}",
+                project_files({"archfleet_image": "python:3.12-slim", "archfleet_install": value}),
+            )
+            run = gcl.run(
+                project,
+                "--force-shell-executor",
+                "--no-json-schema-validation",
+                "archfleet-preflight",
+                env=env,
+                timeout=600,
+            )
+            if passes:
+                assert run.code == 0, run.output[-4000:]
+                assert "archfleet_install: pip in hash-checking mode" in run.output
+                # The archfleet that ran is the installed one, in the job-private virtualenv.
+                assert "/archfleet-tool." in run.output and "/venv/bin/archfleet is archfleet" in (
+                    run.output
+                )
+                assert f"archfleet {__version__}, as this component expects" in run.output
+            else:
+                assert run.code != 0
+                assert "THESE PACKAGES DO NOT MATCH THE HASHES" in run.output, run.output[-4000:]
+                assert "pip did not install archfleet_install" in run.output
+        assert server.requests.count(f"/wheels/{archfleet_wheel.name}") == 2

@@ -158,7 +158,7 @@ def sh(
     shell: list[str],
     script: str,
     env: Mapping[str, str] | None = None,
-    parts: tuple[str, ...] = ("common", "guard", "build", "merge"),
+    parts: tuple[str, ...] = ("archmap", "common", "guard", "build", "tool", "merge"),
     path_prefix: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     library = shell_library(ROOT, parts)
