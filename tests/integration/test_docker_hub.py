@@ -157,6 +157,7 @@ def test_merge_to_docker_hub(
     assert f"/v2/{repository}/manifests/multi" in paths
     assert all(p.startswith(f"/v2/{repository}/") for p in paths)
     assert head_digest(fake_hub.seed.url, repository, "multi") == result.plan.digest
-    # The README's 2N + 2 (N manifests, N configs, one HEAD, one PUT), plus the 401 challenges.
+    # The README's 2N + 3 (N manifests, N configs, the target's GET, the PUT, its read-back), plus
+    # the 401 challenges.
     challenges = [r.status for r in seen].count(401)
-    assert result.registry_requests == 2 * 2 + 2 + challenges
+    assert result.registry_requests == 2 * 2 + 3 + challenges

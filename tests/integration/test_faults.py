@@ -19,6 +19,7 @@ from tests.support.proxy import (
     drop_before_response,
     free_port,
     status,
+    strip_header,
     truncate_body,
 )
 from tests.support.registry_http import head_digest
@@ -31,6 +32,7 @@ from toolkit.registry.client import (
 from toolkit.registry.engine import MergeOptions, MergeResult, merge_manifest
 from toolkit.registry.merge import SourceSpec
 from toolkit.registry.reference import parse_reference
+from toolkit.registry.transaction import PartialWriteError
 
 pytestmark = pytest.mark.integration
 
@@ -43,17 +45,26 @@ def proxy(lab_images: LabImages) -> Iterator[ReverseProxy]:
         yield running
 
 
+def merge_via(
+    proxy: ReverseProxy, tags: list[str], sources: list[str], *, child_tags: bool = True
+) -> tuple[RegistryClient, MergeResult]:
+    """merge-manifest through the proxy into `src:<tag>` for each tag, from `@digest` sources."""
+    client = RegistryClient(proxy.address, insecure=True, retry=FAST, use_env_credentials=False)
+    targets = [parse_reference(f"{proxy.address}/src:{tag}") for tag in tags]
+    specs = [SourceSpec.parse(text, target=targets[0]) for text in sources]
+    result = merge_manifest(client, targets, specs, MergeOptions(child_tags=child_tags))
+    return client, result
+
+
 def merge_through(
     proxy: ReverseProxy, lab_images: LabImages, tag: str, *, child_tags: bool = False
 ) -> tuple[RegistryClient, MergeResult]:
-    client = RegistryClient(proxy.address, insecure=True, retry=FAST, use_env_credentials=False)
-    target = parse_reference(f"{proxy.address}/src:{tag}")
-    sources = [
-        SourceSpec.parse(f"linux/amd64=@{lab_images.amd64.digest}", target=target),
-        SourceSpec.parse(f"linux/arm64=@{lab_images.arm64.digest}", target=target),
-    ]
-    result = merge_manifest(client, [target], sources, MergeOptions(child_tags=child_tags))
-    return client, result
+    return merge_via(
+        proxy,
+        [tag],
+        [f"linux/amd64=@{lab_images.amd64.digest}", f"linux/arm64=@{lab_images.arm64.digest}"],
+        child_tags=child_tags,
+    )
 
 
 def test_transient_faults_are_retried_within_budget(
@@ -94,7 +105,9 @@ def test_put_refused_with_503_is_checked_then_resent(
     _, result = merge_through(proxy, lab_images, unique_tag)
     assert head_digest(lab_images.registry.url, "src", unique_tag) == result.plan.digest
     sequence = [r.method for r in proxy.records if r.path.endswith(f"/manifests/{unique_tag}")]
-    assert sequence == ["HEAD", "PUT", "HEAD", "PUT"]
+    # The snapshot GET, the refused PUT, the check that it did not take effect, the PUT again,
+    # and the read-back.
+    assert sequence == ["GET", "PUT", "HEAD", "PUT", "HEAD"]
 
 
 @pytest.mark.parametrize(
@@ -102,7 +115,7 @@ def test_put_refused_with_503_is_checked_then_resent(
     [
         (
             Rule("PUT", r"/manifests/", 50, status(503)),
-            TransportError,
+            PartialWriteError,
             # The registry's own explanation survives the last retry.
             "HTTP 503 (UNAVAILABLE: injected fault: status 503) after 5 attempts",
         ),
@@ -167,3 +180,146 @@ def test_unreachable_registry_is_a_clear_error() -> None:
     assert run.code == 1
     assert f"127.0.0.1:{port}" in run.stderr and "connection failed" in run.stderr
     assert "after 5 attempts" in run.stderr and "Traceback" not in run.stderr
+
+
+# --- all or nothing (issue 13 item 1): a failed write is rolled back -------------------------
+
+
+def seed_with_child_tags(lab_images: LabImages, tag: str) -> str:
+    """An earlier merge of amd64 + arm64 under `src:<tag>`, with its child tags."""
+    run = archfleet(
+        "merge-manifest",
+        "--insecure",
+        "--target",
+        f"{lab_images.registry.address}/src:{tag}",
+        "--source",
+        f"@{lab_images.amd64.digest}",
+        "--source",
+        f"@{lab_images.arm64.digest}",
+    )
+    assert run.code == 0, run.stderr
+    return run.stdout.strip()
+
+
+def deletes(proxy: ReverseProxy) -> list[str]:
+    return [r.path for r in proxy.records if r.method == "DELETE"]
+
+
+def test_failed_index_put_puts_every_child_tag_back(
+    proxy: ReverseProxy, lab_images: LabImages, unique_tag: str
+) -> None:
+    """The new merge moves `-amd64` (another amd64 image) and adds `-arm-v7`; its index PUT
+    fails for good. `-amd64` gets its old manifest back; `-arm-v7` did not exist, and Debian's
+    distribution 2.8 cannot delete a tag (DIGEST_INVALID), so the error says it is left."""
+    reg = lab_images.registry
+    before = seed_with_child_tags(lab_images, unique_tag)
+    proxy.set_rules([Rule("PUT", rf"/manifests/{unique_tag}$", 50, status(500))])
+    with pytest.raises(PartialWriteError) as info:
+        merge_via(
+            proxy,
+            [unique_tag],
+            [
+                f"@{lab_images.docker_amd64.digest}",
+                f"@{lab_images.arm64.digest}",
+                f"@{lab_images.arm_v7.digest}",
+            ],
+        )
+    message = str(info.value)
+    assert isinstance(info.value.cause, TransportError)
+    assert head_digest(reg.url, "src", unique_tag) == before
+    assert head_digest(reg.url, "src", f"{unique_tag}-amd64") == lab_images.amd64.digest
+    assert head_digest(reg.url, "src", f"{unique_tag}-arm64") == lab_images.arm64.digest
+    assert head_digest(reg.url, "src", f"{unique_tag}-arm-v7") == lab_images.arm_v7.digest
+    assert f"\n  {unique_tag}-amd64: put back to {lab_images.amd64.digest}\n" in message
+    assert f"\n  {unique_tag}: not moved\n" in message
+    assert f"\n  {unique_tag}-arm-v7: NOT rolled back: it did not exist before" in message
+    assert "DIGEST_INVALID" in message and "some tags could NOT be put back" in message
+    # A tag is deleted as a tag, never by digest (which would untag every tag of the image).
+    assert deletes(proxy) == [f"/v2/src/manifests/{unique_tag}-arm-v7"]
+
+
+def test_failed_child_tag_put_rolls_back_the_others_and_writes_no_index(
+    proxy: ReverseProxy, lab_images: LabImages, unique_tag: str
+) -> None:
+    reg = lab_images.registry
+    before = seed_with_child_tags(lab_images, unique_tag)
+    proxy.set_rules([Rule("PUT", rf"/manifests/{unique_tag}-arm-v7$", 50, status(500))])
+    with pytest.raises(PartialWriteError) as info:
+        merge_via(
+            proxy,
+            [unique_tag],
+            [f"@{lab_images.docker_amd64.digest}", f"@{lab_images.arm_v7.digest}"],
+        )
+    assert head_digest(reg.url, "src", unique_tag) == before
+    assert head_digest(reg.url, "src", f"{unique_tag}-amd64") == lab_images.amd64.digest
+    assert head_digest(reg.url, "src", f"{unique_tag}-arm-v7") is None
+    assert "every tag is as it was before" in str(info.value)
+    assert not [r for r in proxy.records if r.method == "PUT" and r.path.endswith(unique_tag)]
+
+
+def test_failed_second_target_rolls_back_the_first(
+    proxy: ReverseProxy, lab_images: LabImages, unique_tag: str
+) -> None:
+    reg = lab_images.registry
+    first, second = f"{unique_tag}-a", f"{unique_tag}-b"
+    before_first = lab_images.seed(first)
+    proxy.set_rules([Rule("PUT", rf"/manifests/{second}$", 50, status(500))])
+    with pytest.raises(PartialWriteError) as info:
+        merge_via(
+            proxy,
+            [first, second],
+            [f"@{lab_images.amd64.digest}", f"@{lab_images.arm64.digest}"],
+            child_tags=False,
+        )
+    message = str(info.value)
+    assert head_digest(reg.url, "src", first) == before_first
+    assert head_digest(reg.url, "src", second) is None
+    assert f"PUT {proxy.url}/v2/src/manifests/{second}: HTTP 500" in message
+    assert message.endswith(
+        "it was rolled back; every tag is as it was before:\n"
+        f"  {first}: put back to {before_first}\n"
+        f"  {second}: not moved"
+    )
+
+
+def test_new_child_tags_are_deleted_where_the_registry_deletes_tags(
+    proxy: ReverseProxy, lab_images: LabImages, unique_tag: str
+) -> None:
+    """Uses a stand-in for the tag DELETE: the proxy answers it 202 itself, as distribution v3's
+    DeleteManifest does for a tag (an Untag; registry/handlers/manifests.go) and as OCI
+    distribution-spec v1.1 "Deleting tags" requires; the 2.8 registry behind it cannot."""
+    reg = lab_images.registry
+    proxy.set_rules(
+        [
+            Rule("PUT", rf"/manifests/{unique_tag}$", 50, status(500)),
+            Rule("DELETE", rf"/manifests/{unique_tag}-a[a-z0-9]+$", 2, status(202, body=b"")),
+        ]
+    )
+    with pytest.raises(PartialWriteError) as info:
+        merge_via(
+            proxy, [unique_tag], [f"@{lab_images.amd64.digest}", f"@{lab_images.arm64.digest}"]
+        )
+    message = str(info.value)
+    assert head_digest(reg.url, "src", unique_tag) is None
+    assert sorted(deletes(proxy)) == [
+        f"/v2/src/manifests/{unique_tag}-amd64",
+        f"/v2/src/manifests/{unique_tag}-arm64",
+    ]
+    assert f"{unique_tag}-amd64: deleted (it did not exist before)" in message
+    assert "every tag is as it was before" in message
+
+
+def test_rerun_writes_nothing_without_docker_content_digest_on_head(
+    proxy: ReverseProxy, lab_images: LabImages, unique_tag: str
+) -> None:
+    """A registry that omits Docker-Content-Digest on HEAD (a SHOULD in the distribution spec):
+    the digest comes from a GET instead, so an identical re-run still writes nothing."""
+    proxy.set_rules([Rule("HEAD", r"/manifests/", 10_000, strip_header("Docker-Content-Digest"))])
+    sources = [f"@{lab_images.amd64.digest}", f"@{lab_images.arm64.digest}"]
+    merge_via(proxy, [unique_tag], sources)
+    proxy.clear_records()
+    _, again = merge_via(proxy, [unique_tag], sources)
+    assert again.changed is False
+    assert sorted(again.child_tags_unchanged) == [f"{unique_tag}-amd64", f"{unique_tag}-arm64"]
+    assert not [r for r in proxy.records if r.method in ("PUT", "POST", "DELETE")]
+    assert any(r.fault == "strip_header:Docker-Content-Digest" for r in proxy.records)

@@ -50,13 +50,22 @@ def test_merge_two_arches_skopeo_resolves_each(lab_images: LabImages, unique_tag
     assert run.code == 0, run.stderr
     index_digest = run.stdout.strip()
     assert index_digest.startswith("sha256:")
-    # Cost: per source one manifest + one config GET; a HEAD of the target; N child tags; ONE
-    # index PUT, and it is the last request.
+    # Cost, 5N + 3 in six rounds (engine.py): N manifest GETs, N config GETs; the snapshot (GET
+    # of the target, HEAD of each child tag); N child-tag PUTs; ONE index PUT, the last write;
+    # the read-back (HEAD of the target and of each child tag).
     requests = reg.requests_since(mark)
-    methods = [(r.method, r.path.split("/")[-2]) for r in requests]
-    assert len(requests) == 3 * 2 + 2, methods
-    assert [r.method for r in requests].count("PUT") == 3
-    assert requests[-1].method == "PUT" and requests[-1].path.endswith(f"/manifests/{unique_tag}")
+    calls = [
+        (r.method, r.path.rsplit("/", 1)[-1] if "/manifests/" in r.path else "blob")
+        for r in requests
+    ]
+    child_tags = [f"{unique_tag}-amd64", f"{unique_tag}-arm64"]
+    assert len(requests) == 5 * 2 + 3, calls
+    assert sorted(calls[:2]) == sorted([("GET", lab_images.amd64.digest), ("GET", "arm64")])
+    assert calls[2:4] == [("GET", "blob"), ("GET", "blob")]
+    assert sorted(calls[4:7]) == sorted([("GET", unique_tag)] + [("HEAD", t) for t in child_tags])
+    assert sorted(calls[7:9]) == [("PUT", t) for t in child_tags]
+    assert calls[9] == ("PUT", unique_tag)
+    assert sorted(calls[10:]) == sorted([("HEAD", unique_tag)] + [("HEAD", t) for t in child_tags])
     assert head_digest(reg.url, "src", unique_tag) == index_digest
     # A real client picks the right child for each architecture.
     assert skopeo_digest(target, "amd64") == lab_images.amd64.digest
@@ -92,7 +101,7 @@ def test_rerun_writes_nothing(lab_images: LabImages, unique_tag: str) -> None:
     assert not [r for r in reg.requests_since(mark) if r.method in ("PUT", "POST", "DELETE")]
 
 
-def test_no_child_tags_costs_2n_plus_2(lab_images: LabImages, unique_tag: str) -> None:
+def test_no_child_tags_costs_2n_plus_3(lab_images: LabImages, unique_tag: str) -> None:
     reg = lab_images.registry
     mark = reg.mark()
     run = archfleet(
@@ -109,7 +118,8 @@ def test_no_child_tags_costs_2n_plus_2(lab_images: LabImages, unique_tag: str) -
         f"@{lab_images.arm_v7.digest}",
     )
     assert run.code == 0, run.stderr
-    assert len(reg.requests_since(mark)) == 2 * 3 + 2
+    # N manifests, N configs, the target's GET, its PUT and its read-back HEAD.
+    assert len(reg.requests_since(mark)) == 2 * 3 + 3
     assert head_digest(reg.url, "src", f"{unique_tag}-amd64") is None
     # arm/v7 keeps its variant in the index, and a v7 client gets it.
     index = json.loads(get_manifest(reg.url, "src", unique_tag)[0])
@@ -145,7 +155,14 @@ def test_dry_run_writes_nothing(lab_images: LabImages, unique_tag: str) -> None:
     [
         ("wrong-arch", ["linux/arm64=", "expected linux/arm64", "image is linux/amd64"]),
         ("duplicate", ["are both linux/amd64"]),
-        ("missing", ["manifest not found", "sha256:" + "0" * 64]),
+        (
+            "missing",
+            [
+                # The --source text and its expected platform, then the registry's answer.
+                "source 'linux/arm64=@sha256:" + "0" * 64 + "' (expected linux/arm64): ",
+                "manifest not found",
+            ],
+        ),
         ("bad-ref", ["invalid image reference", "must be lowercase"]),
         ("bad-platform", ["invalid platform", "linux"]),
     ],
@@ -471,7 +488,7 @@ def test_arm_without_variant_is_written_as_arm_v7_and_skopeo_picks_it(
     lab_images: LabImages, unique_tag: str
 ) -> None:
     """The index says what every client normalises to; skopeo's --override-variant choice is
-    the same as for buildah's own arm/v7 image (test_no_child_tags_costs_2n_plus_2)."""
+    the same as for buildah's own arm/v7 image (test_no_child_tags_costs_2n_plus_3)."""
     reg = lab_images.registry
     arm = push_with_config(lab_images, lab_images.arm_v7.digest, variant=None)
     run = merge(
@@ -626,3 +643,95 @@ def test_four_os_merge_gives_every_child_its_own_tag(
     assert again.json()["changed"] is False
     assert sorted(again.json()["childTagsUnchanged"]) == sorted(expected)
     assert not [r for r in reg.requests_since(mark) if r.method in ("PUT", "POST", "DELETE")]
+
+
+# --- smaller items of issue 13 ----------------------------------------------------------------
+
+
+def test_overwriting_a_target_with_fewer_platforms_warns(
+    lab_images: LabImages, unique_tag: str
+) -> None:
+    reg = lab_images.registry
+    wide = merge(
+        lab_images,
+        unique_tag,
+        f"@{lab_images.amd64.digest}",
+        f"@{lab_images.arm64.digest}",
+        f"@{lab_images.arm_v7.digest}",
+    )
+    assert wide.code == 0, wide.stderr
+    narrow = merge(
+        lab_images, unique_tag, f"@{lab_images.amd64.digest}", f"@{lab_images.arm64.digest}"
+    )
+    assert narrow.code == 0, narrow.stderr
+    assert (
+        f"warning: target {unique_tag!r} held {wide.stdout.strip()} with linux/arm/v7, which "
+        "the new index does not have" in narrow.stderr
+    )
+    raw, _ = get_manifest(reg.url, "src", lab_images.amd64.digest)
+    single_digest = put_manifest(reg.url, "src", f"{unique_tag}-single", json.loads(raw))
+    single = merge(
+        lab_images,
+        f"{unique_tag}-single",
+        f"@{lab_images.amd64.digest}",
+        f"@{lab_images.arm64.digest}",
+        json_out=True,
+    )
+    assert single.code == 0, single.stderr
+    assert single.json()["warnings"] == [
+        f"target '{unique_tag}-single' held {single_digest}, a single-platform image; "
+        "it becomes an index of linux/amd64, linux/arm64"
+    ]
+
+
+def test_refused_cross_repository_merge_copies_nothing(
+    lab_images: LabImages, unique_tag: str
+) -> None:
+    reg = lab_images.registry
+    mark = reg.mark()
+    run = archfleet(
+        "merge-manifest",
+        "--insecure",
+        "--target",
+        f"{reg.address}/cross/{unique_tag}:v1",
+        "--source",
+        f"linux/amd64={lab_images.ref(lab_images.amd64)}",
+        "--source",
+        f"linux/arm64={lab_images.ref(lab_images.amd64)}",
+    )
+    assert run.code == 1 and "expected linux/arm64" in run.stderr, run.stderr
+    assert not [r for r in reg.requests_since(mark) if r.method in ("PUT", "POST", "DELETE")]
+
+
+def test_missing_blob_in_a_cross_repository_source_is_named(
+    lab_images: LabImages, unique_tag: str
+) -> None:
+    """A source repository whose image lost a layer (deleted by hand or a clean-up): the
+    mount falls back to an upload, as for a mount policy, but the error says what is wrong."""
+    reg = lab_images.registry
+    broken = f"broken/{unique_tag}"
+    copied = archfleet(
+        "merge-manifest",
+        "--insecure",
+        "--no-child-tags",
+        "--target",
+        f"{reg.address}/{broken}:src",
+        "--source",
+        lab_images.ref(lab_images.amd64),
+    )
+    assert copied.code == 0, copied.stderr
+    layer = json.loads(get_manifest(reg.url, "src", lab_images.amd64.digest)[0])["layers"][0]
+    deleted = requests.delete(f"{reg.url}/v2/{broken}/blobs/{layer['digest']}", timeout=10)
+    assert deleted.status_code == 202
+    run = archfleet(
+        "merge-manifest",
+        "--insecure",
+        "--target",
+        f"{reg.address}/cross/{unique_tag}:v1",
+        "--source",
+        f"{reg.address}/{broken}@{lab_images.amd64.digest}",
+    )
+    assert run.code == 1
+    assert f"could not mount {layer['digest']} from {broken}" in run.stderr
+    assert "the blob is missing from the source repository" in run.stderr
+    assert "cross-repository mounts" not in run.stderr and "Traceback" not in run.stderr

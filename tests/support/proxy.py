@@ -46,6 +46,7 @@ __all__ = [
     "Delay",
     "DropAfterForward",
     "DropBeforeResponse",
+    "Gate",
     "LocalHandler",
     "LocalRequest",
     "LocalResponse",
@@ -53,13 +54,16 @@ __all__ = [
     "ReverseProxy",
     "Rule",
     "Status",
+    "StripHeader",
     "TruncateBody",
     "corrupt_body",
     "delay",
     "drop_after_forward",
     "drop_before_response",
     "free_port",
+    "gate",
     "status",
+    "strip_header",
     "truncate_body",
 ]
 
@@ -134,7 +138,35 @@ class Delay:
     seconds: float
 
 
-Action = Status | DropBeforeResponse | DropAfterForward | TruncateBody | CorruptBody | Delay
+@dataclass(frozen=True, eq=False)
+class Gate:
+    """Hold the request before forwarding until ``release`` is set (at most ``timeout``
+    seconds), then handle it normally; ``arrived`` is set when it gets here. Forces an
+    interleaving between clients: e.g. one merge's index PUT held while another merge runs."""
+
+    arrived: threading.Event
+    release: threading.Event
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class StripHeader:
+    """Forward, then relay the answer without the response header ``name`` (e.g. a registry
+    that sends no ``Docker-Content-Digest``, which the distribution spec only RECOMMENDs)."""
+
+    name: str
+
+
+Action = (
+    Status
+    | DropBeforeResponse
+    | DropAfterForward
+    | TruncateBody
+    | CorruptBody
+    | Delay
+    | Gate
+    | StripHeader
+)
 
 
 def status(code: int, retry_after: str | None = None, body: bytes | str | None = None) -> Status:
@@ -161,6 +193,14 @@ def delay(seconds: float) -> Delay:
     return Delay(seconds)
 
 
+def gate(timeout: float = 60.0) -> Gate:
+    return Gate(threading.Event(), threading.Event(), timeout)
+
+
+def strip_header(name: str) -> StripHeader:
+    return StripHeader(name)
+
+
 def _fault_name(action: Action | None) -> str | None:
     match action:
         case None:
@@ -177,6 +217,10 @@ def _fault_name(action: Action | None) -> str | None:
             return "truncate_body"
         case CorruptBody():
             return "corrupt_body"
+        case Gate():
+            return "gate"
+        case StripHeader(name=name):
+            return f"strip_header:{name}"
     raise TypeError(f"not a fault action: {action!r} (call the factory, e.g. truncate_body())")
 
 
@@ -280,11 +324,20 @@ class _Reply:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog is 5: 16 clients connecting at once would see
+    # SYNs dropped and retried a second later. A real registry (Go's net.Listen) gets the
+    # kernel's somaxconn; the kernel caps this value at that.
+    request_queue_size = 4096
     proxy: ReverseProxy
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like the real registry
+    # A request line without a version (e.g. the bytes of a TLS ClientHello) is answered
+    # with an HTTP status line, as Go's net/http server does, not HTTP/0.9's bare body: a Go
+    # client (docker) then sees "server gave HTTP response to HTTPS client" and falls back
+    # to plain HTTP for an insecure registry, as it does with the real registry.
+    default_request_version = "HTTP/1.1"
     timeout = 120  # idle keep-alive connections end on their own
     server: _Server
 
@@ -486,6 +539,10 @@ class ReverseProxy:
             if isinstance(action, Delay):
                 time.sleep(action.seconds)
                 action = None
+            if isinstance(action, Gate):
+                action.arrived.set()
+                action.release.wait(action.timeout)
+                action = None
             if isinstance(action, Status):
                 commit(action.code)
                 _send_status(h, action)
@@ -609,8 +666,10 @@ def _has_body(method: str, code: int) -> bool:
 
 def _relay(h: _Handler, method: str, reply: _Reply, action: Action | None) -> None:
     h.send_response_only(reply.status, reply.reason)
+    stripped = action.name.lower() if isinstance(action, StripHeader) else None
     for name, value in reply.headers:
-        h.send_header(name, value)
+        if name.lower() != stripped:
+            h.send_header(name, value)
     if not _has_body(method, reply.status):
         if reply.length is not None:  # HEAD announces the length of what GET would send
             h.send_header("Content-Length", str(reply.length))

@@ -12,6 +12,7 @@ import json
 import os
 import random
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from urllib3.exceptions import HTTPError, MaxRetryError, SSLError
 from . import digest as digests
 from .auth import Challenge, Credentials, parse_challenge, resolve_credentials
 from .manifest import MANIFEST_ACCEPT, media_type_of
+from .parallel import DEFAULT_WORKERS
 from .reference import ReferenceError, api_host, validate_tag
 
 # 408, 429 and the 5xx a retry can cure (not 501 Not Implemented, 505 Version Not Supported).
@@ -119,9 +121,18 @@ class _Token:
 
 @dataclass
 class RequestStats:
+    """Requests sent, counted under a lock: a merge's requests go out from several threads."""
+
     registry: int = 0
     token: int = 0
     retries: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def count(self, kind: str) -> None:
+        with self._lock:
+            setattr(self, kind, getattr(self, kind) + 1)
 
 
 def _is_loopback(host: str) -> bool:
@@ -171,7 +182,10 @@ def push_scope(repository: str) -> str:
 
 
 class RegistryClient:
-    """Talks to one registry. Not thread-safe; use one per thread."""
+    """Talks to one registry. Safe to share between threads (the merge reads and writes with a
+    small pool): urllib3's PoolManager is thread-safe, and the auth state (basic or bearer,
+    the token cache) and the counters change under locks, so N threads that meet the same
+    401 fetch one token, not N."""
 
     def __init__(
         self,
@@ -184,6 +198,7 @@ class RegistryClient:
         timeout: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        connections: int = DEFAULT_WORKERS,
     ) -> None:
         self.registry = registry
         # --insecure means plain HTTP; otherwise HTTPS with certificates verified. Docker Hub's
@@ -202,12 +217,17 @@ class RegistryClient:
             or os.environ.get("SSL_CERT_FILE")
             or None,
             timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            # One kept-alive connection per request in flight (the merge's pool size);
+            # urllib3's default of 1 would open and drop a connection per parallel request.
+            maxsize=max(1, connections),
         )
         self._sleep = sleep
         self._clock = clock
         self._use_basic = False
         self._bearer_challenge: Challenge | None = None
         self._tokens: list[_Token] = []
+        # Held while the auth state is read or changed, token fetches included.
+        self._auth_lock = threading.RLock()
         self.stats = RequestStats()
 
     # ----------------------------------------------------------------- transport
@@ -247,10 +267,7 @@ class RegistryClient:
                     return None
             retry_after: str | None = None
             try:
-                if kind == "token":
-                    self.stats.token += 1
-                else:
-                    self.stats.registry += 1
+                self.stats.count("token" if kind == "token" else "registry")
                 response = self.http.request(
                     method,
                     url,
@@ -291,7 +308,7 @@ class RegistryClient:
                     ) from None
                 last_problem = f"connection failed ({_short(reason or exc)})"
             if attempt < self.retry.attempts:
-                self.stats.retries += 1
+                self.stats.count("retries")
                 self._sleep(self.retry.delay(attempt, retry_after))
         raise TransportError(f"{method} {url}: {last_problem} after {self.retry.attempts} attempts")
 
@@ -345,15 +362,16 @@ class RegistryClient:
     # ----------------------------------------------------------------- auth
 
     def _auth_header(self, scopes: frozenset[str]) -> str | None:
-        if self._use_basic and self.credentials:
-            return self.credentials.basic_header()
-        if self._bearer_challenge is None:
-            return None
-        token = self._token_for(scopes)
-        if token is None:
-            # Expired or never fetched for these scopes: fetch now rather than eat a 401.
-            token = self._fetch_token(self._bearer_challenge, scopes)
-        return f"Bearer {token.value}"
+        with self._auth_lock:
+            if self._use_basic and self.credentials:
+                return self.credentials.basic_header()
+            if self._bearer_challenge is None:
+                return None
+            token = self._token_for(scopes)
+            if token is None:
+                # Expired or never fetched for these scopes: fetch now rather than eat a 401.
+                token = self._fetch_token(self._bearer_challenge, scopes)
+            return f"Bearer {token.value}"
 
     def _token_for(self, scopes: frozenset[str]) -> _Token | None:
         now = self._clock()
@@ -363,6 +381,12 @@ class RegistryClient:
         return None
 
     def _answer_challenge(
+        self, challenge: Challenge | None, scopes: frozenset[str], sent_auth: str | None, url: str
+    ) -> None:
+        with self._auth_lock:
+            self._answer_challenge_locked(challenge, scopes, sent_auth, url)
+
+    def _answer_challenge_locked(
         self, challenge: Challenge | None, scopes: frozenset[str], sent_auth: str | None, url: str
     ) -> None:
         if challenge is None:
@@ -386,13 +410,13 @@ class RegistryClient:
             # A token we sent was refused: it expired early or lacks a scope. Drop it and retry
             # once with a fresh one; a second refusal is final.
             refused = sent_auth.removeprefix("Bearer ")
-            if not any(t.value == refused for t in self._tokens):
-                raise AuthError(f"{url}: a freshly issued token was refused (insufficient scope?)")
             self._tokens = [t for t in self._tokens if t.value != refused]
         self._bearer_challenge = challenge
         extra = challenge.params.get("scope", "")
         wanted = scopes | frozenset(s for s in extra.split(" ") if s)
-        self._fetch_token(challenge, wanted)
+        # Another thread that met the same challenge may have fetched the token meanwhile.
+        if self._token_for(wanted) is None:
+            self._fetch_token(challenge, wanted)
 
     def _check_realm(self, realm: str) -> None:
         parts = urlsplit(realm)
@@ -452,7 +476,9 @@ class RegistryClient:
         """The digest a tag or digest resolves to, or None if it does not exist.
 
         A `Docker-Content-Digest` header is validated like any digest we use: a malformed one
-        is an error, not a value to compare or put in a URL.
+        is an error, not a value to compare or put in a URL. A registry that answers a HEAD
+        without it (the header is a SHOULD in the distribution spec) costs a GET instead: a
+        digest we do not know would make every identical re-run write again.
         """
         where = f"HEAD manifest {self.registry}/{repository}:{reference}"
         response = self._request(
@@ -467,7 +493,64 @@ class RegistryClient:
             return None
         _raise_for(response, where)
         echoed = response.headers.get("Docker-Content-Digest")
-        return _checked_digest(echoed, f"{where}: Docker-Content-Digest") if echoed else None
+        if echoed:
+            return _checked_digest(echoed, f"{where}: Docker-Content-Digest")
+        if ":" in reference:
+            return reference  # it exists, and a digest reference is its own digest
+        fetched = self.get_tag(repository, reference)
+        return fetched.digest if fetched else None
+
+    def get_tag(self, repository: str, tag: str) -> FetchedManifest | None:
+        """What a tag holds now, whatever its media type (an artifact, a schema 1 manifest), or
+        None if the tag does not exist: the merge reads its targets this way before it writes,
+        to put them back byte for byte if the merge fails."""
+        where = f"{self.registry}/{repository}:{tag}"
+        response = self._request(
+            "GET",
+            repository,
+            f"manifests/{_checked_reference(tag, where)}",
+            scopes=[pull_scope(repository)],
+            headers={"Accept": MANIFEST_ACCEPT},
+            limit=MAX_MANIFEST_BYTES,
+            what="manifest",
+        )
+        assert response is not None
+        if response.status == 404:
+            return None
+        _raise_for(response, f"GET manifest {where}")
+        raw = response.data
+        digest = _verify(raw, response.headers.get("Docker-Content-Digest"), where)
+        header_type = (response.headers.get("Content-Type") or "").split(";")[0].strip()
+        try:
+            media_type = media_type_of(raw, header_type)
+        except ValueError:
+            media_type = header_type or "application/octet-stream"
+        return FetchedManifest(raw, media_type, digest)
+
+    def delete_tag(self, repository: str, tag: str) -> tuple[bool, str]:
+        """Remove a tag, never the manifest: `DELETE /v2/<name>/manifests/<tag>`.
+
+        OCI distribution-spec v1.1 ("Deleting tags", end-9): 202 when the tag is gone; a
+        registry without tag deletion answers 400 or 405. distribution v3 implements it as an
+        Untag (registry/handlers/manifests.go DeleteManifest, `imh.Tag != ""`); distribution
+        2.8 refuses it (DIGEST_INVALID, or UNSUPPORTED since commit 95f1eea). A DELETE by
+        *digest* is never sent: distribution deletes the manifest from the repository and
+        then untags every tag that points at it (tagService.Lookup + Untag), and a merge's
+        children are images other tags share. Returns (removed, what the registry said).
+        """
+        where = f"DELETE tag {self.registry}/{repository}:{tag}"
+        if ":" in tag:
+            raise RegistryError(f"{where}: refusing to delete by digest")
+        response = self._request(
+            "DELETE",
+            repository,
+            f"manifests/{_checked_reference(tag, where)}",
+            scopes=[push_scope(repository)],
+        )
+        assert response is not None  # no body: never "already done"
+        if 200 <= response.status < 300:
+            return True, f"HTTP {response.status}"
+        return False, f"HTTP {response.status}" + _detail(response.data)
 
     def _fetch(
         self,
@@ -541,7 +624,7 @@ class RegistryClient:
                     raise TransportError(
                         f"GET blob {where}: body cut off ({_short(exc)}) after {attempt} attempts"
                     ) from None
-                self.stats.retries += 1
+                self.stats.count("retries")
                 self._sleep(self.retry.delay(attempt, None))
 
     def _download_once(self, repository: str, digest: str, destination: Path, where: str) -> None:
@@ -590,6 +673,14 @@ class RegistryClient:
         if response.status == 202:
             # The registry opened an upload instead of mounting: close it, leave nothing behind.
             self._cancel_upload(repository, response.headers.get("Location", ""))
+            # A mount also falls back to an upload when the source repository lacks the blob:
+            # that is a broken source, not a policy, and the message must say which.
+            if not self.blob_exists(from_repository, digest):
+                raise NotFoundError(
+                    f"{self.registry}: could not mount {digest} from {from_repository} into "
+                    f"{repository}: the blob is missing from the source repository (its "
+                    "manifest lists it); push the source image again"
+                )
             raise RegistryError(
                 f"{self.registry}: could not mount {digest} from {from_repository} into "
                 f"{repository} (the registry does not allow cross-repository mounts here, or "
