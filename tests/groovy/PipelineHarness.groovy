@@ -28,7 +28,11 @@ import java.util.stream.Collectors
  *    time (a lock released only while a step blocks: sh, waiting for branches). failFast
  *    interrupts the other branches; a failing branch fails the parallel step;
  *  - withCredentials binds secrets from the harness' credential store as environment variables
- *    only; error and failing sh throw hudson.AbortException.
+ *    only; error and failing sh throw hudson.AbortException;
+ *  - `docker` (Docker Pipeline) is DockerStandIn: docker.image(id).inside(args) {} starts a
+ *    container with the docker CLI on the agent's PATH and runs the body's sh steps through
+ *    `docker exec`, as the plugin's launcher decorator does; pwd(tmp: true) is `<cwd>@tmp`.
+ * Every call records the container image it ran in (`container`, null on the agent itself).
  * Secrets are NOT masked in the log, so tests can prove the library never prints them.
  */
 class PipelineHarness {
@@ -139,6 +143,7 @@ class PipelineHarness {
             agent : c.agent?.name,
             stages: new ArrayList(c.stages),
             depth : c.depth,
+            container: ((Map) c.container)?.image,
         ]
         calls << entry
         return entry
@@ -300,6 +305,16 @@ class PipelineHarness {
         binding.setVariable('stash', { Map m -> stash(m) })
         binding.setVariable('unstash', { Object a -> unstash(a) })
         binding.setVariable('isUnix', { -> true })
+        binding.setVariable('pwd', { Object[] a ->
+            // workflow-basic-steps PwdStep: cwd, or WorkspaceList.tempDir(cwd) with tmp: true.
+            boolean tmp = a.length == 1 && a[0] instanceof Map && ((Map) a[0]).tmp
+            record('pwd', [tmp: tmp])
+            tmp ? DockerStandIn.tempDir(cwd()).path : cwd().path
+        })
+        DockerStandIn docker = new DockerStandIn(this)
+        binding.setVariable('docker', docker)
+        binding.setVariable('withDockerRegistry', { Map m, Closure body -> docker.withDockerRegistry(m, body) })
+        binding.setVariable('withDockerContainer', { Map m, Closure body -> docker.withDockerContainer(m, body) })
         binding.setVariable('timeout', { Object[] a -> wrapper('timeout', a) })
         binding.setVariable('timestamps', { Object[] a -> wrapper('timestamps', a) })
 
@@ -413,7 +428,8 @@ class PipelineHarness {
         String script = opts.script.toString()
         boolean returnStdout = opts.returnStdout ?: false
         boolean returnStatus = opts.returnStatus ?: false
-        Map entry = record('sh', [script: script, returnStdout: returnStdout, returnStatus: returnStatus])
+        Map entry = record('sh', [script: script, returnStdout: returnStdout, returnStatus: returnStatus,
+                                  label: opts.label?.toString()])
         File ws = cwd()
         File tmp = new File("${ws.path}@tmp/durable-${entry.seq}")
         tmp.mkdirs()
@@ -425,6 +441,13 @@ class PipelineHarness {
         List<String> command = script.startsWith('#!') ?
             (script.readLines()[0].substring(2).trim().split(/\s+/) as List<String>) + [file.path] :
             ['sh', '-xe', file.path]
+        Map container = (Map) ctx.get().container
+        if (container != null) {
+            int own = command.size()
+            command = DockerStandIn.execPrefixed(container, command, ws, processEnv())
+            // The docker exec prefix, as the agent's process list shows it.
+            entry.exec = command.take(command.size() - own)
+        }
         ProcessBuilder builder = new ProcessBuilder(command).directory(ws)
         builder.environment().clear()
         builder.environment().putAll(processEnv())

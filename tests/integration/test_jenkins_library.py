@@ -2,13 +2,18 @@
 Jenkins embeds (tests/groovy/PipelineHarness.groovy, JenkinsPipelineUnit style).
 
 The harness binds the pipeline steps, records every call (sequence, parallel branch, node label,
-agent), and runs `sh` FOR REAL. Two kinds of runs:
+agent, container), and runs `sh` FOR REAL. Docker Pipeline's `docker` variable is a STAND-IN
+written from the plugin's source (tests/groovy/DockerStandIn.groovy). Three kinds of runs:
 - fake tools: agents whose PATH starts with tests/groovy/shims, FAKE buildah/skopeo/docker/
-  archfleet/uname that log their arguments; the library's own scripts run for real. One JVM
-  runs all of these scenarios.
+  archfleet/uname that log their arguments (the fake docker also fakes the engine calls
+  docker.image().inside makes; its images are directories); the library's own scripts run for
+  real. One JVM runs all of these scenarios.
 - executed for real: a declarative Jenkinsfile calls multiArchBuild with buildah against a
   loopback registry with basic auth; amd64 and arm64 are built (arm64 RUN under QEMU, so
   allowEmulation), pushed by digest, merged and verified by archfleet; skopeo checks the tag.
+- docker.image().inside for real, on a dockerd of the test's own (Debian's docker.io 20.10),
+  with a tool image pulled from the loopback registry with its login; the builders are fake
+  and the archfleet in that image is a stand-in script (see that test's docstring).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from typing import Any
 import pytest
 import requests
 
+from toolkit import __version__
+from toolkit.lab.docker_engine import DOCKER_CLIENT, DockerEngine, docker_engine
 from toolkit.lab.images import busybox_rootfs, ensure_binfmt
 from toolkit.lab.registry import LocalRegistry, start_registry, write_htpasswd
 from toolkit.lab.skopeo import resolved_digest
@@ -44,6 +51,11 @@ USER = "ci-bot"
 SECRET = "Zq7-jenkins-S3CRET-pw"
 SECRET_HASH = hashlib.sha256(SECRET.encode()).hexdigest()
 IMAGE = "registry.example.com/team/app"
+TOOL_REPOSITORY = "registry.example.com/platform/archfleet"
+TOOL_IMAGE = f"{TOOL_REPOSITORY}:{__version__}"
+PRIVATE_TOOL_IMAGE = f"registry.example.com/private/archfleet:{__version__}"
+PULL_USER = "puller"
+PULL_SECRET = "Pq9-image-PULL-secret"
 MERGE_MARK = "merge-manifest"
 INDEX_ACCEPT = (
     "application/vnd.oci.image.index.v1+json, "
@@ -100,11 +112,14 @@ def explain(report: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class ToolCall:
+    """One line of the fake tools' log (tests/groovy/shims/fake-tool)."""
+
     tool: str
     node: str
     platform: str
     user: str
     password_hash: str
+    container: str  # the image it ran in, "-" on the agent itself
     args: str
 
 
@@ -113,8 +128,18 @@ def tool_calls(log: Path) -> list[ToolCall]:
         return []
     rows = []
     for line in log.read_text().splitlines():
-        tool, node, platform, user, password, args = line.split("\t", 5)
-        rows.append(ToolCall(tool, node, platform, user.removeprefix("user="), password[3:], args))
+        tool, node, platform, user, password, container, args = line.split("\t", 6)
+        rows.append(
+            ToolCall(
+                tool,
+                node,
+                platform,
+                user.removeprefix("user="),
+                password.removeprefix("pw="),
+                container.removeprefix("ctr="),
+                args,
+            )
+        )
     return rows
 
 
@@ -125,16 +150,60 @@ def fake_digest(text: str) -> str:
 # ------------------------------------------------------------------ fake-tool scenarios
 
 
-def fake_agent(name: str, labels: list[str], uname: str, shim_log: Path) -> dict[str, Any]:
+def fake_agent(
+    name: str, labels: list[str], uname: str, shim_log: Path, shims: Path = SHIMS
+) -> dict[str, Any]:
     return {
         "name": name,
         "labels": labels,
-        "env": {"PATH+SHIMS": str(SHIMS), "FAKE_UNAME": uname, "SHIM_LOG": str(shim_log)},
+        "env": {"PATH+SHIMS": str(shims), "FAKE_UNAME": uname, "SHIM_LOG": str(shim_log)},
     }
 
 
+def with_agent_env(agent: dict[str, Any], **env: str) -> dict[str, Any]:
+    return {**agent, "env": {**agent["env"], **env}}
+
+
+def shims_without(root: Path, *tools: str) -> Path:
+    """A copy of the shims directory (symlinks) that lacks `tools`: an agent without them."""
+    folder = root / ("shims-without-" + "-".join(tools))
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        for shim in SHIMS.iterdir():
+            if shim.name not in tools:
+                (folder / shim.name).symlink_to(shim)
+    return folder
+
+
+def fake_image(
+    root: Path,
+    reference: str,
+    *,
+    version: str | None = __version__,
+    pull_login: tuple[str, str] | None = None,
+    entrypoint: str | None = None,
+) -> str:
+    """An image for the FAKE docker engine (tests/groovy/shims/fake-tool): bin/archfleet is the
+    fake archfleet of `version` (none when None); pull_login makes pulls need that login."""
+    image = root / "images" / re.sub(r"[/:@]", "_", reference)
+    (image / "bin").mkdir(parents=True, exist_ok=True)
+    if version is not None:
+        tool = image / "bin" / "archfleet"
+        fake_tool = SHIMS / "fake-tool"
+        tool.write_text(
+            f'#!/bin/sh\nFAKE_ARCHFLEET_VERSION={version} exec {fake_tool} archfleet "$@"\n'
+        )
+        tool.chmod(0o755)
+    if pull_login is not None:
+        (image / "auth").write_text(base64.b64encode(":".join(pull_login).encode()).decode())
+    if entrypoint is not None:
+        (image / "entrypoint").write_text(entrypoint + "\n")
+    return reference
+
+
 def scenario(name: str, root: Path, **overrides: Any) -> dict[str, Any]:
-    """A multiArchBuild run on an amd64 and an arm64 agent with fake tools."""
+    """A multiArchBuild run on an amd64 and an arm64 agent with fake tools (and a fake docker
+    engine whose images are under root/images)."""
     source = root / "source"
     if not source.exists():
         source.mkdir(parents=True)
@@ -143,7 +212,13 @@ def scenario(name: str, root: Path, **overrides: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "name": name,
         "source": str(source),
-        "env": {"BRANCH_NAME": "main", "SHIM_LOG": str(shim_log)},
+        "env": {
+            "BRANCH_NAME": "main",
+            "SHIM_LOG": str(shim_log),
+            "FAKE_ARCHFLEET_VERSION": __version__,
+            "FAKE_DOCKER_IMAGES": str(root / "images"),
+            "FAKE_DOCKER_STATE": str(root / "engines" / name),
+        },
         "agents": [
             fake_agent("amd-1", ["linux", "amd64"], "x86_64", shim_log),
             fake_agent("arm-1", ["linux", "arm64"], "aarch64", shim_log),
@@ -173,6 +248,14 @@ BAD_CONFIGS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "bad-same-label": (
         {"image": IMAGE, "agentLabel": "linux"},
         ["same label 'linux'", "allowEmulation"],
+    ),
+    "bad-tool-image": (
+        {"image": IMAGE, "archfleetImage": "Registry.example.com/Platform/ArchFleet"},
+        ["archfleetImage 'Registry.example.com/Platform/ArchFleet' is not an image reference"],
+    ),
+    "bad-image-args-without-image": (
+        {"image": IMAGE, "archfleetImageArgs": "--network host"},
+        ["archfleetImageArgs only applies with archfleetImage"],
     ),
 }
 
@@ -273,6 +356,98 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]
             jenkinsfile=str(GROOVY_DIR / "selftest" / "Jenkinsfile"),
             credentials={"token": {"secret": "abcdef"}},
         ),
+        # ---- the archfleet the merge uses: in the tool image, or on the merge agent
+        scenario(
+            "image",
+            root,
+            step=with_args(
+                credentialsId="registry",
+                tags=["1.4.0"],
+                archfleetImage=fake_image(root, TOOL_IMAGE),
+                archfleetImageArgs="--network host",
+            ),
+        ),
+        scenario(
+            "image-private",
+            root,
+            credentials={
+                "registry": {"username": USER, "password": SECRET},
+                "image-pull": {"username": PULL_USER, "password": PULL_SECRET},
+            },
+            step=with_args(
+                credentialsId="registry",
+                archfleetImage=fake_image(
+                    root, PRIVATE_TOOL_IMAGE, pull_login=(PULL_USER, PULL_SECRET)
+                ),
+                archfleetImageCredentialsId="image-pull",
+            ),
+        ),
+        scenario(
+            "image-private-without-login",
+            root,
+            step=with_args(archfleetImage=PRIVATE_TOOL_IMAGE),
+        ),
+        scenario(
+            "image-wrong-version",
+            root,
+            step=with_args(
+                archfleetImage=fake_image(root, f"{TOOL_REPOSITORY}:0.0.9", version="0.0.9")
+            ),
+        ),
+        scenario(
+            "image-without-archfleet",
+            root,
+            step=with_args(
+                archfleetImage=fake_image(root, "registry.example.com/base:1", version=None)
+            ),
+        ),
+        scenario(
+            "image-with-entrypoint",
+            root,
+            step=with_args(
+                archfleetImage=fake_image(root, "registry.example.com/tools:2", entrypoint="tini")
+            ),
+        ),
+        scenario(
+            "image-no-push",
+            root,
+            env={"BRANCH_NAME": "feature/x"},
+            step=with_args(archfleetImage=TOOL_IMAGE),
+        ),
+        scenario(
+            "agent-wrong-version",
+            root,
+            agents=[
+                with_agent_env(
+                    fake_agent("amd-1", ["linux", "amd64"], "x86_64", shim("agent-wrong-version")),
+                    FAKE_ARCHFLEET_VERSION="0.0.9",
+                ),
+                fake_agent("arm-1", ["linux", "arm64"], "aarch64", shim("agent-wrong-version")),
+            ],
+        ),
+        scenario(
+            "agent-without-archfleet",
+            root,
+            agents=[
+                # No PATH+SHIMS: this agent's PATH is only the shims without archfleet and the
+                # system's directories (this machine has a real archfleet elsewhere on PATH).
+                {
+                    "name": "amd-1",
+                    "labels": ["linux", "amd64"],
+                    "env": {
+                        "PATH": f"{shims_without(root, 'archfleet')}:/usr/bin:/bin",
+                        "FAKE_UNAME": "x86_64",
+                        "SHIM_LOG": shim("agent-without-archfleet"),
+                    },
+                },
+                fake_agent("arm-1", ["linux", "arm64"], "aarch64", shim("agent-without-archfleet")),
+            ],
+        ),
+        scenario(
+            "agent-archfleet-fails",
+            root,
+            step=with_args(archfleet="false"),
+        ),
     ]
     for name, (args, _) in BAD_CONFIGS.items():
         scenarios.append(scenario(name, root, step={"name": "multiArchBuild", "args": args}))
@@ -280,6 +455,9 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]
         if s.get("step") is None:
             del s["step"]
         s["env"].setdefault("SHIM_LOG", shim(s["name"]))
+        s["env"].setdefault("FAKE_ARCHFLEET_VERSION", __version__)
+        s["env"].setdefault("FAKE_DOCKER_IMAGES", str(root / "images"))
+        s["env"].setdefault("FAKE_DOCKER_STATE", str(root / "engines" / s["name"]))
     return root, run_pipelines(scenarios, root / "runs", timeout=240)
 
 
@@ -368,8 +546,11 @@ def test_secrets_reach_scripts_only_as_environment(fake: tuple[Path, dict[str, A
     assert all(
         t.args.endswith(f"stdin={SECRET_HASH}") and f"--username {USER}" in t.args for t in logins
     )
-    merger = [t for t in tools if t.tool == "archfleet"]
+    merger = [t for t in tools if t.tool == "archfleet" and t.args != "--version"]
     assert merger and all(t.user == USER and t.password_hash == SECRET_HASH for t in merger)
+    # The version checks run without them.
+    checks = [t for t in tools if t.tool == "archfleet" and t.args == "--version"]
+    assert len(checks) == 2 and all(t.user == "-" and t.password_hash == "-" for t in checks)
 
 
 def test_buildx_label_pattern_and_tag_build(fake: tuple[Path, dict[str, Any]]) -> None:
@@ -419,7 +600,7 @@ def test_native_guard_refuses_a_mislabelled_agent(fake: tuple[Path, dict[str, An
     assert not merge_calls(report)
     tools = tool_calls(root / "guard.tools.log")
     assert not [t for t in tools if t.platform == "linux/arm64"]
-    assert not [t for t in tools if t.tool == "archfleet"]
+    assert [t.args for t in tools if t.tool == "archfleet"] == ["--version"]  # the preflight
 
 
 def test_emulation_allowed_builds_with_a_warning(fake: tuple[Path, dict[str, Any]]) -> None:
@@ -445,13 +626,17 @@ def test_a_failure_moves_no_tag(fake: tuple[Path, dict[str, Any]], name: str) ->
         # Without failFast the amd64 branch finishes (its digest push writes no tag), but no
         # merge runs: no tag anywhere moves.
         assert not merge_calls(report)
-        assert not [t for t in tools if t.tool == "archfleet"]
+        assert [t.args for t in tools if t.tool == "archfleet"] == ["--version"]
         (failed,) = [b for b in calls(report, "branch") if b["status"] == "FAILURE"]
         assert failed["args"]["name"] == "linux/arm64"
         assert "fake buildah: build of linux/arm64 failed" in report["log"]
     else:
         # The merger refused: verify never ran, and the step returned nothing.
-        assert [t.args.split()[0] for t in tools if t.tool == "archfleet"] == ["merge-manifest"]
+        assert [t.args.split()[0] for t in tools if t.tool == "archfleet"] == [
+            "--version",
+            "--version",
+            "merge-manifest",
+        ]
 
 
 def test_push_only_on_main_or_tags(fake: tuple[Path, dict[str, Any]]) -> None:
@@ -470,7 +655,8 @@ def test_unknown_credentials_fail_before_any_push(fake: tuple[Path, dict[str, An
     report = reports["unknown-credentials"]
     assert report["result"] == "FAILURE"
     assert "Could not find credentials entry with ID 'nope'" in report["error"]
-    assert not [t for t in tool_calls(root / "unknown-credentials.tools.log") if t.tool != "uname"]
+    tools = tool_calls(root / "unknown-credentials.tools.log")
+    assert not [t for t in tools if t.tool != "uname" and t.args != "--version"]
 
 
 @pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
@@ -495,11 +681,17 @@ def test_examples_run_under_the_harness(fake: tuple[Path, dict[str, Any]], name:
     assert result["pushed"] is True and result["index"].startswith("sha256:")
     assert set(result["digests"]) == {"linux/amd64", "linux/arm64"}
     assert len(merge_calls(report)) == 1
+    inside = {c["args"]["label"]: c["container"] for c in calls(report, "sh") if c["container"]}
     if name == "declarative-example":
         assert report["params"]["IMAGE"] == IMAGE
         assert result["tags"] == [f"{IMAGE}:latest"]
+        # Its default: the merge in the tool image of this library's version.
+        assert report["params"]["ARCHFLEET_IMAGE"] == TOOL_IMAGE
+        assert inside == {"archfleet --version": TOOL_IMAGE, "archfleet merge-manifest": TOOL_IMAGE}
     else:
         assert result["tags"] == [f"{IMAGE}:latest", f"{IMAGE}:build-7"]
+        # The archfleet on the merge agent.
+        assert inside == {} and not calls(report, "withDockerContainer")
 
 
 def test_the_harness_itself(fake: tuple[Path, dict[str, Any]]) -> None:
@@ -521,6 +713,227 @@ def test_the_harness_itself(fake: tuple[Path, dict[str, Any]]) -> None:
     statuses = {c["args"]["name"]: c["status"] for c in calls(report, "branch")}
     assert statuses == {"fails": "FAILURE", "slow": "FAILURE"}
     assert "interrupted (failFast" in report["log"]
+
+
+# ------------------------------------------------------------------ the tool: preflight, image
+
+
+def stage_calls(report: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """Every call made inside the stage `name`."""
+    return [c for c in report["calls"] if name in c["stages"]]
+
+
+def first_build_seq(report: dict[str, Any]) -> int:
+    """The sequence number at which the first build agent was asked for (or never)."""
+    return min((c["seq"] for c in calls(report, "node") if c["branch"]), default=10**9)
+
+
+def workspace_of(report: dict[str, Any], agent: str) -> Path:
+    (path,) = {c["workspace"] for c in calls(report, "node") if c["agent"] == agent}
+    return Path(path)
+
+
+def test_preflight_checks_the_tool_where_the_merge_runs_before_any_build(
+    fake: tuple[Path, dict[str, Any]],
+) -> None:
+    root, reports = fake
+    report = reports["happy"]
+    assert report["result"] == "SUCCESS", explain(report)
+    preflight = stage_calls(report, "archfleet preflight")
+    # On the merge label, outside any build branch, and done before any build agent is taken.
+    (node,) = [c for c in preflight if c["name"] == "node"]
+    assert node["args"]["label"] == "amd64" and node["branch"] is None
+    (check,) = [c for c in preflight if c["name"] == "sh"]
+    assert check["args"]["label"] == "archfleet --version" and check["container"] is None
+    assert max(c.get("end", c["seq"]) for c in preflight) < first_build_seq(report)
+    assert (
+        f"multiArchBuild: archfleet {__version__} on agent 'amd-1' (label 'amd64')"
+        in (report["log"])
+    )
+    # The merge checks again, where it runs (another agent of that label may differ).
+    merge_stage = stage_calls(report, "merge multi-arch index")
+    labels = [c["args"]["label"] for c in merge_stage if c["name"] == "sh"]
+    assert labels == ["archfleet --version", "archfleet merge-manifest"]
+    tools = tool_calls(root / "happy.tools.log")
+    assert [t.args for t in tools if t.tool == "archfleet"][:1] == ["--version"]
+
+
+def test_merge_and_verify_run_in_the_tool_image(fake: tuple[Path, dict[str, Any]]) -> None:
+    """archfleetImage: Docker Pipeline's docker.image(...).inside, through the stand-in
+    (tests/groovy/DockerStandIn.groovy) and the FAKE docker engine."""
+    root, reports = fake
+    report = reports["image"]
+    assert report["result"] == "SUCCESS", explain(report)
+    ws = workspace_of(report, "amd-1")
+    containers = calls(report, "withDockerContainer")
+    assert len(containers) == 2  # the preflight's and the merge's
+    for container in containers:
+        assert container["args"]["image"] == TOOL_IMAGE
+        assert container["args"]["args"] == "--network host"
+        assert container["args"]["user"] == f"{os.getuid()}:{os.getgid()}"
+        assert container["args"]["volumes"] == [str(ws), f"{ws}@tmp"]
+        assert container["branch"] is None and container["agent"] == "amd-1"
+        # The push secret never reaches `docker run -e`.
+        assert not {"REGISTRY_USER", "REGISTRY_PASSWORD", "DOCKER_CONFIG"} & set(
+            container["args"]["env"]
+        )
+    # Inside the image: the version checks and the merge; nothing of the builds.
+    inside = [c for c in calls(report, "sh") if c["container"]]
+    assert [c["args"]["label"] for c in inside] == [
+        "archfleet --version",
+        "archfleet --version",
+        "archfleet merge-manifest",
+    ]
+    assert all(c["container"] == TOOL_IMAGE for c in inside)
+    assert all(c["exec"][1] == "exec" and Path(c["exec"][0]).name == "docker" for c in inside)
+    assert not [c for c in calls(report, "sh") if c["branch"] and c["container"]]
+    tools = tool_calls(root / "image.tools.log")
+    archfleet = [t for t in tools if t.tool == "archfleet"]
+    assert [t.args.split()[0] for t in archfleet] == [
+        "--version",
+        "--version",
+        "merge-manifest",
+        "verify-manifest",
+    ]
+    assert all(t.container == TOOL_IMAGE for t in archfleet)
+    assert not [t for t in tools if t.tool in ("buildah", "skopeo") and t.container != "-"]
+    # The push login reached archfleet as the private docker config, not as variables: no
+    # `docker exec` command line (what the agent's process list shows) carries it.
+    merger = [t for t in archfleet if t.args.split()[0] != "--version"]
+    assert all(t.user == USER and t.password_hash == SECRET_HASH for t in merger)
+    execs = [" ".join(c["exec"]) for c in inside]
+    assert all("REGISTRY_PASSWORD" not in e and "REGISTRY_USER" not in e for e in execs)
+    assert [e.count(f"--env DOCKER_CONFIG={ws}@tmp/archfleet-registry ") for e in execs] == [
+        0,
+        0,
+        1,
+    ]
+    # ... written on the agent under withCredentials, and removed after the merge.
+    merge_stage = stage_calls(report, "merge multi-arch index")
+    (login,) = [c for c in merge_stage if c["name"] == "withCredentials"]
+    written = next(c for c in merge_stage if c["name"] == "sh" and c["seq"] > login["seq"])
+    assert written["args"]["label"] == "registry login for the tool image"
+    assert written["container"] is None and written["seq"] < login["end"]
+    removed = [c for c in merge_stage if c["name"] == "sh"][-1]
+    assert removed["args"]["label"] == "remove the registry login" and removed["container"] is None
+    assert not (Path(f"{ws}@tmp") / "archfleet-registry").exists()
+    # The image was pulled once (the merge found it local); every container was removed.
+    docker = [t.args.split()[0] for t in tools if t.tool == "docker"]
+    assert docker.count("pull") == 1 and docker.count("run") == 2
+    assert docker.count("stop") == 2 and docker.count("rm") == 2
+    assert list((root / "engines" / "image" / "containers").iterdir()) == []
+    result = returned(report)
+    assert result["pushed"] is True and result["tags"] == [f"{IMAGE}:1.4.0"]
+    (merge,) = [t for t in archfleet if t.args.startswith(MERGE_MARK)]
+    assert result["index"] == fake_digest(f"index {merge.args}")
+
+
+def test_a_private_tool_image_is_pulled_with_its_own_login(
+    fake: tuple[Path, dict[str, Any]],
+) -> None:
+    root, reports = fake
+    report = reports["image-private"]
+    assert report["result"] == "SUCCESS", explain(report)
+    registries = calls(report, "docker.withRegistry")
+    assert [r["args"] for r in registries] == [
+        {"url": "https://registry.example.com", "credentialsId": "image-pull"}
+    ] * 2
+    tools = tool_calls(root / "image-private.tools.log")
+    logins = [t.args for t in tools if t.tool == "docker" and t.args.startswith("login")]
+    pull_hash = hashlib.sha256(PULL_SECRET.encode()).hexdigest()
+    assert (
+        logins == [f"login -u {PULL_USER} -p sha256={pull_hash} https://registry.example.com"] * 2
+    )
+    # The pull login is scoped to the pull: the containers and archfleet never see it.
+    for container in calls(report, "withDockerContainer"):
+        assert container["seq"] > max(r["end"] for r in registries if r["seq"] < container["seq"])
+        assert "DOCKER_CONFIG" not in container["args"]["env"]
+    merger = [t for t in tools if t.tool == "archfleet" and t.args != "--version"]
+    assert merger and all(t.user == USER and t.password_hash == SECRET_HASH for t in merger)
+    assert PULL_SECRET not in report["log"] and PULL_SECRET not in json.dumps(report["calls"])
+    # Its login directory (docker-commons: a fresh one in the workspace's @tmp) is gone.
+    ws = workspace_of(report, "amd-1")
+    assert list(Path(f"{ws}@tmp").iterdir()) == []
+
+
+def test_a_private_tool_image_without_its_login_fails_before_any_build(
+    fake: tuple[Path, dict[str, Any]],
+) -> None:
+    _, reports = fake
+    report = reports["image-private-without-login"]
+    assert report["result"] == "FAILURE"
+    assert "unauthorized: authentication required" in report["log"]
+    assert not calls(report, "parallel") and not calls(report, "withDockerContainer")
+    assert first_build_seq(report) == 10**9
+
+
+TOOL_PROBLEMS: dict[str, list[str]] = {
+    "image-wrong-version": [
+        f"archfleet in image '{TOOL_REPOSITORY}:0.0.9' on agent 'amd-1' (label 'amd64') is "
+        f"version 0.0.9, but this library is version {__version__}",
+        f"(expected {__version__}, found 0.0.9)",
+        f"archfleetImage must be the archfleet tool image of version {__version__}",
+    ],
+    "image-without-archfleet": [
+        "archfleet not found in image 'registry.example.com/base:1' on agent 'amd-1'",
+        "no command 'archfleet' on its PATH",
+        "/opt/archfleet/bin",
+    ],
+    "agent-wrong-version": [
+        f"archfleet on agent 'amd-1' (label 'amd64') is version 0.0.9, but this library is "
+        f"version {__version__} (expected {__version__}, found 0.0.9)",
+        f"archfleetImage: '<registry>/<path>/archfleet:{__version__}'",
+        "merge-tool role",
+    ],
+    "agent-without-archfleet": [
+        "archfleet not found on agent 'amd-1' (label 'amd64'): no command 'archfleet' on its PATH",
+        f"Provide archfleet {__version__} to the merge: archfleetImage:",
+        "docker.image(...).inside",
+        "merge-tool role",
+        "ARCHFLEET property",
+    ],
+    "agent-archfleet-fails": [
+        "'false --version' failed on agent 'amd-1' (label 'amd64') (exit code 1, no output)",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(TOOL_PROBLEMS))
+def test_a_missing_or_wrong_tool_fails_before_any_build(
+    fake: tuple[Path, dict[str, Any]], name: str
+) -> None:
+    root, reports = fake
+    report = reports[name]
+    assert report["result"] == "FAILURE"
+    assert report["errorClass"] == "hudson.AbortException", explain(report)
+    assert report["error"].startswith("multiArchBuild: ")
+    for fragment in TOOL_PROBLEMS[name]:
+        assert fragment in report["error"], report["error"]
+    # One node (the merge agent's preflight); no build branch, no builder ran, no push.
+    assert [c["branch"] for c in calls(report, "node")] == [None]
+    assert not calls(report, "parallel")
+    tools = tool_calls(root / f"{name}.tools.log")
+    assert not [t for t in tools if t.tool in ("buildah", "skopeo", "uname")]
+    assert not [t for t in tools if t.tool == "archfleet" and t.args != "--version"]
+    engine = root / "engines" / name / "containers"
+    assert not engine.exists() or list(engine.iterdir()) == []
+
+
+def test_an_image_entrypoint_gets_the_plugins_warning(fake: tuple[Path, dict[str, Any]]) -> None:
+    _, reports = fake
+    report = reports["image-with-entrypoint"]
+    assert report["result"] == "SUCCESS", explain(report)
+    assert report["log"].count("The container started but didn't run the expected command") == 2
+    assert "--entrypoint=''" in report["log"]
+
+
+def test_no_push_needs_no_tool(fake: tuple[Path, dict[str, Any]]) -> None:
+    root, reports = fake
+    report = reports["image-no-push"]
+    assert report["result"] == "SUCCESS", explain(report)
+    assert returned(report)["pushed"] is False
+    assert [c for c in calls(report, "node") if c["branch"] is None] == []
+    assert not [t for t in tool_calls(root / "image-no-push.tools.log") if t.tool == "docker"]
 
 
 # ------------------------------------------------------------------ executed for real
@@ -662,3 +1075,191 @@ def test_jenkinsfile_builds_merges_and_verifies_for_real(
     assert not merge_calls(guarded)
     assert auth_registry.tags("team/guarded") == []
     assert not mounts_under(tmp_path)
+
+
+# ------------------------------------------------------------------ docker.inside, for real
+
+# A STAND-IN archfleet for the real container (the tool image itself comes from
+# ci-templates/image, built elsewhere): it answers --version, prints a digest for merge-manifest,
+# and logs each call with its uid, the login it finds in DOCKER_CONFIG (user, sha256 of the
+# password, the config.json key), whether REGISTRY_PASSWORD is set, and the image's marker file,
+# to .archfleet-standin.log in the working directory (the mounted workspace).
+STANDIN_ARCHFLEET = r"""#!/bin/sh
+user=- pw=- key=-
+config="${DOCKER_CONFIG:-/nonexistent}/config.json"
+if [ -r "$config" ]; then
+    key=$(sed -n 's/.*{"\([^"]*\)": {"auth".*/\1/p' "$config")
+    login=$(sed -n 's/.*"auth": *"\([^"]*\)".*/\1/p' "$config" | base64 -d)
+    user="${login%%:*}"
+    pw=$(printf '%s' "${login#*:}" | sha256sum | cut -d' ' -f1)
+fi
+printf 'image=%s\tuid=%s\tuser=%s\tpw=%s\tkey=%s\tenv-password=%s\t%s\n' \
+    "$(cat /etc/standin-image)" "$(id -u)" "$user" "$pw" "$key" "${REGISTRY_PASSWORD:+set}" "$*" \
+    >> .archfleet-standin.log
+case "${1:-}" in
+--version) echo "archfleet @VERSION@" ;;
+merge-manifest) printf 'sha256:%s\n' "$(printf '%s' "$*" | sha256sum | cut -d' ' -f1)" ;;
+esac
+"""
+BUSYBOX_APPLETS = ("sh", "cat", "id", "sed", "head", "base64", "sha256sum", "cut", "mkdir", "rm")
+
+
+def standin_image(engine: DockerEngine, reference: str, version: str, workdir: Path) -> None:
+    """A busybox image whose archfleet is STANDIN_ARCHFLEET of `version`, no ENTRYPOINT."""
+    root = workdir / re.sub(r"[/:@]", "_", reference)
+    (root / "bin").mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "tmp").mkdir()
+    shutil.copy(busybox_rootfs("amd64") / "bin" / "busybox", root / "bin" / "busybox")
+    for applet in BUSYBOX_APPLETS:
+        (root / "bin" / applet).symlink_to("busybox")
+    (root / "etc" / "standin-image").write_text(reference + "\n")
+    tool = root / "opt" / "archfleet" / "bin" / "archfleet"
+    tool.parent.mkdir(parents=True)
+    tool.write_text(STANDIN_ARCHFLEET.replace("@VERSION@", version))
+    tool.chmod(0o755)
+    tarball = workdir / f"{root.name}.tar"
+    subprocess.run(["tar", "-C", str(root), "-cf", str(tarball), "."], check=True)
+    engine.docker(
+        "import", "--change", "ENV PATH=/opt/archfleet/bin:/bin", "-", reference, input_file=tarball
+    )
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[DockerEngine]:
+    """A private dockerd (toolkit/lab/docker_engine.py: the GUIDE's recipe), stopped by pid."""
+    with docker_engine() as running:
+        yield running
+
+
+def docker_agent(name: str, labels: list[str], root: Path, engine: DockerEngine) -> dict[str, Any]:
+    """A fake-builder agent whose `docker` is Debian's client talking to `engine`."""
+    shims = root / "shims-real-docker"
+    if not shims.exists():
+        shims.mkdir(parents=True)
+        for shim in SHIMS.iterdir():
+            if shim.name != "docker":
+                (shims / shim.name).symlink_to(shim)
+        (shims / "docker").symlink_to(DOCKER_CLIENT)
+    agent = fake_agent(
+        name, labels, "x86_64" if "amd64" in labels else "aarch64", root / "docker.tools.log", shims
+    )
+    return with_agent_env(agent, DOCKER_HOST=engine.host)
+
+
+def standin_calls(workspace: Path) -> list[dict[str, str]]:
+    rows = []
+    for line in (workspace / ".archfleet-standin.log").read_text().splitlines():
+        *fields, args = line.split("\t")
+        rows.append({**dict(f.split("=", 1) for f in fields), "args": args})
+    return rows
+
+
+def test_merge_runs_inside_the_image_on_a_real_docker_engine(
+    engine: DockerEngine, auth_registry: AuthRegistry, tmp_path: Path
+) -> None:
+    """docker.image(...).inside for real: the stand-in (tests/groovy/DockerStandIn.groovy) runs
+    `docker run … cat`, `docker exec` and `docker login`/`pull` with Debian's docker 20.10
+    against a dockerd of this test, and the image comes from a loopback registry with basic
+    auth (archfleetImageCredentialsId). The builds use the FAKE builders, and archfleet in the
+    image is a STAND-IN script (the real tool image is built from ci-templates/image and not
+    available to this test): what is real here is the container — the workspace and its @tmp
+    mounted at the same paths, the uid, the environment that reaches `docker exec`, the private
+    docker config holding the push login, and the clean-up."""
+    address = auth_registry.registry.address
+    tool_image = f"{address}/platform/archfleet:{__version__}"
+    standin_image(engine, tool_image, __version__, tmp_path / "images")
+    config, password = tmp_path / "push-config", tmp_path / "password"
+    config.mkdir()
+    password.write_text(SECRET)
+    password.chmod(0o600)
+    engine.docker(
+        "--config",
+        str(config),
+        "login",
+        "-u",
+        USER,
+        "--password-stdin",
+        address,
+        input_file=password,
+    )
+    engine.docker("--config", str(config), "push", tool_image)
+    engine.docker("rmi", tool_image)  # so that the step has to pull it, with its login
+    standin_image(engine, "local/archfleet-standin:0.0.9", "0.0.9", tmp_path / "images")
+
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "Dockerfile").write_text("FROM scratch\n")
+    common: dict[str, Any] = {
+        "source": str(source),
+        "env": {"BRANCH_NAME": "main", "SHIM_LOG": str(tmp_path / "docker.tools.log")},
+        "agents": [
+            docker_agent("amd-1", ["linux", "amd64"], tmp_path, engine),
+            docker_agent("arm-1", ["linux", "arm64"], tmp_path, engine),
+        ],
+        "credentials": {
+            "registry": {"username": USER, "password": SECRET},
+            "image-pull": {"username": USER, "password": SECRET},
+        },
+    }
+    scenarios = [
+        {
+            "name": "real-inside",
+            **common,
+            "step": with_args(
+                credentialsId="registry",
+                archfleetImage=tool_image,
+                archfleetImageCredentialsId="image-pull",
+                # No bridge on this engine; the stand-in needs no network.
+                archfleetImageArgs="--network none",
+            ),
+        },
+        {
+            "name": "real-inside-wrong-version",
+            **common,
+            "step": with_args(archfleetImage="local/archfleet-standin:0.0.9"),
+        },
+    ]
+    reports = run_pipelines(scenarios, tmp_path / "runs", timeout=300)
+
+    report = reports["real-inside"]
+    assert report["result"] == "SUCCESS", explain(report)
+    ws = workspace_of(report, "amd-1")
+    rows = standin_calls(ws)
+    assert [r["args"].split()[0] for r in rows] == [
+        "--version",
+        "--version",
+        "merge-manifest",
+        "verify-manifest",
+    ]
+    # In the image (its marker file), as the agent's uid, in the mounted workspace.
+    assert {r["image"] for r in rows} == {tool_image}
+    assert {r["uid"] for r in rows} == {str(os.getuid())}
+    # The merge found the push login in the private docker config (the image registry's pull
+    # login never reached the container), and no password in its environment.
+    merge_rows = [r for r in rows if r["args"] != "--version"]
+    assert all(
+        (r["user"], r["pw"], r["key"], r["env-password"])
+        == (USER, SECRET_HASH, "registry.example.com", "")
+        for r in merge_rows
+    )
+    assert all(r["user"] == "-" for r in rows if r["args"] == "--version")
+    # Pulled from the registry through docker.withRegistry's `docker login`, then kept local.
+    assert [c["args"]["credentialsId"] for c in calls(report, "withDockerRegistry")] == [
+        "image-pull"
+    ] * 2
+    assert report["log"].count("Login Succeeded") == 2
+    engine.docker("image", "inspect", tool_image)
+    result = returned(report)
+    (merge,) = [r for r in rows if r["args"].startswith(MERGE_MARK)]
+    assert result["index"] == fake_digest(merge["args"])
+    # Everything cleaned up: no container, no login directory, no registry config.
+    assert engine.docker("ps", "-aq").stdout.strip() == ""
+    assert list(Path(f"{ws}@tmp").iterdir()) == []
+    assert SECRET not in report["log"] and SECRET not in json.dumps(report["calls"])
+
+    wrong = reports["real-inside-wrong-version"]
+    assert wrong["result"] == "FAILURE"
+    assert f"(expected {__version__}, found 0.0.9)" in wrong["error"]
+    assert [c["branch"] for c in calls(wrong, "node")] == [None]
+    assert engine.docker("ps", "-aq").stdout.strip() == ""

@@ -1,6 +1,7 @@
 """The shared library's pure helpers (jenkins/src/archfleet) on Groovy 2.4.21, the Groovy Jenkins
-embeds: platform names, agent labels, the native guard, digest parsing, argument validation.
-All calls go through ONE groovy process (tests/groovy/call.groovy)."""
+embeds: platform names, agent labels, the native guard, digest parsing, argument validation, the
+archfleet tool's version check. All calls go through ONE groovy process
+(tests/groovy/call.groovy)."""
 
 from __future__ import annotations
 
@@ -165,6 +166,102 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
         {"target": "Config", "method": "parseImage", "args": [f"r.example.com/app@{DIGEST}"]},
         {"error": "has a digest"},
     ),
+    "tool-version": ({"target": "Tool", "method": "version", "args": ["0.1.0\n"]}, "0.1.0"),
+    "tool-version-damaged": (
+        {"target": "Tool", "method": "version", "args": ["<html>"]},
+        {"error": "archfleet/version.txt holds '<html>', not a version"},
+    ),
+    "tool-env-agent-default": (
+        {"target": "Tool", "method": "commandEnv", "args": [{"archfleet": None}]},
+        [],
+    ),
+    "tool-env-agent-command": (
+        {
+            "target": "Tool",
+            "method": "commandEnv",
+            "args": [{"archfleet": "/opt/af/bin/archfleet"}],
+        },
+        ["AF_ARCHFLEET=/opt/af/bin/archfleet"],
+    ),
+    # In the image always explicit: an agent's ARCHFLEET (a host path) reaches the container.
+    "tool-env-image": (
+        {"target": "Tool", "method": "commandEnv", "args": [{"archfleetImage": "r.io/af:1"}]},
+        ["AF_ARCHFLEET=archfleet"],
+    ),
+    "registry-url-host": (
+        {"target": "Tool", "method": "registryUrl", "args": ["registry.example.com:5000/p/af:1"]},
+        "https://registry.example.com:5000",
+    ),
+    "registry-url-docker-hub": (
+        {"target": "Tool", "method": "registryUrl", "args": ["platform/archfleet:1"]},
+        "https://index.docker.io/v1/",
+    ),
+    "registry-url-docker-io": (
+        {"target": "Tool", "method": "registryUrl", "args": ["docker.io/platform/archfleet:1"]},
+        "https://index.docker.io/v1/",
+    ),
+    "auth-key-host": (
+        {"target": "Tool", "method": "authKey", "args": ["127.0.0.1:5000"]},
+        "127.0.0.1:5000",
+    ),
+    "auth-key-docker-hub": (
+        {"target": "Tool", "method": "authKey", "args": ["docker.io"]},
+        "https://index.docker.io/v1/",
+    ),
+}
+
+MERGE_ON_AGENT = {"mergeLabel": "amd64", "archfleetImage": None}
+MERGE_IN_IMAGE = {"mergeLabel": "amd64", "archfleetImage": "r.example.com/platform/archfleet:0.1.0"}
+
+
+def problem(
+    output: str, cfg: dict[str, Any] = MERGE_ON_AGENT, node: str | None = "m-1"
+) -> dict[str, Any]:
+    return {"target": "Tool", "method": "problem", "args": ["0.1.0", output, cfg, node]}
+
+
+# Tool.problem: check-tool.sh's output -> None (fine) or the message; fragments it must hold.
+PROBLEMS: dict[str, tuple[dict[str, Any], list[str] | None]] = {
+    "ok": (problem("command=archfleet\nstatus=ok\ncode=0\noutput=archfleet 0.1.0\n"), None),
+    "ok-after-a-warning": (
+        problem("command=af\nstatus=ok\ncode=0\noutput=WARNING: x\noutput=archfleet 0.1.0\n"),
+        None,
+    ),
+    "mismatch": (
+        problem("command=archfleet\nstatus=ok\ncode=0\noutput=archfleet 0.2.0\n"),
+        [
+            "archfleet on agent 'm-1' (label 'amd64') is version 0.2.0, but this library is "
+            "version 0.1.0 (expected 0.1.0, found 0.2.0)",
+            "archfleetImage: '<registry>/<path>/archfleet:0.1.0'",
+            "merge-tool role",
+            "@Library('archfleet@<that release>')",
+        ],
+    ),
+    "mismatch-in-image": (
+        problem("command=archfleet\nstatus=ok\ncode=0\noutput=archfleet 0.2.0\n", MERGE_IN_IMAGE),
+        [
+            "archfleet in image 'r.example.com/platform/archfleet:0.1.0' on agent 'm-1' "
+            "(label 'amd64') is version 0.2.0",
+            "archfleetImage must be the archfleet tool image of version 0.1.0",
+        ],
+    ),
+    "missing": (
+        problem("command=archfleet\nstatus=missing\n", node=None),
+        [
+            "archfleet not found on the agent with label 'amd64': "
+            "no command 'archfleet' on its PATH",
+            "Provide archfleet 0.1.0 to the merge",
+        ],
+    ),
+    "failed": (
+        problem("command=python3\nstatus=failed\ncode=1\noutput=No module named toolkit\n"),
+        ["'python3 --version' failed on agent 'm-1' (label 'amd64') (exit code 1): No module"],
+    ),
+    "not-archfleet": (
+        problem("command=true\nstatus=ok\ncode=0\n"),
+        ["'true --version' on agent 'm-1' (label 'amd64') printed '', not 'archfleet <version>'"],
+    ),
+    "garbage": (problem("Segmentation fault\n"), ["printed nothing it could read (Segmentation"]),
 }
 
 
@@ -209,15 +306,47 @@ CONFIG_CASES: dict[str, dict[str, Any]] = {
     "duplicate-platform": config_request(
         {"image": "r.example.com/app", "platforms": ["linux/arm64", "linux/arm64/v8"]}
     ),
+    "tool-image": config_request(
+        {
+            "image": "r.example.com/app",
+            "credentialsId": "push",
+            "archfleetImage": f"r.example.com/platform/archfleet:0.1.0@{DIGEST}",
+            "archfleetImageArgs": " --network host ",
+            "archfleetImageCredentialsId": "pull",
+        }
+    ),
+    "tool-image-bad": config_request({"image": "r.example.com/app", "archfleetImage": "a b"}),
+    "tool-image-args-alone": config_request(
+        {"image": "r.example.com/app", "archfleetImageCredentialsId": "pull"}
+    ),
+    "tool-image-args-multiline": config_request(
+        {"image": "r.example.com/app", "archfleetImage": "af:1", "archfleetImageArgs": "a\nb"}
+    ),
 }
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     requests = {name: request for name, (request, _) in CASES.items()}
+    requests.update({f"problem-{name}": request for name, (request, _) in PROBLEMS.items()})
     requests.update(CONFIG_CASES)
     requests["@compile"] = {"target": "@compile"}
     requests["@arguments"] = {"target": "Config", "method": "@field", "args": ["ARGUMENTS"]}
+    requests["merge-env-image"] = {
+        "target": "Config",
+        "method": "mergeEnv",
+        "args": [
+            {
+                "arches": [ARM64],
+                "targets": ["r/app:1"],
+                "mergeOut": ".archfleet/merge",
+                "platformList": "linux/arm64",
+                "archfleetImage": "r.example.com/platform/archfleet:0.1.0",
+            },
+            {"linux/arm64": DIGEST},
+            "/ws@tmp/archfleet-registry",
+        ],
+    }
     requests["merge-env-missing"] = {
         "target": "Config",
         "method": "mergeEnv",
@@ -238,9 +367,39 @@ def test_pure_helpers(results: dict[str, dict[str, Any]], name: str) -> None:
     if isinstance(expected, dict) and set(expected) == {"error"}:
         assert "error" in answer, answer
         assert expected["error"] in answer["error"]
-        assert answer["errorClass"] == "java.lang.IllegalArgumentException"
+        # The library's own exception (sandbox-approved), turned into error() by vars/.
+        assert answer["errorClass"] == "archfleet.LibraryError"
     else:
         assert answer == {"value": expected}
+
+
+@pytest.mark.parametrize("name", sorted(PROBLEMS))
+def test_tool_check_verdicts(results: dict[str, dict[str, Any]], name: str) -> None:
+    answer = results[f"problem-{name}"]
+    fragments = PROBLEMS[name][1]
+    if fragments is None:
+        assert answer == {"value": None}
+    else:
+        for fragment in fragments:
+            assert fragment in answer["value"], answer
+
+
+def test_tool_image_arguments(results: dict[str, dict[str, Any]]) -> None:
+    cfg = results["tool-image"]["value"]
+    assert cfg["archfleetImage"] == f"r.example.com/platform/archfleet:0.1.0@{DIGEST}"
+    assert cfg["archfleetImageArgs"] == "--network host"
+    assert cfg["archfleetImageCredentialsId"] == "pull"
+    assert cfg["archfleetImageRegistryUrl"] == "https://r.example.com"
+    assert cfg["dockerAuthKey"] == "r.example.com"
+    defaults = results["defaults"]["value"]
+    assert (defaults["archfleetImage"], defaults["archfleetImageArgs"]) == (None, "")
+
+
+def test_merge_in_the_image_gets_the_docker_config_not_the_agents_command(
+    results: dict[str, dict[str, Any]],
+) -> None:
+    env = results["merge-env-image"]["value"]
+    assert env[-2:] == ["AF_ARCHFLEET=archfleet", "DOCKER_CONFIG=/ws@tmp/archfleet-registry"]
 
 
 def test_every_library_file_compiles_on_groovy_2_4(results: dict[str, dict[str, Any]]) -> None:
@@ -288,6 +447,9 @@ def test_one_label_for_all_needs_emulation(results: dict[str, dict[str, Any]]) -
         ("build-arg-newline", "build arg A contains a line break"),
         ("duplicate-platform", "platform linux/arm64 is listed twice"),
         ("merge-env-missing", "no digest came back from the linux/arm64 build"),
+        ("tool-image-bad", "archfleetImage 'a b' is not an image reference"),
+        ("tool-image-args-alone", "archfleetImageCredentialsId only applies with archfleetImage"),
+        ("tool-image-args-multiline", "archfleetImageArgs must be one line of docker run options"),
     ],
 )
 def test_config_errors(results: dict[str, dict[str, Any]], name: str, fragment: str) -> None:

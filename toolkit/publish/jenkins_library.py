@@ -27,11 +27,15 @@ import requests
 from jenkinsapi.custom_exceptions import JenkinsAPIException
 from jenkinsapi.jenkins import Jenkins
 
+from .. import __version__
 from ..archmap import export
 
 MANAGED_MARK = "Managed by archfleet publish-jenkins-library"
 RESULT_PREFIX = "ARCHFLEET-RESULT "
 ARCHES_RESOURCE = Path("resources") / "archfleet" / "arches.json"
+# The archfleet version the library needs its merge tool to be (vars/multiArchBuild.groovy
+# checks it before any build): the package's own, committed so that Jenkins' checkout has it.
+VERSION_RESOURCE = Path("resources") / "archfleet" / "version.txt"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _VERSION = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
 _OUTPUT_TAIL = 600
@@ -55,6 +59,18 @@ def write_arches_resource(library_root: Path) -> Path:
     """Regenerate the library's arch table after toolkit/archmap.py changed."""
     path = library_root / ARCHES_RESOURCE
     path.write_text(render_arches_json(), encoding="utf-8")
+    return path
+
+
+def render_version_text() -> str:
+    """resources/archfleet/version.txt as the library ships it: toolkit.__version__."""
+    return f"{__version__}\n"
+
+
+def write_version_resource(library_root: Path) -> Path:
+    """Regenerate the library's version after toolkit/__init__.py's __version__ changed."""
+    path = library_root / VERSION_RESOURCE
+    path.write_text(render_version_text(), encoding="utf-8")
     return path
 
 

@@ -1,4 +1,5 @@
-"""Tasks lab.up, lab.status, lab.down: the local fleet (registry + one SSH host per arch)."""
+"""Tasks lab.up, lab.status, lab.down: the local fleet (registry + one SSH host per arch);
+lab.tool-image: the archfleet tool image, built per arch into the lab's registry."""
 
 from __future__ import annotations
 
@@ -137,7 +138,87 @@ def down(c: Context, dir: str = "", purge: bool = False) -> None:
         lab_down(lab_directory(dir), report.progress, purge=purge)
 
 
+@task(
+    help={
+        "wheel": "The archfleet wheel to install (python -m pip wheel --no-deps -w dist .).",
+        "registry": "Loopback registry to push to (127.0.0.1:PORT, plain HTTP); default: the "
+        "running lab's (lab.up).",
+        "platforms": "Comma-separated platforms (default linux/amd64,linux/arm64).",
+        "dir": DIR_HELP,
+        "mirror": "Debian mirror for the Python base roots (default: this machine's apt sources).",
+        "json": JSON_HELP,
+    }
+)
+def tool_image(
+    c: Context,
+    wheel: str = "",
+    registry: str = "",
+    platforms: str = "linux/amd64,linux/arm64",
+    dir: str = "",
+    mirror: str = "",
+    json: bool = False,
+) -> None:
+    """Build the archfleet tool image per arch (private Docker engine), merge and verify it."""
+    import tempfile
+
+    from ..lab.docker_engine import DockerEngineError, docker_engine
+    from ..lab.fleet import load_lab
+    from ..lab.tool_image import ToolImageError, build_tool_image
+
+    wanted = tuple(p.strip() for p in platforms.split(",") if p.strip())
+    with errors_reported((*lab_errors(), DockerEngineError, ToolImageError)):
+        if not wheel:
+            raise ToolImageError(
+                "--wheel is required: the archfleet wheel to install "
+                "(python -m pip wheel --no-deps -w dist .)"
+            )
+        if not registry:
+            lab = load_lab(lab_directory(dir))
+            if lab is None:
+                raise ToolImageError(
+                    f"no running lab in {lab_directory(dir)}: run `invoke lab.up` first, or "
+                    "pass --registry 127.0.0.1:PORT"
+                )
+            registry = lab.registry.address
+        host = registry.rsplit(":", 1)[0]
+        # The private engine trusts plain HTTP on loopback only (--insecure-registry 127.0.0.0/8).
+        if not (host.startswith("127.") or host == "localhost"):
+            raise ToolImageError(f"--registry {registry!r}: expected a loopback 127.x.y.z:PORT")
+        with (
+            tempfile.TemporaryDirectory(prefix="archfleet-tool-image-") as work,
+            docker_engine() as engine,
+        ):
+            image = build_tool_image(
+                engine,
+                registry,
+                Path(wheel).expanduser().resolve(),
+                Path(work),
+                platforms=wanted,
+                mirror=mirror or None,
+                progress=report.progress,
+            )
+    if json:
+        report.emit_json(
+            {
+                "ref": image.tag_ref,
+                "digest": image.index_digest,
+                "version": image.version,
+                "base": image.base_image,
+                "platforms": [child.__dict__ for child in image.children],
+                "seconds": {k: round(v, 1) for k, v in image.seconds.items()},
+            }
+        )
+        return
+    for child in image.children:
+        report.progress(
+            f"{child.platform}: {child.digest}, {child.layer_bytes / 1e6:.1f} MB compressed "
+            f"in {child.layers} layers"
+        )
+    report.emit_value(f"{image.tag_ref}@{image.index_digest}")
+
+
 namespace = Collection("lab")
 namespace.add_task(up)
 namespace.add_task(status)
 namespace.add_task(down)
+namespace.add_task(tool_image)

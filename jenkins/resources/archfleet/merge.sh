@@ -3,7 +3,7 @@
 # tag (one merge-manifest run, repeated --target), then verify each tag.
 #
 # Inputs from the environment (withEnv; REGISTRY_USER/REGISTRY_PASSWORD from withCredentials,
-# read by archfleet itself, never put on a command line):
+# or DOCKER_CONFIG in archfleetImage: read by archfleet itself, never put on a command line):
 #   AF_TARGETS "registry/app:1.0 registry/app:latest"
 #   AF_SOURCES "linux/amd64=@sha256:... linux/arm64=@sha256:..."   AF_PLATFORMS linux/amd64,...
 #   AF_INSECURE AF_CHILD_TAGS AF_VERIFY AF_CHECK_BINARIES 1|0   AF_OUT (work dir)

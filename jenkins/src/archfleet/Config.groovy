@@ -6,14 +6,14 @@ import com.cloudbees.groovy.cps.NonCPS
  * multiArchBuild's arguments: defaults, validation, and what each build and the merge get.
  *
  * parse() turns the step's arguments into a plain map of Strings, Booleans, Lists and Maps
- * (serializable, so the CPS step can keep it across steps) or throws IllegalArgumentException
- * with a message a user can act on. Pure: the caller passes in what it read from the build.
+ * (serializable, so the CPS step can keep it across steps) or throws LibraryError with a message
+ * a user can act on. Pure: the caller passes in what it read from the build.
  */
 class Config implements Serializable {
     private static final long serialVersionUID = 1L
 
     /** Every argument: name, type, default and an example, as vars/multiArchBuild.txt lists them. */
-    static final List<Map<String, String>> ARGUMENTS = [
+    static final List<Map<String, String>> ARGUMENTS = Collections.unmodifiableList([
         [name: 'image', type: 'String (required)', default: '-',
          example: "'registry.example.com/team/app'"],
         [name: 'platforms', type: 'List<String>', default: "['linux/amd64', 'linux/arm64']",
@@ -40,13 +40,19 @@ class Config implements Serializable {
         [name: 'checkBinaries', type: 'Boolean', default: 'true', example: 'false'],
         [name: 'insecure', type: 'Boolean', default: 'false', example: 'true'],
         [name: 'childTags', type: 'Boolean', default: 'true', example: 'false'],
-        [name: 'archfleet', type: 'String', default: '$ARCHFLEET on the agent, else \'archfleet\'',
-         example: "'pipx run archfleet'"],
+        [name: 'archfleet', type: 'String',
+         default: '\'archfleet\' (without archfleetImage: $ARCHFLEET on the agent first)',
+         example: "'/opt/archfleet/bin/archfleet'"],
+        [name: 'archfleetImage', type: 'String', default: 'none (archfleet on the merge agent)',
+         example: "'registry.example.com/platform/archfleet:0.1.0'"],
+        [name: 'archfleetImageArgs', type: 'String', default: "''", example: "'--network host'"],
+        [name: 'archfleetImageCredentialsId', type: 'String', default: 'none (pull as the agent is)',
+         example: "'registry-pull'"],
         [name: 'checkout', type: 'Boolean', default: 'true', example: 'false'],
         [name: 'scm', type: 'SCM', default: 'scm (the job\'s own)',
          example: '[$class: \'GitSCM\', userRemoteConfigs: [[url: \'https://git.example.com/app.git\']]]'],
         [name: 'failFast', type: 'Boolean', default: 'true', example: 'false'],
-    ].asImmutable()
+    ])  // not .asImmutable(): the sandbox approves only its Map form
 
     static final String WORK_DIR = '.archfleet'
 
@@ -62,13 +68,13 @@ class Config implements Serializable {
     @NonCPS
     static Map parse(Map args, String archesJson, Map build) {
         if (args == null) {
-            throw new IllegalArgumentException(
+            throw new LibraryError(
                 "give the arguments as a map, e.g. multiArchBuild(image: 'registry.example.com/team/app')")
         }
         List<String> names = ARGUMENTS.collect { Map<String, String> a -> a.name }
         List<String> unknown = args.keySet().collect { Object k -> k.toString() }.findAll { String k -> !(k in names) }
         if (unknown) {
-            throw new IllegalArgumentException(
+            throw new LibraryError(
                 "unknown argument(s) ${unknown.join(', ')}; known: ${names.join(', ')}")
         }
         Map table = Platforms.parseTable(archesJson)
@@ -83,7 +89,7 @@ class Config implements Serializable {
         }
         for (String tag : tags) {
             if (!(tag ==~ TAG)) {
-                throw new IllegalArgumentException(
+                throw new LibraryError(
                     "tag '${tag}' is not a valid tag (letters, digits, '_', '.', '-'; at most 128; not starting with '.' or '-')")
             }
         }
@@ -91,7 +97,7 @@ class Config implements Serializable {
         List<String> requested = args.containsKey('platforms') ? stringList(args, 'platforms', null)
             : ['linux/amd64', 'linux/arm64']
         if (!requested) {
-            throw new IllegalArgumentException(
+            throw new LibraryError(
                 "platforms is empty: list at least one, e.g. platforms: ['linux/amd64', 'linux/arm64']")
         }
         boolean allowEmulation = flag(args, 'allowEmulation', false)
@@ -102,11 +108,11 @@ class Config implements Serializable {
         for (Object wanted : requested) {
             Map arch = Platforms.describe(table, wanted)
             if (arches.any { Map seen -> seen.platform == arch.platform }) {
-                throw new IllegalArgumentException("platform ${arch.platform} is listed twice in platforms")
+                throw new LibraryError("platform ${arch.platform} is listed twice in platforms")
             }
             arch.label = Platforms.label(arch, pattern)
             if (labelOwner.containsKey(arch.label) && !allowEmulation) {
-                throw new IllegalArgumentException(
+                throw new LibraryError(
                     "agentLabel gives ${labelOwner[arch.label]} and ${arch.platform} the same label " +
                     "'${arch.label}': one agent cannot be native for both; put {arch} in the pattern " +
                     "or pass allowEmulation: true")
@@ -119,7 +125,7 @@ class Config implements Serializable {
 
         String builder = string(args, 'builder', 'buildx')
         if (!(builder in ['buildx', 'buildah'])) {
-            throw new IllegalArgumentException("builder must be 'buildx' or 'buildah', not '${builder}'")
+            throw new LibraryError("builder must be 'buildx' or 'buildah', not '${builder}'")
         }
         String context = string(args, 'context', '.')
         String dockerfile = string(args, 'dockerfile', "${context}/Dockerfile".toString())
@@ -127,11 +133,12 @@ class Config implements Serializable {
         String mainBranch = string(args, 'mainBranch', 'main')
         Object push = args.push
         if (push != null && !(push instanceof Boolean)) {
-            throw new IllegalArgumentException("push must be true or false, not '${push}'")
+            throw new LibraryError("push must be true or false, not '${push}'")
         }
         boolean pushing = push != null ? push : (build.TAG_NAME || build.BRANCH_NAME == mainBranch)
         String credentialsId = args.credentialsId == null ? null : string(args, 'credentialsId', null)
         String archfleet = args.archfleet == null ? null : string(args, 'archfleet', null)
+        Map tool = toolImage(args)
 
         return [
             image         : image.repository,
@@ -154,6 +161,11 @@ class Config implements Serializable {
             insecure      : flag(args, 'insecure', false),
             childTags     : flag(args, 'childTags', true),
             archfleet     : archfleet,
+            archfleetImage: tool.image,
+            archfleetImageArgs: tool.args,
+            archfleetImageCredentialsId: tool.credentialsId,
+            archfleetImageRegistryUrl: tool.registryUrl,
+            dockerAuthKey : Tool.authKey(image.registry),
             checkout      : flag(args, 'checkout', true),
             scm           : args.scm,
             failFast      : flag(args, 'failFast', true),
@@ -180,14 +192,18 @@ class Config implements Serializable {
         ].collect { Object entry -> entry.toString() }
     }
 
-    /** withEnv entries for the merge script (resources/archfleet/merge.sh). */
+    /**
+     * withEnv entries for the merge script (resources/archfleet/merge.sh). dockerConfig: the
+     * directory of the private docker config holding the push login, for a merge in
+     * archfleetImage (null otherwise: the login comes as REGISTRY_USER/REGISTRY_PASSWORD).
+     */
     @NonCPS
-    static List<String> mergeEnv(Map cfg, Map digests) {
+    static List<String> mergeEnv(Map cfg, Map digests, String dockerConfig = null) {
         List<String> sources = []
         for (Map arch : (List<Map>) cfg.arches) {
             Object digest = digests[arch.platform]
             if (digest == null) {
-                throw new IllegalArgumentException("no digest came back from the ${arch.platform} build")
+                throw new LibraryError("no digest came back from the ${arch.platform} build")
             }
             sources << Digests.source(arch.platform.toString(), digest.toString())
         }
@@ -201,36 +217,71 @@ class Config implements Serializable {
             "AF_VERIFY=${cfg.verify ? 1 : 0}",
             "AF_CHECK_BINARIES=${cfg.checkBinaries ? 1 : 0}",
         ].collect { Object entry -> entry.toString() }
-        if (cfg.archfleet) {
-            env << "AF_ARCHFLEET=${cfg.archfleet}".toString()
+        env.addAll(Tool.commandEnv(cfg))
+        if (dockerConfig != null) {
+            env << "DOCKER_CONFIG=${dockerConfig}".toString()
         }
         return env
+    }
+
+    /**
+     * archfleetImage and its options: where merge and verify run when not on the agent itself.
+     * The reference is checked the way Docker Pipeline's docker.image(id) checks it
+     * (docker-commons ImageNameValidator: [REGISTRY/]NAME[:TAG][@DIGEST]), here rather than at
+     * merge time, after every platform has built.
+     */
+    @NonCPS
+    static Map toolImage(Map args) {
+        if (args.archfleetImage == null) {
+            for (String option : ['archfleetImageArgs', 'archfleetImageCredentialsId']) {
+                if (args[option] != null) {
+                    throw new LibraryError(
+                        "${option} only applies with archfleetImage, e.g. archfleetImage: ${exampleOf('archfleetImage')}")
+                }
+            }
+            return [image: null, args: '', credentialsId: null, registryUrl: null]
+        }
+        String image = string(args, 'archfleetImage', null)
+        if (!(image ==~ "(?:${HOST}/)?${COMPONENT}(?:/${COMPONENT})*(?::${TAG})?(?:@sha256:[0-9a-f]{64})?")) {
+            throw new LibraryError(
+                "archfleetImage '${image}' is not an image reference [REGISTRY/]REPOSITORY[:TAG][@sha256:DIGEST] " +
+                "with a lowercase repository, e.g. archfleetImage: ${exampleOf('archfleetImage')}")
+        }
+        Object extra = args.archfleetImageArgs
+        if (extra != null && (!(extra instanceof CharSequence) || extra.toString().contains('\n'))) {
+            throw new LibraryError(
+                "archfleetImageArgs must be one line of docker run options, e.g. archfleetImageArgs: ${exampleOf('archfleetImageArgs')}")
+        }
+        String credentialsId = args.archfleetImageCredentialsId == null ? null :
+            string(args, 'archfleetImageCredentialsId', null)
+        return [image: image, args: extra == null ? '' : extra.toString().trim(), credentialsId: credentialsId,
+                registryUrl: Tool.registryUrl(image)]
     }
 
     /** 'registry.example.com/team/app[:tag]' -> registry, repository, tag. */
     @NonCPS
     static Map parseImage(Object value) {
         if (value == null || (value instanceof CharSequence && !value.toString().trim())) {
-            throw new IllegalArgumentException(
+            throw new LibraryError(
                 "image is required: the repository to push to, e.g. image: 'registry.example.com/team/app'")
         }
         if (!(value instanceof CharSequence)) {
-            throw new IllegalArgumentException("image must be a string, not ${value.getClass().simpleName}")
+            throw new LibraryError("image must be a string, not ${value.getClass().simpleName}")
         }
         String text = value.toString().trim()
         if (text.contains('@')) {
-            throw new IllegalArgumentException(
+            throw new LibraryError(
                 "image '${text}' has a digest; give the repository (and tags: [...]) instead")
         }
         def match = (text =~ "^(${HOST})/(${COMPONENT}(?:/${COMPONENT})*)(?::(${TAG}))?\$")
         if (!match.matches()) {
-            throw new IllegalArgumentException(
+            throw new LibraryError(
                 "image '${text}' is not REGISTRY/REPOSITORY[:TAG] with a lowercase repository, " +
                 "e.g. registry.example.com/team/app")
         }
         String registry = match.group(1)
         if (!(registry.contains('.') || registry.contains(':') || registry == 'localhost')) {
-            throw new IllegalArgumentException(
+            throw new LibraryError(
                 "image '${text}' must start with its registry host, e.g. registry.example.com/${text}")
         }
         return [registry: registry, repository: "${registry}/${match.group(2)}".toString(),
@@ -243,17 +294,17 @@ class Config implements Serializable {
             return [:]
         }
         if (!(value instanceof Map)) {
-            throw new IllegalArgumentException("buildArgs must be a map, e.g. buildArgs: [VERSION: '1.4.0']")
+            throw new LibraryError("buildArgs must be a map, e.g. buildArgs: [VERSION: '1.4.0']")
         }
         Map<String, String> result = [:]
         ((Map) value).each { Object key, Object raw ->
             String name = key.toString()
             if (!(name ==~ BUILD_ARG)) {
-                throw new IllegalArgumentException("build arg name '${name}' must match ${BUILD_ARG}")
+                throw new LibraryError("build arg name '${name}' must match ${BUILD_ARG}")
             }
             String text = raw == null ? '' : raw.toString()
             if (text.contains('\n') || text.contains('\r')) {
-                throw new IllegalArgumentException("build arg ${name} contains a line break")
+                throw new LibraryError("build arg ${name} contains a line break")
             }
             result[name] = text
         }
@@ -270,7 +321,7 @@ class Config implements Serializable {
             value = value.toString().split(',').collect { String part -> part.trim() }.findAll { String part -> part }
         }
         if (!(value instanceof Collection) || ((Collection) value).any { Object v -> !(v instanceof CharSequence) }) {
-            throw new IllegalArgumentException("${name} must be a list of strings, e.g. ${exampleOf(name)}")
+            throw new LibraryError("${name} must be a list of strings, e.g. ${exampleOf(name)}")
         }
         return ((Collection) value).collect { Object v -> v.toString().trim() }
     }
@@ -282,7 +333,7 @@ class Config implements Serializable {
             return fallback
         }
         if (!(value instanceof CharSequence) || !value.toString().trim()) {
-            throw new IllegalArgumentException("${name} must be a non-empty string, e.g. ${name}: ${exampleOf(name)}")
+            throw new LibraryError("${name} must be a non-empty string, e.g. ${name}: ${exampleOf(name)}")
         }
         return value.toString().trim()
     }
@@ -294,7 +345,7 @@ class Config implements Serializable {
             return fallback
         }
         if (!(value instanceof Boolean)) {
-            throw new IllegalArgumentException("${name} must be true or false, not '${value}'")
+            throw new LibraryError("${name} must be true or false, not '${value}'")
         }
         return (Boolean) value
     }

@@ -23,17 +23,17 @@ class Digests implements Serializable {
             try {
                 metadata = new JsonSlurperClassic().parseText(trimmed)
             } catch (Exception e) {
-                throw new IllegalArgumentException("${what}: buildx metadata is not JSON (${e.message})")
+                throw new LibraryError("${what}: buildx metadata is not JSON (${e.message})")
             }
             Object found = metadata instanceof Map ? ((Map) metadata).get(BUILDX_KEY) : null
             if (found == null) {
-                throw new IllegalArgumentException("${what}: buildx metadata has no '${BUILDX_KEY}'")
+                throw new LibraryError("${what}: buildx metadata has no '${BUILDX_KEY}'")
             }
             digest = found.toString().trim()
         }
         if (!(digest ==~ DIGEST_PATTERN)) {
             String shown = digest.length() > 80 ? digest.substring(0, 80) + '...' : digest
-            throw new IllegalArgumentException(
+            throw new LibraryError(
                 "${what}: expected a digest sha256:<64 hex digits>, got '${shown}'")
         }
         return digest

@@ -24,7 +24,7 @@ class Platforms implements Serializable {
     static Map parseTable(String json) {
         Object table = new JsonSlurperClassic().parseText(json)
         if (!(table instanceof Map) || !(table.platforms instanceof Map) || !table.defaultTagPattern) {
-            throw new IllegalStateException(
+            throw new LibraryError(
                 'archfleet/arches.json is not the table toolkit.archmap.export() writes')
         }
         return (Map) table
@@ -34,12 +34,12 @@ class Platforms implements Serializable {
     @NonCPS
     static String normalise(Object text) {
         if (!(text instanceof CharSequence)) {
-            throw new IllegalArgumentException(
+            throw new LibraryError(
                 "platform ${text} must be a string like 'linux/arm64'")
         }
         List<String> parts = text.toString().trim().toLowerCase().split('/') as List<String>
         if (!(parts.size() in [2, 3]) || parts.any { String part -> part.isEmpty() }) {
-            throw new IllegalArgumentException(
+            throw new LibraryError(
                 "invalid platform '${text}': expected OS/ARCH or OS/ARCH/VARIANT, e.g. linux/arm64")
         }
         String arch = ARCH_ALIASES.get(parts[1], parts[1])
@@ -78,7 +78,7 @@ class Platforms implements Serializable {
             }
         }
         if (entry == null) {
-            throw new IllegalArgumentException(
+            throw new LibraryError(
                 "unknown platform '${platform}' (known: ${known(table).join(', ')})")
         }
         List<String> parts = name.split('/') as List<String>
@@ -106,13 +106,13 @@ class Platforms implements Serializable {
                     key instanceof CharSequence && normalise(key) == arch.platform
                 }?.value
             if (!(label instanceof CharSequence) || !label.toString().trim()) {
-                throw new IllegalArgumentException(
+                throw new LibraryError(
                     "agentLabel map has no label for ${arch.platform} (it has: ${byPlatform.keySet().join(', ')})")
             }
             return label.toString().trim()
         }
         if (!(pattern instanceof CharSequence)) {
-            throw new IllegalArgumentException(
+            throw new LibraryError(
                 "agentLabel must be a label pattern such as 'linux && {arch}' or a map platform -> label")
         }
         Map<String, String> values = [
@@ -124,7 +124,7 @@ class Platforms implements Serializable {
         while (matcher.find()) {
             String name = matcher.group(1)
             if (!(name in PLACEHOLDERS)) {
-                throw new IllegalArgumentException(
+                throw new LibraryError(
                     "agentLabel '${text}' uses {${name}}; use ${PLACEHOLDERS.collect { String p -> '{' + p + '}' }.join(', ')}")
             }
             matcher.appendReplacement(rendered, java.util.regex.Matcher.quoteReplacement(values[name]))
@@ -132,7 +132,7 @@ class Platforms implements Serializable {
         matcher.appendTail(rendered)
         String label = rendered.toString().trim()
         if (!label) {
-            throw new IllegalArgumentException("agentLabel '${text}' gives an empty label for ${arch.platform}")
+            throw new LibraryError("agentLabel '${text}' gives an empty label for ${arch.platform}")
         }
         return label
     }
