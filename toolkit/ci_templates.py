@@ -299,7 +299,8 @@ INPUTS: tuple[Input, ...] = (
         UNPUBLISHED_TOOL_IMAGE,
         f"Image of the preflight, merge and verify jobs: the archfleet {COMPONENT_VERSION} "
         "tool image. Published templates default to the one of their own version in the "
-        "templates project's registry, pinned by digest; unpublished ones have no default "
+        "templates project's registry, by its version tag (the release records the digest); "
+        "unpublished ones have no default "
         "(GitLab refuses the placeholder).",
         "variable",
         variable_name="ARCHFLEET_MERGE_IMAGE",

@@ -72,6 +72,17 @@ def note(message: str) -> None:
     _say(f"note: {message}")
 
 
+def confirm(question: str) -> bool:
+    """Ask on the terminal (the prompt on stderr, like the tables); only y or yes goes ahead."""
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    try:
+        answer = input()
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
 def host_key_recorded(recorded: NewHostKey) -> None:
     """--accept-new-host-keys trusted a key on first sight: say whose, so it can be checked."""
     note(
@@ -372,56 +383,120 @@ def fleet_summary(
     what: str,
     outcomes: Sequence[Outcome[HostReport]],
     arches: dict[str, dict[str, bool | None]] | None = None,
+    *,
+    server_states: bool = True,
 ) -> None:
+    """The per-host table; with `server_states`, each host's GitLab runner and Jenkins agent
+    as the servers saw them before this run (deprovision has no such state to show)."""
     from rich.table import Table
 
     table = Table(title=f"{what}: {len(outcomes)} hosts", title_justify="left")
-    for column in ("host", "arch", "changes", "jenkins agent", "result"):
+    columns = ["host", "arch", "changes", "gitlab runner", "jenkins agent", "result"]
+    if not server_states:
+        columns = [c for c in columns if c not in ("gitlab runner", "jenkins agent")]
+    for column in columns:
         table.add_column(column)
     for outcome in outcomes:
         host = outcome.value
         if host is None:
-            table.add_row(outcome.host.name, "-", "-", "-", f"[red]failed: {outcome.error}[/]")
+            failed = [outcome.host.name, "-", "-", f"[red]failed: {outcome.error}[/]"]
+            table.add_row(*failed[:3], *(["-", "-"] if server_states else []), failed[3])
             continue
         done = host.applied or host.planned
         result = "no change" if not host.planned else ("applied" if host.applied else "planned")
         extra = []
-        if host.runner_online is not None:
-            extra.append(f"runner {'online' if host.runner_online else 'offline'}")
         if host.runner_service not in (None, "running"):
             extra.append(f"[yellow]runner service {host.runner_service}[/]")
         if host.archfleet:
             extra.append(f"archfleet {host.archfleet}")
         if host.emulates:
             extra.append("can emulate")
+        states = [_runner_cell(outcome), _agent_cell(outcome)] if server_states else []
         table.add_row(
             host.host,
             f"{host.arch} ({host.machine})",
             "\n".join(done) or "-",
-            _agent_state(host),
+            *states,
             "; ".join([f"[green]{result}[/]", *extra]),
         )
     _console().print(table)
     if arches:
+        missing = {"gitlab": "NO online runner", "jenkins": "NO online agent"}
         for arch, sides in arches.items():
-            missing = {"gitlab": "NO online runner", "jenkins": "NO online agent"}
             parts = [
-                f"{side}: {'ready' if ok else missing[side]}"
+                f"{side}: {'ready' if ok else missing[side] if ok is False else 'not checked'}"
                 for side, ok in sides.items()
-                if ok is not None
             ]
-            _say(f"{arch}: {', '.join(parts) or 'servers off'}")
+            _say(f"{arch}: {', '.join(parts)}")
 
 
-def _agent_state(host: HostReport) -> str:
+# A host's runner / agent as the servers saw it before this run. "off": that side is left out
+# (--no-gitlab, no gitlab: section, no token), so nothing was asked — not the same as a server
+# that was asked and has none ("not registered") or has one that is not connected ("offline").
+ONLINE, OFFLINE, NOT_REGISTERED, SIDE_OFF = "online", "offline", "not registered", "off"
+
+
+def runner_state(outcome: Outcome[HostReport]) -> str | None:
+    """None: the host has no gitlab-runner role."""
+    host = outcome.value
+    if host is None or not outcome.host.has_role("gitlab-runner"):
+        return None
+    if host.runner_online is None:
+        return SIDE_OFF
+    # The plan creates a runner exactly when GitLab has none for this host, or the host's
+    # config.toml holds none (toolkit/fleet/plan.py): either way no job can reach it.
+    if any(change.startswith("create-runner:") for change in host.planned):
+        return NOT_REGISTERED
+    return ONLINE if host.runner_online else OFFLINE
+
+
+def agent_state(outcome: Outcome[HostReport]) -> str | None:
+    """None: the host has no jenkins-agent role."""
+    host = outcome.value
+    if host is None or not outcome.host.has_role("jenkins-agent"):
+        return None
+    if host.agent_online is None:
+        return SIDE_OFF
+    if any(change.startswith("create-node:") for change in host.planned) and not host.applied:
+        return NOT_REGISTERED
+    return ONLINE if host.agent_online else OFFLINE
+
+
+def server_states_json(outcome: Outcome[HostReport]) -> dict[str, str | None]:
+    """`runner`/`agent`: online, offline, not-registered, off (side left out), null (no role)."""
+
+    def spelled(state: str | None) -> str | None:
+        return state.replace(" ", "-") if state else None
+
+    return {"runner": spelled(runner_state(outcome)), "agent": spelled(agent_state(outcome))}
+
+
+_STYLE = {ONLINE: "green", OFFLINE: "yellow", NOT_REGISTERED: "yellow", SIDE_OFF: "dim"}
+
+
+def _runner_cell(outcome: Outcome[HostReport]) -> str:
+    state = runner_state(outcome)
+    if state is None:
+        return "-"
+    host = outcome.value
+    if host is not None and any(c.startswith("create-runner:") for c in host.applied):
+        return "registered now"
+    return f"[{_STYLE[state]}]{state}[/]"
+
+
+def _agent_cell(outcome: Outcome[HostReport]) -> str:
     """The Jenkins agent as Jenkins last said: a node this run created or updated is read right
     after it was saved, when an SSH agent is usually still being launched."""
-    if host.agent_online is None:
+    state = agent_state(outcome)
+    if state is None:
         return "-"
-    if host.agent_online:
-        return "[green]online[/]"
-    saved = any(c.startswith(("create-node:", "update-node:")) for c in host.applied)
-    return "not yet online" if saved else "[yellow]offline[/]"
+    host = outcome.value
+    saved = host is not None and any(
+        c.startswith(("create-node:", "update-node:")) for c in host.applied
+    )
+    if state == OFFLINE and saved:
+        return "not yet online"
+    return f"[{_STYLE[state]}]{state}[/]"
 
 
 def templates_summary_lines(result: GitLabPublishResult) -> list[str]:
@@ -440,8 +515,7 @@ def templates_summary_lines(result: GitLabPublishResult) -> list[str]:
         lines.append(f"{would}{'tag' if result.dry_run else 'tagged'} {plan.version}{at}")
     else:
         lines.append(f"tag {plan.version} already holds these files")
-    if plan.create_release:
-        lines.append(f"{would}{'create' if result.dry_run else 'created'} release {plan.version}")
+    # No release here: the tag's pipeline makes it with the `release:` keyword (next_steps).
     return lines
 
 

@@ -104,6 +104,8 @@ archfleet_login() {
   if [ "$1" = buildah ] && [ -z "${REGISTRY_AUTH_FILE:-}" ]; then
     # A job-private auth file: on shell runners the default one outlives the job.
     REGISTRY_AUTH_FILE=$(mktemp "${TMPDIR:-/tmp}/archfleet-auth.XXXXXX")
+    # buildah 1.28 refuses an empty auth file ("unexpected end of JSON input").
+    printf '{}' >"$REGISTRY_AUTH_FILE"
     export REGISTRY_AUTH_FILE
   fi
   set -- "$1" login --username "$archfleet_user" --password-stdin

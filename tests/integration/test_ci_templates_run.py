@@ -389,6 +389,9 @@ def test_preflight_stops_the_pipeline_before_any_build_on_another_version(
 ) -> None:
     calls, env = fake_docker
     shim_archfleet(tmp_path / "bin", "0.0.9")  # the fake docker's bin/, first on PATH
+    # Only the system's directories after it: the development install's `archfleet` (a pyenv
+    # shim here) must not be on PATH at all, so the shim is the one tool the job can find.
+    env = {**env, "PATH": f"{tmp_path / 'bin'}:/usr/local/bin:/usr/bin:/bin"}
     project = gcl.make_project(
         tmp_path / "project",
         project_files({**BUILDX_INPUTS, "allow_emulation": True, "archfleet_image": TOOL_IMAGE}),

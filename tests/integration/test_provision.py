@@ -226,7 +226,7 @@ hosts:
         # Deleted on GitLab once more, then deprovisioned: `unregister` would end in 403 and
         # leave config.toml forever; deprovision drops the entry with verify --delete.
         gitlab.delete_runner(renewed.id)
-        gone = run("deprovision-runners")
+        gone = run("deprovision-runners", "--yes")
         assert gone.code == 0, gone.stderr
         kinds = [c.split(":")[0] for c in gone.json()["hosts"][0]["applied"]]
         assert kinds == ["verify-delete-runner", "delete-node"]

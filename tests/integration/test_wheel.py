@@ -36,8 +36,9 @@ from tests.support.gitlab_fake import GitLabFake
 from tests.support.registry_http import OCI_MANIFEST, put_manifest, upload_blob
 from tests.support.wheel import REPO_ROOT, Venv, build_wheel, clean_env, wheel_files
 from toolkit import __version__
-from toolkit.ci_templates import default_root, published_files
+from toolkit.ci_templates import default_root, render_tool_image_default
 from toolkit.lab.registry import LocalRegistry, start_registry
+from toolkit.publish.component_project import project_files, read_wheel
 from toolkit.resources import DATA_DIRS
 from toolkit.tasks import namespace
 from toolkit.tasks.extras import FLEET_MODULES
@@ -284,10 +285,7 @@ def test_publish_templates_reads_the_templates_in_the_wheel(fleet: Installed) ->
     assert root.stdout.strip().endswith("toolkit/_data/ci-templates")
     assert root.stdout.startswith(str(fleet.venv.root))
     with GitLabFake(token=TOKEN, project=PROJECT) as fake:
-        # The project holds exactly what the checkout would publish: a dry run of the
-        # packaged copy then finds nothing to change, which it can only if the two agree.
-        fake.seed(published_files(default_root()))
-        run = fleet.run(
+        publish = (
             "archfleet",
             "publish-templates",
             "--project",
@@ -295,17 +293,25 @@ def test_publish_templates_reads_the_templates_in_the_wheel(fleet: Installed) ->
             "--url",
             fake.url,
             "--version",
-            "1.2.3",
-            "--dry-run",
+            __version__,
+            "--wheel",
+            str(fleet.wheel),
             "--json",
-            env={"GITLAB_TOKEN": TOKEN},
         )
+        run = fleet.run(*publish, env={"GITLAB_TOKEN": TOKEN})
         assert run.code == 0, run.stderr
-        result = run.json()
-        assert result["dryRun"] is True and result["actions"] == []
-        assert result["tagCreated"] is True and result["releaseCreated"] is True
-        assert fake.writes() == [] and fake.repo.tags == {}
-        assert TOKEN not in run.stdout + run.stderr
+        # What the installed copy published is what this checkout renders, byte for byte
+        # (the packaged ci-templates/ equal the checkout's), project pipeline and image/ too.
+        tool_image = render_tool_image_default(
+            f"{fake.registry_host}/{PROJECT.lower()}", __version__
+        )
+        expected = project_files(default_root(), read_wheel(fleet.wheel), tool_image)
+        assert fake.raw_files_at(__version__) == expected
+        assert run.json()["toolImage"] == tool_image
+        again = fleet.run(*publish, "--dry-run", env={"GITLAB_TOKEN": TOKEN})
+        assert again.code == 0, again.stderr
+        assert again.json()["actions"] == [] and again.json()["tagCreated"] is False
+        assert TOKEN not in run.stdout + run.stderr + again.stdout + again.stderr
 
 
 def test_packaged_sample_app_and_a_lean_registry_entry(fleet: Installed) -> None:

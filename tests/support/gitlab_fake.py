@@ -7,6 +7,16 @@ status codes follow GitLab's documented API (docs.gitlab.com/ee/api/) and its so
 - publish-templates: projects, repository tree (`id` = git blob SHA-1), repository files
   (`last_commit_id`), commits with `actions` (create/update/delete; a stale `last_commit_id`
   is refused with 400 as GitLab does), branches, tags, releases;
+  - a project's container registry as the Projects API shows it (lib/api/entities/project.rb):
+    `container_registry_image_prefix` = `<registry host>/<full path, lower case>` only when the
+    instance has a registry (`fake.registry_host = None`: the key is absent), and
+    `container_registry_access_level` (`enabled`/`private`/`disabled`) with the deprecated
+    `container_registry_enabled`; `description` (the CI/CD Catalog needs one);
+  - binary files in commits: an action's `encoding` is `text` (default) or `base64`, anything
+    else a 400 `actions[0][encoding] does not have a valid value` (lib/api/commits.rb `values:
+    %w[text base64]`, Grape's message); base64 content is decoded leniently like Ruby's
+    `Base64.decode64` (lib/gitlab/git/index.rb `add_blob`: characters outside the alphabet are
+    skipped). `raw_files_at(ref)` gives the bytes;
 - runners, with a personal/project access token in `PRIVATE-TOKEN` (api/users.md#create-a-
   runner-linked-to-a-user, api/runners.md): `GET /user`, `POST /user/runners` (answers
   `{id, token: "glrt-…", token_expires_at}`), `GET /runners/all`, `GET /groups/:id/runners`,
@@ -289,10 +299,14 @@ def _flag(value: Any, default: bool) -> bool:
 
 
 class _HTTPError(Exception):
-    def __init__(self, status: int, message: Any) -> None:
+    """An error answer: `{"message": message}`, or `body` as is (Grape's parameter validation
+    answers `{"error": "..."}` at the top level)."""
+
+    def __init__(self, status: int, message: Any, body: Any = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.body = body
 
 
 class GitLabFake:
@@ -305,6 +319,11 @@ class GitLabFake:
         self.group = project.rsplit("/", 1)[0] if "/" in project else "group"
         self.default_branch = default_branch
         self.admin = admin
+        # The instance's registry (None: no registry, the Projects API omits the prefix), the
+        # project's registry feature, and its description.
+        self.registry_host: str | None = "registry.gitlab.fake:5050"
+        self.container_registry_access_level = "enabled"
+        self.description = "archfleet CI templates"
         self.repo = _Repo()
         self.runners: dict[int, FakeRunner] = {}
         self._runner_ids = itertools.count(101)
@@ -353,8 +372,18 @@ class GitLabFake:
             )
 
     def files_at(self, ref: str) -> dict[str, str]:
+        """Text files at `ref` (binary ones are left out: raw_files_at has them)."""
+        found = {}
+        for path, content in self.raw_files_at(ref).items():
+            try:
+                found[path] = content.decode()
+            except UnicodeDecodeError:
+                continue
+        return found
+
+    def raw_files_at(self, ref: str) -> dict[str, bytes]:
         commit = self.repo.resolve(ref)
-        return {p: c.decode() for p, c in commit.files.items()} if commit else {}
+        return dict(commit.files) if commit else {}
 
     def set_online(self, runner_id: int, online: bool = True) -> None:
         """What a registered runner polling GitLab would do (contacted now), or one that
@@ -432,13 +461,20 @@ class GitLabFake:
         return sha
 
     def _project_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "id": PROJECT_ID,
+            "description": self.description,
             "path_with_namespace": self.project,
             "path": self.project.rsplit("/", 1)[-1],
             "default_branch": self.default_branch,
             "web_url": f"{self.url}/{self.project}",
+            "container_registry_enabled": self.container_registry_access_level != "disabled",
+            "container_registry_access_level": self.container_registry_access_level,
         }
+        if self.registry_host is not None:
+            # Project#container_registry_url: "#{registry host_port}/#{full_path.downcase}"
+            data["container_registry_image_prefix"] = f"{self.registry_host}/{self.project.lower()}"
+        return data
 
     def _commit_json(self, commit: _Commit) -> dict[str, Any]:
         return {
@@ -742,7 +778,11 @@ class GitLabFake:
             raise _HTTPError(400, {"error": "branch, commit_message, actions are required"})
         head = self.repo.resolve(branch) if branch in self.repo.branches else None
         files = dict(head.files) if head else {}
-        for action in actions:
+        for number, action in enumerate(actions):
+            encoding = action.get("encoding", "text")
+            if encoding not in ("text", "base64"):
+                problem = f"actions[{number}][encoding] does not have a valid value"
+                raise _HTTPError(400, problem, body={"error": problem})
             kind, path = action.get("action"), action.get("file_path")
             exists = path in files
             if kind == "create" and exists:
@@ -758,7 +798,12 @@ class GitLabFake:
                         "started editing it.",
                     )
             if kind in ("create", "update"):
-                files[path] = str(action.get("content", "")).encode()
+                content = str(action.get("content", ""))
+                files[path] = (
+                    base64.b64decode(content, validate=False)
+                    if encoding == "base64"
+                    else content.encode()
+                )
             elif kind == "delete":
                 del files[path]
             else:
@@ -826,7 +871,8 @@ class GitLabFake:
                         answer = fake.route(method, segments, query, body)
                     status, payload = answer
                 except _HTTPError as error:
-                    status, payload = error.status, {"message": error.message}
+                    status = error.status
+                    payload = error.body if error.body is not None else {"message": error.message}
                 data = b"" if status == 204 else json.dumps(payload).encode()
                 self.send_response(status)
                 if status != 204:

@@ -7,14 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from toolkit.lab.docker_engine import (
     DEFAULT_STORAGE_DRIVER,
     DOCKER_CLIENT,
     ENGINE_FLAGS,
     DockerEngine,
+    DockerEngineError,
     _alive,
     _children,
     _terminate,
+    cached_docker_engine,
+    start_engine,
 )
 
 
@@ -78,3 +83,15 @@ def test_terminate_stops_a_process_and_its_stubborn_child() -> None:
 def test_a_gone_pid_is_not_alive() -> None:
     assert not _alive(2**22 + 12345)  # above pid_max's default: no such process
     _terminate(2**22 + 12345)  # and stopping it is a no-op, not an error
+
+
+def test_bad_storage_driver_and_cache_name_are_refused(tmp_path: Path) -> None:
+    """Refused before anything starts: no dockerd runs for a typo."""
+    with pytest.raises(DockerEngineError, match="storage driver 'aufs': expected one of vfs"):
+        start_engine(tmp_path, storage_driver="aufs")
+    assert not (tmp_path / "dockerd.pid").exists()
+    with (
+        pytest.raises(DockerEngineError, match=r"cached engine name '\.\./x'"),
+        cached_docker_engine("../x"),
+    ):
+        pass

@@ -539,18 +539,3 @@ def deprovision_host(
         return report
     finally:
         connection.close()
-
-
-def preflight(
-    reports: list[HostReport], runners_online: dict[str, bool], nodes_online: dict[str, bool]
-) -> dict[str, dict[str, bool | None]]:
-    """Per arch: is there at least one online runner / agent carrying its tag / label — what a
-    pipeline needs before it asks for that arch. `arch` is archmap's spelling (facts.arch), the
-    tag provisioning gives runners and the label it gives agents, as the templates expect."""
-    table: dict[str, dict[str, bool | None]] = {}
-    for tag in sorted({r.arch for r in reports if r.arch}):
-        table[tag] = {
-            "gitlab": runners_online.get(tag, False) if runners_online else None,
-            "jenkins": nodes_online.get(tag, False) if nodes_online else None,
-        }
-    return table

@@ -17,7 +17,6 @@ without the buildx plugin, which Debian 12 does not package.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -268,13 +267,6 @@ def _tidy(engine: DockerEngine) -> None:
     engine.docker(
         "builder", "prune", "--force", "--keep-storage", str(CACHE_KEEP_BYTES), check=False
     )
-
-
-def engine_info(engine: DockerEngine) -> dict[str, object]:
-    """`docker info` as JSON: storage driver, server version, insecure registries."""
-    done = engine.docker("info", "--format", "{{json .}}")
-    info: dict[str, object] = json.loads(done.stdout)
-    return info
 
 
 def _check_prerequisites() -> None:

@@ -20,7 +20,9 @@ The flow, on a private Docker engine (toolkit/lab/docker_engine.py) and a loopba
    archfleet from the freshly built image for this machine's architecture, as the component's
    own pipeline runs them.
 
-Pure parts (lock parsing, wheel names, build arguments) are separate from the commands.
+Pure parts (lock parsing, wheel names, build arguments) are separate from the commands. The
+base reuses rootfs.py's debootstrap, packing and unmount helpers under names of its own; that
+module's recipe and RECIPE_REVISION (which key every lab host root in the cache) are untouched.
 """
 
 from __future__ import annotations
@@ -615,10 +617,6 @@ class ToolImage:
     @property
     def tag_ref(self) -> str:
         return f"{self.registry}/{TOOL_REPOSITORY}:{self.version}"
-
-    @property
-    def digest_ref(self) -> str:
-        return f"{self.registry}/{TOOL_REPOSITORY}@{self.index_digest}"
 
     def child(self, platform: str) -> ArchImage:
         wanted = Platform.parse(platform)

@@ -1,31 +1,45 @@
-"""Publish ci-templates/ to a GitLab templates project: one commit, a version tag, a release.
+"""Publish ci-templates/ to a GitLab templates project: one commit and a version tag.
+
+What is committed (toolkit/publish/component_project.py): the component, its include variant
+and README.md, with `archfleet_image`'s default rendered to the tool image of this version in
+the project's own registry (the Projects API's `container_registry_image_prefix`,
+doc/api/projects.md); the project's pipeline as `.gitlab-ci.yml`; and image/ (Containerfile,
+requirements.txt and the archfleet wheel, a binary file sent with `encoding: base64`,
+doc/api/commits.md). The version tag starts that pipeline, which builds the tool image and
+creates the release with the `release:` keyword: GitLab's CI/CD Catalog takes a version only
+from a release made that way, not from the Releases API (doc/ci/components/_index.md, "Publish
+a new release"). So publish-templates never creates a release; it says where to watch it made.
 
 `plan_publish` is pure: the files we want, what the project holds (its branch and the version
-tag, as git blob ids from the repository tree) -> the commit actions and the steps left.
+tag, as git blob ids from the repository tree) -> the commit actions and the tag.
 `GitLabProject` is the only code that talks to GitLab (python-gitlab); `publish` joins them.
 
-Idempotent: a version already tagged with exactly these files needs nothing (at most its
-missing release); a version tagged with other files is refused before anything is written.
-Only the paths we manage (templates/, include/, README.md) are created, updated or deleted;
-other files of the project stay as they are.
+Idempotent: a version already tagged with exactly these files needs nothing; a version tagged
+with other files (another wheel too) is refused before anything is written. Only the paths we
+manage (templates/, include/, image/, README.md, .gitlab-ci.yml) are created, updated or
+deleted; other files of the project stay as they are.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import gitlab
 from gitlab import exceptions as gl_errors
 
-from ..ci_templates import COMPONENT, INCLUDE_PATH
+from .. import __version__
+from ..ci_templates import COMPONENT, INCLUDE_PATH, render_tool_image_default
+from .component_project import PROJECT_PIPELINE, ToolWheel, project_files
 
-MANAGED_DIRS = ("templates/", "include/")
-MANAGED_FILES = ("README.md",)
+MANAGED_DIRS = ("templates/", "include/", "image/")
+MANAGED_FILES = ("README.md", PROJECT_PIPELINE)
 # The CI/CD catalog takes semantic versions without a `v`.
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
@@ -43,10 +57,21 @@ class VersionConflictError(PublishError):
     """The version is already tagged with different templates."""
 
 
-def git_blob_id(content: str) -> str:
+def git_blob_id(content: bytes | str) -> str:
     """The id git (and GitLab's tree API) gives a file with this content."""
-    data = content.encode("utf-8")
+    data = content.encode("utf-8") if isinstance(content, str) else content
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def is_text(content: bytes) -> bool:
+    """Sent as `text` (UTF-8 without NUL) or else as `base64` (a wheel)."""
+    if b"\0" in content:
+        return False
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def is_managed(path: str) -> bool:
@@ -62,30 +87,52 @@ def validate_version(version: str) -> str:
     return version
 
 
+def check_version(version: str) -> str:
+    """`--version` must be this archfleet's: the templates, the project pipeline and the wheel
+    it builds the tool image from are all of it, and the preflight requires it."""
+    validate_version(version)
+    if version != __version__:
+        raise PublishError(
+            f"--version {version}: this is archfleet {__version__}, whose templates require the "
+            f"archfleet {__version__} tool. Publish them as --version {__version__}, or publish "
+            f"{version} with archfleet {version}"
+        )
+    return version
+
+
 @dataclass(frozen=True)
 class FileAction:
     action: ActionKind
     path: str
-    content: str | None = None
+    content: bytes | None = None
     # The file's last commit on the branch (update/delete): GitLab refuses the commit if the
     # file changed since we read it.
     last_commit_id: str | None = None
 
     def to_api(self) -> dict[str, str]:
+        """One `actions[]` entry of POST /projects/:id/repository/commits (doc/api/commits.md):
+        text as is, anything else base64 with `encoding: base64`."""
         data = {"action": self.action, "file_path": self.path}
         if self.content is not None:
-            data["content"] = self.content
+            if is_text(self.content):
+                data["content"] = self.content.decode("utf-8")
+            else:
+                data["content"] = base64.b64encode(self.content).decode("ascii")
+                data["encoding"] = "base64"
         if self.last_commit_id:
             data["last_commit_id"] = self.last_commit_id
         return data
 
 
-def plan_actions(desired: Mapping[str, str], remote: Mapping[str, str]) -> tuple[FileAction, ...]:
+def plan_actions(desired: Mapping[str, bytes], remote: Mapping[str, str]) -> tuple[FileAction, ...]:
     """Actions that make the managed files of `remote` (path -> blob id) equal `desired`."""
     actions = []
     for path in sorted(desired):
         if not is_managed(path):
-            raise PublishError(f"{path}: not a path the publisher manages ({MANAGED_DIRS}, README)")
+            raise PublishError(
+                f"{path}: not a path the publisher manages ({', '.join(MANAGED_DIRS)}, "
+                f"{', '.join(MANAGED_FILES)})"
+            )
         if path not in remote:
             actions.append(FileAction("create", path, desired[path]))
         elif remote[path] != git_blob_id(desired[path]):
@@ -108,6 +155,7 @@ class ProjectState:
     # The commit the version tag points at, and its files; None when there is no such tag.
     tag_commit: str | None
     tag_files: Mapping[str, str] | None
+    # Only reported: the tag pipeline creates the release, never publish-templates.
     release_exists: bool
 
 
@@ -117,14 +165,13 @@ class PublishPlan:
     branch: str
     actions: tuple[FileAction, ...]
     create_tag: bool
-    create_release: bool
 
     @property
     def changes(self) -> bool:
-        return bool(self.actions or self.create_tag or self.create_release)
+        return bool(self.actions or self.create_tag)
 
 
-def plan_publish(version: str, desired: Mapping[str, str], state: ProjectState) -> PublishPlan:
+def plan_publish(version: str, desired: Mapping[str, bytes], state: ProjectState) -> PublishPlan:
     validate_version(version)
     if not desired:
         raise PublishError("nothing to publish: no template files")
@@ -137,9 +184,9 @@ def plan_publish(version: str, desired: Mapping[str, str], state: ProjectState) 
                 f"different templates: {listed}. A published version never changes; publish "
                 "these as a new version"
             )
-        return PublishPlan(version, state.branch, (), False, not state.release_exists)
+        return PublishPlan(version, state.branch, (), False)
     actions = plan_actions(desired, state.branch_files)
-    return PublishPlan(version, state.branch, actions, True, not state.release_exists)
+    return PublishPlan(version, state.branch, actions, True)
 
 
 def server_host(url: str) -> str:
@@ -158,14 +205,13 @@ def legacy_include_snippet(project: str, version: str) -> str:
     return f"include:\n  - project: {project}\n    ref: {version}\n    file: /{INCLUDE_PATH}\n"
 
 
-def release_description(host: str, project: str, version: str) -> str:
-    return (
-        f"archfleet CI templates {version}: native multi-arch image builds, merged by digest "
-        "and verified.\n\n"
-        f"```yaml\n{include_snippet(host, project, version)}```\n\n"
-        "GitLab without CI/CD components:\n\n"
-        f"```yaml\n{legacy_include_snippet(project, version)}```\n"
-    )
+def pipelines_url(web_url: str, version: str) -> str:
+    """The project's pipelines of the version tag (the UI's `ref` filter)."""
+    return f"{web_url}/-/pipelines?ref={quote(version, safe='')}"
+
+
+def release_url(web_url: str, version: str) -> str:
+    return f"{web_url}/-/releases/{quote(version, safe='')}"
 
 
 # --- GitLab I/O (python-gitlab) ----------------------------------------------------------------
@@ -205,6 +251,36 @@ class GitLabProject:
     def default_branch(self) -> str:
         branch = self._project.default_branch
         return str(branch) if branch else "main"
+
+    @property
+    def web_url(self) -> str:
+        return str(self._project.attributes.get("web_url") or f"{self._url}/{self.path}")
+
+    @property
+    def description(self) -> str:
+        return str(self._project.attributes.get("description") or "")
+
+    def registry_path(self) -> str:
+        """The project's CI_REGISTRY_IMAGE: `container_registry_image_prefix` of the Projects
+        API, which GitLab sends only when the instance has a container registry
+        (lib/api/entities/project.rb); the project's registry feature must be on as well."""
+        attributes = self._project.attributes
+        level = attributes.get("container_registry_access_level")
+        enabled = attributes.get("container_registry_enabled")
+        if level == "disabled" or (level is None and enabled is False):
+            raise PublishError(
+                f"project {self.path} has its container registry turned off; the tag pipeline "
+                "pushes the archfleet tool image there. Turn it on (Settings > General > "
+                "Visibility, project features, permissions > Container registry)"
+            )
+        prefix = attributes.get("container_registry_image_prefix")
+        if not prefix:
+            raise PublishError(
+                f"{self._url} reports no container registry for project {self.path} (the "
+                "Projects API has no container_registry_image_prefix): the instance's registry "
+                "is off, and the tag pipeline needs it for the archfleet tool image"
+            )
+        return str(prefix)
 
     def files(self, ref: str) -> dict[str, str] | None:
         """Path -> blob id of every file at `ref`; None when the ref does not exist."""
@@ -263,14 +339,6 @@ class GitLabProject:
         except gl_errors.GitlabError as exc:
             raise self._error(f"creating tag {tag} at {ref[:12]}", exc) from None
 
-    def create_release(self, tag: str, name: str, description: str) -> None:
-        try:
-            self._project.releases.create(
-                {"tag_name": tag, "name": name, "description": description}
-            )
-        except gl_errors.GitlabError as exc:
-            raise self._error(f"creating release {tag}", exc) from None
-
     def _error(self, doing: str, exc: gl_errors.GitlabError) -> PublishError:
         return PublishError(f"{self._url}, project {self.path}: {doing}: {_reason(exc)}")
 
@@ -299,8 +367,41 @@ class PublishResult:
     dry_run: bool
     include: str
     legacy_include: str
+    web_url: str
+    # archfleet_image's default in the published templates.
+    tool_image: str
+    release_exists: bool
+    warnings: tuple[str, ...] = ()
     commit: str | None = None
     tagged: str | None = None
+
+    @property
+    def pipelines_url(self) -> str:
+        return pipelines_url(self.web_url, self.plan.version)
+
+    @property
+    def release_url(self) -> str:
+        return release_url(self.web_url, self.plan.version)
+
+    def next_steps(self) -> list[str]:
+        """Where the release comes from and where to watch it, one line each."""
+        version = self.plan.version
+        if self.release_exists:
+            return [f"release {version} exists: {self.release_url}"]
+        work = (
+            f"builds, merges and verifies the tool image {self.tool_image}, then creates "
+            f"release {version} for the CI/CD Catalog"
+        )
+        if self.plan.create_tag:
+            starts = "would start" if self.dry_run else "starts"
+            return [
+                f"tag {version} {starts} its pipeline, which {work}: watch {self.pipelines_url}"
+            ]
+        return [
+            f"release {version} does not exist yet: the pipeline of tag {version} {work}. Watch "
+            f"it, or retry it if it failed, at {self.pipelines_url} (publish-templates never "
+            "creates releases)"
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -313,31 +414,55 @@ class PublishResult:
             "commit": self.commit,
             "tagCreated": self.plan.create_tag,
             "tagged": self.tagged,
-            "releaseCreated": self.plan.create_release,
+            "toolImage": self.tool_image,
+            "releaseExists": self.release_exists,
+            "releaseUrl": self.release_url,
+            "pipelinesUrl": self.pipelines_url,
+            "nextSteps": self.next_steps(),
+            "warnings": list(self.warnings),
             "include": self.include,
             "legacyInclude": self.legacy_include,
         }
 
 
+def catalog_warnings(project: GitLabProject) -> tuple[str, ...]:
+    """What would keep the release out of the CI/CD Catalog that the REST API can tell."""
+    if project.description.strip():
+        return ()
+    return (
+        f"project {project.path} has no description: the CI/CD Catalog publishes a release only "
+        "of a project with one (Settings > General > Project description)",
+    )
+
+
 def publish(
     project: GitLabProject,
-    desired: Mapping[str, str],
+    root: Path,
+    wheel: ToolWheel,
     version: str,
     *,
     host: str,
     branch: str = "",
     dry_run: bool = False,
 ) -> PublishResult:
-    """Plan from what the project holds, then (unless dry_run) commit, tag and release."""
-    validate_version(version)
+    """Render the files for this project (its registry path), plan from what it holds, then
+    (unless dry_run) commit and tag. The tag's pipeline does the rest."""
+    check_version(version)
+    tool_image = render_tool_image_default(project.registry_path(), version)
+    desired = project_files(root, wheel, tool_image)
     target_branch = branch or project.default_branch
-    plan = plan_publish(version, desired, read_state(project, version, target_branch))
+    state = read_state(project, version, target_branch)
+    plan = plan_publish(version, desired, state)
     result = PublishResult(
         project=project.path,
         plan=plan,
         dry_run=dry_run,
         include=include_snippet(host, project.path, version),
         legacy_include=legacy_include_snippet(project.path, version),
+        web_url=project.web_url,
+        tool_image=tool_image,
+        release_exists=state.release_exists,
+        warnings=catalog_warnings(project),
     )
     if dry_run or not plan.changes:
         return result
@@ -354,18 +479,4 @@ def publish(
     if plan.create_tag:
         tagged = commit or project.branch_head(target_branch)
         project.create_tag(version, tagged, f"archfleet CI templates {version}")
-    if plan.create_release:
-        project.create_release(
-            version,
-            f"archfleet CI templates {version}",
-            release_description(host, project.path, version),
-        )
-    return PublishResult(
-        project=result.project,
-        plan=plan,
-        dry_run=False,
-        include=result.include,
-        legacy_include=result.legacy_include,
-        commit=commit,
-        tagged=tagged,
-    )
+    return replace(result, commit=commit, tagged=tagged)

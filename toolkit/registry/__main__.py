@@ -16,29 +16,28 @@ from .flags import MERGE_HELP, VERIFY_HELP
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Short flags as in every archfleet task (toolkit/tasks/flags.py): only -n (--dry-run) and
+    # -j (--json).
     parser = argparse.ArgumentParser(prog="python -m toolkit.registry")
     commands = parser.add_subparsers(dest="command", required=True)
     merge = commands.add_parser("merge-manifest", help="merge per-arch images into one index")
-    merge.add_argument("--target", "-t", action="append", default=[], help=MERGE_HELP["target"])
-    merge.add_argument("--source", "-s", action="append", default=[], help=MERGE_HELP["source"])
-    merge.add_argument("--insecure", "-i", action="store_true", help=MERGE_HELP["insecure"])
-    merge.add_argument("--dry-run", "-d", action="store_true", help=MERGE_HELP["dry-run"])
+    merge.add_argument("--target", action="append", default=[], help=MERGE_HELP["target"])
+    merge.add_argument("--source", action="append", default=[], help=MERGE_HELP["source"])
+    merge.add_argument("--insecure", action="store_true", help=MERGE_HELP["insecure"])
+    merge.add_argument("--dry-run", "-n", action="store_true", help=MERGE_HELP["dry-run"])
     merge.add_argument("--json", "-j", action="store_true", help=MERGE_HELP["json"])
-    merge.add_argument("--attestations", "-a", default="keep", help=MERGE_HELP["attestations"])
+    merge.add_argument("--attestations", default="keep", help=MERGE_HELP["attestations"])
     merge.add_argument(
         "--child-tags",
-        "-c",
         action=argparse.BooleanOptionalAction,
         default=True,
         help=MERGE_HELP["child-tags"],
     )
     verify = commands.add_parser("verify-manifest", help="check a multi-arch tag")
-    verify.add_argument("--target", "-t", default="", help=VERIFY_HELP["target"])
-    verify.add_argument("--platforms", "-p", default="", help=VERIFY_HELP["platforms"])
-    verify.add_argument("--insecure", "-i", action="store_true", help=VERIFY_HELP["insecure"])
-    verify.add_argument(
-        "--check-binaries", "-c", action="store_true", help=VERIFY_HELP["check-binaries"]
-    )
+    verify.add_argument("--target", default="", help=VERIFY_HELP["target"])
+    verify.add_argument("--platforms", default="", help=VERIFY_HELP["platforms"])
+    verify.add_argument("--insecure", action="store_true", help=VERIFY_HELP["insecure"])
+    verify.add_argument("--check-binaries", action="store_true", help=VERIFY_HELP["check-binaries"])
     verify.add_argument("--json", "-j", action="store_true", help=VERIFY_HELP["json"])
     return parser
 

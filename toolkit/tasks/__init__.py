@@ -2,7 +2,17 @@
 
 from invoke.collection import Collection
 
-from . import demo, extras, fleet, inventory, lab, manifest, publish_jenkins, publish_templates
+from . import (
+    demo,
+    extras,
+    flags,
+    fleet,
+    inventory,
+    lab,
+    manifest,
+    publish_jenkins,
+    publish_templates,
+)
 
 namespace = Collection()
 namespace.add_task(manifest.merge_manifest)
@@ -19,5 +29,7 @@ namespace.add_task(publish_templates.publish_templates)
 namespace.add_task(publish_jenkins.publish_jenkins_library)
 # Only the merge/verify tasks run on the lean base install; the rest say which extra to add.
 extras.require_fleet(namespace, lean={"merge-manifest", "verify-manifest"})
+# No short flag means two things: only the few conventions in flags.SHORT_FLAGS have one.
+flags.apply_short_flags(namespace)
 
 __all__ = ["namespace"]

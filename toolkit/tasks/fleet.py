@@ -9,7 +9,8 @@ deprovision-runners leaves it installed: it removes registrations, not tools."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -231,8 +232,10 @@ def runners_status(
     no_jenkins: bool = False,
     accept_new_host_keys: bool = False,
 ) -> None:
-    """Facts and server state per host, and per arch: is an online runner/agent there?"""
-    from ..fleet.provision import preflight, status_host
+    """Facts and server state per host, and per arch: is an online runner/agent there?
+
+    Exit 1 when a host fails or an arch the inventory has gets no online runner or agent."""
+    from ..fleet.provision import status_host
 
     fleet = _load(inventory, limit, accept_new_host_keys)
     outcomes, servers = _run_with_servers(
@@ -243,16 +246,63 @@ def runners_status(
         no_gitlab=no_gitlab,
         no_jenkins=no_jenkins,
     )
-    arches = preflight(
-        [o.value for o in outcomes if o.value],
-        servers.runners.online_by_tag() if servers.runners else {},
-        servers.nodes.online_by_label() if servers.nodes else {},
+    host_arches = {o.host.name: _arch_of(o) for o in outcomes}
+    tags = sorted({arch for arch in host_arches.values() if arch})
+    arches = arch_readiness(
+        fleet.hosts,
+        host_arches,
+        # Asked for every arch tag, so an arch with no runner at all reads False, not absent.
+        servers.runners.online_by_tag(tags) if servers.runners else None,
+        servers.nodes.online_by_label() if servers.nodes else None,
     )
     _finish("status", outcomes, json, arches=arches)
+    if not all(ready is not False for sides in arches.values() for ready in sides.values()):
+        raise Exit(code=1)
+
+
+def _arch_of(outcome: Any) -> str | None:
+    """The arch a host really is (its facts), else the one the inventory declares: a host
+    that cannot be reached still leaves its arch to be covered."""
+    if outcome.value is not None and outcome.value.arch:
+        return str(outcome.value.arch)
+    declared: str | None = outcome.host.declared_arch
+    return declared
+
+
+def arch_readiness(
+    hosts: Sequence[Host],
+    host_arches: Mapping[str, str | None],
+    runners_online: Mapping[str, bool] | None,
+    nodes_online: Mapping[str, bool] | None,
+) -> dict[str, dict[str, bool | None]]:
+    """Per arch of the inventory's hosts: does GitLab have an online runner tagged with it,
+    Jenkins an online agent labelled with it? None: nothing to ask there — that side is off
+    (`None` given), or no host of this arch has that role."""
+    sides = {
+        "gitlab": ("gitlab-runner", runners_online),
+        "jenkins": ("jenkins-agent", nodes_online),
+    }
+    table: dict[str, dict[str, bool | None]] = {}
+    for arch in sorted({a for a in host_arches.values() if a}):
+        of_arch = [h for h in hosts if host_arches.get(h.name) == arch]
+        table[arch] = {
+            side: (
+                online.get(arch, False)
+                if online is not None and any(h.has_role(role) for h in of_arch)
+                else None
+            )
+            for side, (role, online) in sides.items()
+        }
+    return table
 
 
 @task(
-    help={**COMMON_HELP, **SERVER_HELP, "dry-run": "Print what would be removed; remove nothing."}
+    help={
+        **COMMON_HELP,
+        **SERVER_HELP,
+        "dry-run": "Print what would be removed; remove nothing.",
+        "yes": "Remove without asking (needed when stdin is not a terminal, e.g. in CI).",
+    }
 )
 def deprovision_runners(
     c: Context,
@@ -264,11 +314,16 @@ def deprovision_runners(
     no_gitlab: bool = False,
     no_jenkins: bool = False,
     accept_new_host_keys: bool = False,
+    yes: bool = False,
 ) -> None:
-    """Unregister each host's runner and delete it on GitLab; delete its Jenkins node."""
+    """Unregister each host's runner and delete it on GitLab; delete its Jenkins node.
+
+    Asks first on a terminal; elsewhere needs --yes (or --dry-run)."""
     from ..fleet.provision import deprovision_host
 
     fleet = _load(inventory, limit, accept_new_host_keys)
+    if not dry_run and not yes:
+        _confirm_deprovision(fleet, no_gitlab=no_gitlab, no_jenkins=no_jenkins)
     outcomes, _ = _run_with_servers(
         fleet,
         lambda host, servers: deprovision_host(fleet, host, servers, dry_run=dry_run),
@@ -280,13 +335,37 @@ def deprovision_runners(
     _finish("deprovision", outcomes, json)
 
 
+def _confirm_deprovision(fleet: Inventory, *, no_gitlab: bool, no_jenkins: bool) -> None:
+    """Deleting runners and nodes cannot be undone: a person at a terminal says yes first;
+    without a terminal (CI, a pipe) there is nobody to ask, so --yes must say it."""
+    names = ", ".join(host.name for host in fleet.hosts)
+    sides = [
+        side
+        for side, off in (("GitLab runners", no_gitlab), ("Jenkins nodes", no_jenkins))
+        if not off
+    ]
+    what = f"unregister and delete the {' and '.join(sides) or 'host registrations'} of {names}"
+    if not sys.stdin.isatty():
+        report.error(
+            f"deprovision-runners would {what}; stdin is not a terminal, so nobody can confirm: "
+            "pass --yes to go ahead, or --dry-run to see what would be removed"
+        )
+        raise Exit(code=1)
+    if not report.confirm(f"{what}?"):
+        report.note("nothing removed")
+        raise Exit(code=1)
+
+
 def _finish(
     what: str, outcomes: Any, json: bool, arches: dict[str, dict[str, bool | None]] | None = None
 ) -> None:
+    states = what != "deprovision"  # its reports carry no before-run server state
     if json:
         data: dict[str, Any] = {
             "hosts": [
-                o.value.to_json() if o.value else {"host": o.host.name, "error": o.error}
+                {**o.value.to_json(), **(report.server_states_json(o) if states else {})}
+                if o.value
+                else {"host": o.host.name, "error": o.error}
                 for o in outcomes
             ],
             "ok": all(o.ok for o in outcomes),
@@ -295,6 +374,6 @@ def _finish(
             data["arches"] = arches
         report.emit_json(data)
     else:
-        report.fleet_summary(what, outcomes, arches)
+        report.fleet_summary(what, outcomes, arches, server_states=states)
     if not all(o.ok for o in outcomes):
         raise Exit(code=1)

@@ -161,7 +161,7 @@ def tool_image(
     """Build the archfleet tool image per arch (private Docker engine), merge and verify it."""
     import tempfile
 
-    from ..lab.docker_engine import DockerEngineError, docker_engine
+    from ..lab.docker_engine import DockerEngineError, cached_docker_engine
     from ..lab.fleet import load_lab
     from ..lab.tool_image import ToolImageError, build_tool_image
 
@@ -186,7 +186,8 @@ def tool_image(
             raise ToolImageError(f"--registry {registry!r}: expected a loopback 127.x.y.z:PORT")
         with (
             tempfile.TemporaryDirectory(prefix="archfleet-tool-image-") as work,
-            docker_engine() as engine,
+            # Images and BuildKit's cache kept in the cache dir: an unchanged rebuild is quick.
+            cached_docker_engine("lab-tool-image") as engine,
         ):
             image = build_tool_image(
                 engine,

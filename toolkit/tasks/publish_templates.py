@@ -9,7 +9,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from .. import report
+from .. import __version__, report
 
 DEFAULT_URL = "https://gitlab.com"
 DEFAULT_TOKEN_ENV = "GITLAB_TOKEN"  # noqa: S105 -- the variable's name, not a token
@@ -18,7 +18,9 @@ DEFAULT_TOKEN_ENV = "GITLAB_TOKEN"  # noqa: S105 -- the variable's name, not a t
 @task(
     help={
         "project": "The templates project, GROUP/PROJECT (a CI/CD catalog project).",
-        "version": "Version to publish, X.Y.Z: the git tag and the release.",
+        "version": f"Version to publish: this archfleet's, {__version__} (the git tag).",
+        "wheel": f"The archfleet {__version__} wheel (archfleet-{__version__}-py3-none-any.whl) "
+        "the project's tag pipeline builds the tool image from; committed under image/.",
         "url": "GitLab base URL (default: $CI_SERVER_URL, else https://gitlab.com).",
         "branch": "Branch to commit to (default: the project's default branch).",
         "token-env": "Environment variable holding the access token (api scope; default "
@@ -32,6 +34,7 @@ def publish_templates(
     c: Context,
     project: str = "",
     version: str = "",
+    wheel: str = "",
     url: str = "",
     branch: str = "",
     token_env: str = DEFAULT_TOKEN_ENV,
@@ -39,22 +42,32 @@ def publish_templates(
     dry_run: bool = False,
     json: bool = False,
 ) -> None:
-    """Put ci-templates/ in a GitLab project: one commit, a version tag, a release."""
+    """Put ci-templates/ in a GitLab project: one commit and a version tag; its pipeline
+    builds the tool image and creates the catalog release."""
     # Imported here: every `archfleet` start loads this module; python-gitlab is slow to import.
-    from ..ci_templates import TemplateError, default_root, published_files
+    from ..ci_templates import TemplateError, default_root
+    from ..publish.component_project import ProjectFilesError, read_wheel
     from ..publish.gitlab_templates import (
         GitLabProject,
         PublishError,
+        check_version,
         connect,
         publish,
         server_host,
-        validate_version,
     )
 
     try:
         if not project:
             raise PublishError("--project is required: the templates project, GROUP/PROJECT")
-        validate_version(version)
+        check_version(version)
+        if not wheel:
+            raise PublishError(
+                f"--wheel is required: the archfleet {__version__} wheel the templates project's "
+                "pipeline builds the tool image from. Build it from the archfleet source with "
+                "`python -m pip wheel --no-deps -w dist .` (then --wheel "
+                f"dist/archfleet-{__version__}-py3-none-any.whl), or pass the released wheel"
+            )
+        tool_wheel = read_wheel(Path(wheel))
         base_url = url or os.environ.get("CI_SERVER_URL") or DEFAULT_URL
         host = server_host(base_url)
         token = os.environ.get(token_env, "")
@@ -63,14 +76,18 @@ def publish_templates(
                 f"${token_env} is empty: set it to a GitLab access token with the api scope "
                 "(or name another variable with --token-env)"
             )
-        desired = published_files(Path(source) if source else default_root())
+        root = Path(source) if source else default_root()
         target = GitLabProject(connect(base_url, token), project)
-        result = publish(target, desired, version, host=host, branch=branch, dry_run=dry_run)
-    except (PublishError, TemplateError) as exc:
+        result = publish(
+            target, root, tool_wheel, version, host=host, branch=branch, dry_run=dry_run
+        )
+    except (PublishError, TemplateError, ProjectFilesError) as exc:
         report.error(str(exc))
         raise Exit(code=1) from None
     if json:
         report.emit_json(result.to_json())
         return
     report.templates_publish_summary(result)
+    for line in (*result.next_steps(), *result.warnings):
+        report.note(line)
     report.emit_value(result.include.rstrip())
