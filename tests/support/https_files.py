@@ -54,14 +54,23 @@ def serve_https(files: Mapping[str, bytes], workdir: Path) -> Iterator[HttpsFile
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with serve_tls(Handler, key_path, cert_path) as base:
+        yield HttpsFiles(base, cert_path, seen)
+
+
+@contextmanager
+def serve_tls(
+    handler: type[BaseHTTPRequestHandler], key_path: Path, cert_path: Path
+) -> Iterator[str]:
+    """Run `handler` on https://127.0.0.1:<free port> (yielded) until the block ends."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_path, key_path)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield HttpsFiles(f"https://127.0.0.1:{server.server_address[1]}", cert_path, seen)
+        yield f"https://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

@@ -19,17 +19,16 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-import ssl
 import sys
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from tests.support.certs import self_signed_ca, write_pem
+from tests.support.https_files import serve_tls
 from tests.support.wheel import clean_env
 from toolkit.lab.cache import cache_dir, file_lock
 
@@ -122,18 +121,8 @@ def serve_index(
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_path, key_path)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield PackageIndex(f"https://127.0.0.1:{server.server_address[1]}", cert_path, seen)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_tls(Handler, key_path, cert_path) as base:
+        yield PackageIndex(base, cert_path, seen)
 
 
 def lock_wheelhouse(lock: Path) -> list[Path]:
