@@ -49,7 +49,7 @@ from tests.support.e2e import runner_downloads  # noqa: E402
 from tests.support.gitlab_fake import GitLabFake  # noqa: E402
 from tests.support.jenkins_fake import FakeJenkins  # noqa: E402
 from tests.support.runner_standin import STANDIN_SCRIPT, STANDIN_VERSION  # noqa: E402
-from toolkit.fleet.facts import FACTS_SCRIPT  # noqa: E402
+from toolkit.fleet.facts import facts_script  # noqa: E402
 from toolkit.fleet.gitlab_host import CONFIG_FILE, RUNNER_BINARY  # noqa: E402
 from toolkit.lab.cache import cache_dir  # noqa: E402
 from toolkit.lab.hosts import (  # noqa: E402
@@ -315,6 +315,10 @@ PLAYBOOK = (
     .replace("@RUNNER_BINARY@", RUNNER_BINARY)
     .replace("@CONFIG_FILE@", CONFIG_FILE)
 )
+
+
+# The facts command provision runs on these hosts (runners and agents, no merge-tool role).
+FACTS_SCRIPT = facts_script(python=False)
 
 
 def playbook_drift() -> list[str]:

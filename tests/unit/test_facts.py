@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.fleet.facts import FACTS_SCRIPT, FactsError, parse_facts
+from toolkit.fleet.facts import FACTS_SCRIPT, FactsError, facts_script, parse_facts
 
 CONFIG = """concurrent = 1
 [[runners]]
@@ -118,3 +118,17 @@ def test_without_a_release_file_java_itself_says_its_version(
     env, started = _fake_java(tmp_path, release=release)
     assert _java_fact(env) == "17.0.99"
     assert started.exists()
+
+
+def test_only_merge_tool_hosts_are_asked_about_python() -> None:
+    """Starting python3 costs every facts run a process (about a second under QEMU): hosts
+    without the merge-tool role get the facts command without that probe."""
+    lean = facts_script(python=False)
+    assert "python3 -c" not in lean and "apt_get=yes" not in lean
+    assert "python3 -c" in facts_script(python=True) == FACTS_SCRIPT
+    assert lean.rstrip().endswith('echo "facts=done"')
+    found = parse_facts(
+        subprocess.run(["sh", "-c", lean], capture_output=True, text=True, check=True).stdout,
+        host="local",
+    )
+    assert (found.python3, found.python3_venv, found.apt_get) == (None, False, False)

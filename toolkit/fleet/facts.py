@@ -14,9 +14,9 @@ from ..archmap import ArchError, platform_for_uname
 from ..registry.manifest import Platform
 from .gitlab_host import RUNNER_RUNNING_FUNCTION
 from .merge_tool import FACTS_FRAGMENT as MERGE_TOOL_FACTS
-from .merge_tool import parse_version
+from .merge_tool import PYTHON_FACTS_FRAGMENT, parse_version
 
-FACTS_SCRIPT = (
+_COMMON_FACTS = (
     r"""
 export LC_ALL=C PATH="$PATH:/usr/local/bin:/usr/sbin:/sbin"
 """
@@ -91,9 +91,18 @@ echo "user=$(id -un)"
 echo "groups=$(id -Gn | tr ' ' ',')"
 """
     + MERGE_TOOL_FACTS
-    + """echo "facts=done"
-"""
 )
+_DONE = 'echo "facts=done"\n'
+
+
+def facts_script(*, python: bool) -> str:
+    """The facts command; with `python`, also python3's version and venv and apt-get, which
+    only the merge-tool role's planning reads (toolkit/fleet/plan.py)."""
+    return _COMMON_FACTS + (PYTHON_FACTS_FRAGMENT if python else "") + _DONE
+
+
+# Every fact, as a merge-tool host is asked.
+FACTS_SCRIPT = facts_script(python=True)
 
 
 class FactsError(RuntimeError):

@@ -6,12 +6,13 @@ from fabric import Connection
 
 from ..inventory import Host
 from .connect import connect, run_script
-from .facts import FACTS_SCRIPT, FactsError, HostFacts, parse_facts
+from .facts import FactsError, HostFacts, facts_script, parse_facts
 
 
 def read_facts(connection: Connection, host: Host) -> HostFacts:
     """The facts over an open connection (provisioning reuses it for the changes)."""
-    result = run_script(connection, FACTS_SCRIPT, timeout=host.ssh.command_timeout, host=host.name)
+    script = facts_script(python=host.has_role("merge-tool"))
+    result = run_script(connection, script, timeout=host.ssh.command_timeout, host=host.name)
     if not result.ok:
         raise FactsError(
             f"{host.name}: facts command exited {result.exit_code}: {result.stderr.strip()[-300:]}"

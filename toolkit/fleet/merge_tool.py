@@ -78,6 +78,10 @@ if [ -e {VENV} ] || [ -L {VENV} ]; then
     echo "archfleet_wheel_sha256=$(head -c 64 {VENV}/{WHEEL_SHA256_FILE})"
 fi
 [ "$(readlink {LINK} 2>/dev/null)" = {COMMAND} ] && echo "archfleet_linked=yes"
+"""
+# What installing needs (python3 with venv, apt-get for it): asked only of merge-tool hosts,
+# because starting python3 costs every facts run a process (about a second under QEMU).
+PYTHON_FACTS_FRAGMENT = r"""
 if command -v python3 >/dev/null 2>&1; then
   python3 -c 'import sys
 print("python3=%d.%d.%d" % sys.version_info[:3])

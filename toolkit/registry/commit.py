@@ -70,9 +70,7 @@ def commit(
     for batch in (writes.children, writes.indexes):
         if not batch:
             continue
-        outcomes = attempt_all(
-            lambda w: client.put_manifest(repository, w.tag, w.raw, w.media_type), batch, workers
-        )
+        outcomes = attempt_all(_put(client, repository), batch, workers)
         # A PUT that failed may still have taken effect (a dropped answer): all are "sent".
         sent.extend(batch)
         failed = [o.error for o in outcomes if o.error is not None]
@@ -89,6 +87,10 @@ def _name(client: RegistryClient, repository: str) -> str:
 
 def _head(client: RegistryClient, repository: str) -> Callable[[str], str | None]:
     return lambda tag: client.head_manifest(repository, tag)
+
+
+def _put(client: RegistryClient, repository: str) -> Callable[[TagWrite], str]:
+    return lambda w: client.put_manifest(repository, w.tag, w.raw, w.media_type)
 
 
 def rollback(
@@ -213,9 +215,7 @@ def read_back(
         for conflict in conflicts:
             displaced.setdefault(conflict.tag, conflict.found)
         put = [puts[c.tag] for c in conflicts]
-        ordered_map(
-            lambda w: client.put_manifest(repository, w.tag, w.raw, w.media_type), put, workers
-        )
+        ordered_map(_put(client, repository), put, workers)
     raise ConcurrentWriteError(
         _name(client, repository),
         _conflicts(writes, found),
