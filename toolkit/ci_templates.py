@@ -9,7 +9,10 @@ and `python -m toolkit.ci_templates` rewrites them.
 
 One build job (and one smoke job) is rendered per platform archmap knows, pinned with `tags:`
 and switched on by `rules:` when the platforms input names it: GitLab cannot loop over an
-input, and a `parallel:matrix` job cannot derive the runner tag from the platform.
+input. A `parallel:matrix` over the platforms input would do with one copy of the job (GitLab
+14.1+ expands matrix variables in `tags:`), but its value is the platform as the user wrote it
+(`linux/arm/v7`, `armhf`), not the runner tag (`arm-v7`) archmap derives from it, and the
+merge job's `needs` and per-arch dotenv names would follow the same spelling.
 
 The merge, verify and preflight jobs run archfleet from its tool image (ci-templates/image/),
 `<templates project's registry path>/archfleet:<version>@<digest>`. Only publish-templates knows
@@ -17,7 +20,9 @@ that path, so it renders the default (`render_tool_image_default`, `published_fi
 committed here carry a placeholder that GitLab refuses at pipeline creation (the input's
 `regex:`, which GitLab checks against defaults too) and no registry can serve (upper case is not
 a valid repository name). The `.pre` preflight job checks that the tool is the version these
-templates were rendered from (`__version__`) before any build starts. Not GitLab's component
+templates were rendered from (`__version__`) before any build starts, and (input check_bases)
+that every base image of the Dockerfile offers every platform: it reads the Dockerfile from the
+checkout, so it must never get `GIT_STRATEGY: none`. Not GitLab's component
 context (`spec: component: [version]`, `$[[ component.version ]]`, GitLab 18.6+ behind a feature
 flag): older GitLab rejects the `spec:component` key, the version is empty when a component is
 included by SHA or branch (as the templates project's own pipeline does), it names no registry
@@ -65,6 +70,12 @@ TOOL_LOCK_PATH = "image/requirements.txt"
 # archfleet_image's default until publish-templates renders it: refused by the input's regex at
 # pipeline creation, and not a valid image reference (upper case), so nothing is ever pulled.
 UNPUBLISHED_TOOL_IMAGE = "UNPUBLISHED-set-archfleet_image-or-publish-with-publish-templates"
+# Defaults of the build jobs' images. buildah's own image has no skopeo (the push by digest needs
+# it): the all-in-one image of containers/image_build (aio/) has both. dind: GitLab's
+# doc/ci/docker/using_docker_build.md, "Use the Docker executor with Docker-in-Docker", pins a
+# `docker:<version>-dind` service next to the same version's CLI image.
+BUILDAH_IMAGE = "quay.io/containers/aio:latest"
+DIND_IMAGE = "docker:27.5.1-dind"
 # The preflight job's stage: GitLab's first stage, there in every pipeline (no `stages:` entry).
 PREFLIGHT_STAGE = ".pre"
 
@@ -83,6 +94,21 @@ IMAGE_REFERENCE_REGEX = (
     f"^(({_REGISTRY}|{_VARIABLE})/)?({_PATH_COMPONENT}|{_VARIABLE})"
     f"(/({_PATH_COMPONENT}|{_VARIABLE}))*(:({_TAG}|{_VARIABLE}))?(@({_SHA256}|{_VARIABLE}))?$"
 )
+# A repository without tag or digest (the image input, the cache repository).
+REPOSITORY_REGEX = (
+    f"^(({_REGISTRY}|{_VARIABLE})/)?({_PATH_COMPONENT}|{_VARIABLE})"
+    f"(/({_PATH_COMPONENT}|{_VARIABLE}))*$"
+)
+# A relative path in the project: no blank, quote or newline, no leading `/`, no `..` part.
+_PATH_PART = r"([A-Za-z0-9_][A-Za-z0-9_.-]*|[.]|[.][A-Za-z0-9_-][A-Za-z0-9_.-]*)"
+PATH_REGEX = f"^{_PATH_PART}(/{_PATH_PART})*$"
+# An image tag that may hold CI/CD variables (expanded, then checked again by the merge job).
+TAG_TEMPLATE_REGEX = r"^[A-Za-z0-9_.${}-]{1,128}$"
+# A runner tag (pattern): no blank, quote, comma or newline.
+RUNNER_TAG_REGEX = r"^[A-Za-z0-9_.:/${}-]{1,255}$"
+STAGE_REGEX = r"^[A-Za-z0-9_.][A-Za-z0-9_. -]{0,99}$"
+# Job names are `<prefix>-build-amd64`: a prefix starting with `.` would hide every job.
+JOB_PREFIX_REGEX = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$"
 # archfleet_install: empty, or one archfleet wheel (an https URL without credentials, or a path
 # in the project) and its sha256, as one pip requirement line.
 INSTALL_REGEX = (
@@ -100,7 +126,7 @@ InputType = Literal["string", "boolean", "array"]
 # How a value reaches the jobs: a string variable, a flag in ARCHFLEET_OPTIONS, a list
 # variable, or only the YAML itself (stage, image, tags, job names, rules).
 Carrier = Literal["variable", "option", "list", "yaml"]
-InputValue = str | bool | list[str]
+InputValue = str | bool | list[Any]
 
 
 class TemplateError(ValueError):
@@ -150,14 +176,16 @@ INPUTS: tuple[Input, ...] = (
         "$CI_REGISTRY_IMAGE",
         "Repository to push to, without a tag (REGISTRY/PATH).",
         "variable",
+        regex=REPOSITORY_REGEX,
     ),
-    Input("context", "string", ".", "Build context directory.", "variable"),
+    Input("context", "string", ".", "Build context directory.", "variable", regex=PATH_REGEX),
     Input(
         "dockerfile",
         "string",
         "Dockerfile",
         "Dockerfile/Containerfile path, relative to the project directory.",
         "variable",
+        regex=PATH_REGEX,
     ),
     Input(
         "platforms",
@@ -176,22 +204,56 @@ INPUTS: tuple[Input, ...] = (
         "`{arch}` pattern, as provision-runners tags runners.",
         "yaml",
         component_only=True,
+        regex=RUNNER_TAG_REGEX,
+    ),
+    Input(
+        "merge_tags",
+        "array",
+        [],
+        "Runner tags of the preflight, merge, release and verify jobs (any arch), e.g. "
+        "`[amd64]` where every runner is tagged and none runs untagged jobs.",
+        "yaml",
+        component_only=True,
+    ),
+    Input(
+        "rules",
+        "array",
+        [{"when": "on_success"}],
+        "`rules:` of every job of the component, after its own (platform selection, switches): "
+        "e.g. `[{if: $CI_COMMIT_BRANCH, changes: [app/**/*]}]` to build only when `app/` "
+        "changed. The merge, release and verify jobs get the same rules as the builds they need.",
+        "yaml",
+        component_only=True,
     ),
     Input(
         "builder",
         "string",
-        "buildx",
-        "`buildx` (push-by-digest), or `buildah` for rootless runners (needs skopeo too).",
+        "buildah",
+        "`buildah` (with skopeo: what provision-runners installs on shell runners; in a "
+        "container job it runs with vfs storage and chroot isolation), or `buildx` (docker with "
+        "the buildx plugin; on the Docker executor through the `docker_service`).",
         "variable",
-        options=("buildx", "buildah"),
+        options=("buildah", "buildx"),
     ),
     Input(
         "build_image",
         "string",
-        "docker:27-cli",
-        "Image of the build and smoke jobs: docker with buildx, or buildah + skopeo "
-        "(e.g. `quay.io/containers/aio`).",
+        BUILDAH_IMAGE,
+        "Image of the build and smoke jobs on the Docker executor (the shell executor ignores "
+        "it): buildah + skopeo, or docker with buildx (e.g. `docker:27-cli`). Pin it by digest.",
         "yaml",
+        regex=IMAGE_REFERENCE_REGEX,
+    ),
+    Input(
+        "docker_service",
+        "string",
+        DIND_IMAGE,
+        "builder `buildx` only: the `docker:dind` service of the build and smoke jobs on the "
+        "Docker executor, reached over TLS (`DOCKER_HOST=tcp://docker:2376`, certificates in "
+        "`DOCKER_TLS_CERTDIR`); needs a privileged runner. Ignored by the shell executor.",
+        "yaml",
+        component_only=True,
+        regex=IMAGE_REFERENCE_REGEX,
     ),
     Input(
         "build_args",
@@ -213,16 +275,18 @@ INPUTS: tuple[Input, ...] = (
         "string",
         "",
         "Cache repository; empty means `<image>/buildcache`. buildx uses `<repo>:<arch>`, "
-        "buildah `<repo>/<arch>`.",
+        "buildah `<repo>/<arch>`; merge-request and unprotected pipelines read that and write "
+        "only `<repo>:unprotected-<arch>` (`<repo>/unprotected-<arch>`).",
         "variable",
+        regex=f"^$|{REPOSITORY_REGEX}",
     ),
     Input("provenance", "boolean", False, "buildx provenance attestation.", "option"),
     Input("sbom", "boolean", False, "buildx SBOM attestation.", "option"),
     Input(
-        "tags",
+        "image_tags",
         "array",
         ["$CI_COMMIT_SHORT_SHA", "$CI_COMMIT_REF_SLUG"],
-        "Release tags written on protected refs (variables expanded; empty ones skipped).",
+        "Image tags written on protected refs (variables expanded; empty ones skipped).",
         "list",
     ),
     Input(
@@ -245,9 +309,16 @@ INPUTS: tuple[Input, ...] = (
         "ci-$CI_COMMIT_REF_SLUG",
         "The only tag merge-request and unprotected pipelines write; empty: check only.",
         "variable",
+        regex=f"^$|{TAG_TEMPLATE_REGEX}",
     ),
     Input(
-        "build_stage", "string", "build", "Stage of the build jobs.", "yaml", component_only=True
+        "build_stage",
+        "string",
+        "build",
+        "Stage of the build jobs.",
+        "yaml",
+        component_only=True,
+        regex=STAGE_REGEX,
     ),
     Input(
         "merge_stage",
@@ -256,12 +327,23 @@ INPUTS: tuple[Input, ...] = (
         "Stage of the merge, verify and smoke jobs.",
         "yaml",
         component_only=True,
+        regex=STAGE_REGEX,
     ),
     Input(
         "allow_emulation",
         "boolean",
         False,
         "Let a job run on a runner of another arch (QEMU) instead of failing its native guard.",
+        "option",
+    ),
+    Input(
+        "check_bases",
+        "boolean",
+        True,
+        "The preflight job runs `archfleet check-bases` on the Dockerfile (with the build args): "
+        "a base image that lacks one of the platforms fails the pipeline before any build takes "
+        "a runner. Registry credentials: docker's config.json, or `CI_REGISTRY_*` for "
+        "`$CI_REGISTRY`.",
         "option",
     ),
     Input(
@@ -272,9 +354,9 @@ INPUTS: tuple[Input, ...] = (
         "yaml",
     ),
     Input(
-        "verify_binaries",
+        "check_binaries",
         "boolean",
-        False,
+        True,
         "Verify also checks each image's entrypoint ELF machine (`--check-binaries`).",
         "option",
     ),
@@ -319,9 +401,7 @@ INPUTS: tuple[Input, ...] = (
         variable_name="ARCHFLEET_INSTALL",
         regex=INSTALL_REGEX,
     ),
-    Input(
-        "insecure_registry", "boolean", False, "Plain-HTTP registry (lab and tests only).", "option"
-    ),
+    Input("insecure", "boolean", False, "Plain-HTTP registry (lab and tests only).", "option"),
     Input(
         "job_prefix",
         "string",
@@ -329,6 +409,7 @@ INPUTS: tuple[Input, ...] = (
         "Prefix of the job names, to include the component more than once.",
         "yaml",
         component_only=True,
+        regex=JOB_PREFIX_REGEX,
     ),
 )
 
@@ -338,11 +419,11 @@ _OPTION_NAMES = tuple(inp.name for inp in INPUTS if inp.carrier == "option")
 # (the `tool` part's generated constants come with it). Only what the job calls: each job
 # carries its own copy.
 _SCRIPT_PARTS = {
-    "preflight": ("common", "tool"),
-    "build": ("archmap", "common", "guard", "build"),
-    "merge": ("archmap", "common", "tool", "merge"),
-    "verify": ("common", "tool", "verify"),
-    "smoke": ("archmap", "common", "guard", "smoke"),
+    "preflight": ("archmap", "common", "lists", "tool", "bases"),
+    "build": ("archmap", "common", "lists", "engines", "auth", "guard", "build"),
+    "merge": ("archmap", "common", "lists", "auth", "tool", "merge"),
+    "verify": ("common", "auth", "tool", "verify"),
+    "smoke": ("archmap", "common", "engines", "auth", "guard", "smoke"),
 }
 
 
@@ -516,7 +597,17 @@ def shell_library(root: Path, parts: Iterable[str]) -> str:
             if "$[[" in line:
                 raise TemplateError(f"{path}:{number}: `$[[` has no place in a script")
         chunks.append(text)
-    return "\n".join(chunks)
+    return _without_comments("\n".join(chunks))
+
+
+def _without_comments(script: str) -> str:
+    """The library as the jobs carry it: comment-only lines and blank lines dropped. Every job
+    carries its own copy, and GitLab expands each into every job that extends it: the comments
+    stay in ci-templates/src/*.sh (issue 11: two inclusions expanded to 564 KB)."""
+    kept = [
+        line for line in script.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
+    return "\n".join(kept) + "\n"
 
 
 # --- the two flavours ------------------------------------------------------------------------
@@ -583,11 +674,35 @@ def _needs(names: Sequence[str], *, artifacts: bool = True) -> list[dict[str, An
     return [{"job": n, "optional": True, "artifacts": artifacts} for n in names]
 
 
-def _selected_rules(f: Flavour, job: ArchJob, *switches: str) -> list[dict[str, str]]:
-    rules = [{"if": f.is_off(s), "when": "never"} for s in switches]
-    rules.append({"if": f"{f.expression('platforms')} !~ {job.selected_regex()}", "when": "never"})
-    rules.append({"when": "on_success"})
+def _rules(f: Flavour, *never: str) -> list[Any]:
+    """The component's own exclusions (`when: never`), then the user's `rules` input: GitLab
+    inserts an array input that fills a whole YAML node as that array, and flattens nested arrays
+    in `rules:` (doc/ci/yaml/_index.md#rules, "!reference tags in rules"; ci.json allows an array
+    item). The include variant has no such input: its jobs run when not excluded."""
+    rules: list[Any] = [{"if": condition, "when": "never"} for condition in never]
+    rules.append("$[[ inputs.rules ]]" if f.component else {"when": "on_success"})
     return rules
+
+
+def _selected_rules(f: Flavour, job: ArchJob, *switches: str) -> list[Any]:
+    return _rules(
+        f,
+        *(f.is_off(s) for s in switches),
+        f"{f.expression('platforms')} !~ {job.selected_regex()}",
+    )
+
+
+def _merge_tags(f: Flavour) -> dict[str, Any]:
+    """Runner tags of the jobs that may run anywhere: the merge_tags input (component only)."""
+    return {"tags": "$[[ inputs.merge_tags ]]"} if f.component else {}
+
+
+# after_script runs in a new shell, also after a failed or cancelled script (doc/ci/yaml
+# #after_script): it removes the job-private credential files the script made (common.sh
+# archfleet_private_auth) where a trap could not run. ARCHFLEET_JOB_DIR is fixed by the job's id.
+AFTER_SCRIPT = 'rm -rf "${TMPDIR:-/tmp}/archfleet-job-${CI_JOB_ID:-local}" 2>/dev/null || true'
+# Jobs lost to the runner rather than to their script run again (doc/ci/yaml/_index.md#retrywhen).
+RETRY = {"max": 2, "when": ["runner_system_failure", "stuck_or_timeout_failure"]}
 
 
 MR_OR_UNPROTECTED = (
@@ -598,13 +713,40 @@ PROTECTED_NOT_MR = (
 )
 
 
+def _builder_jobs(f: Flavour) -> dict[str, Any]:
+    """Per-builder settings of the build and smoke jobs, chosen by `extends:` with the builder
+    input in the name (component only: the include variant cannot name a job from a variable).
+
+    buildx on the Docker executor talks to a `docker:dind` service over TLS: GitLab's
+    doc/ci/docker/using_docker_build.md ("Docker-in-Docker with TLS enabled in the Docker
+    executor") and using_buildkit.md set `DOCKER_TLS_CERTDIR: "/certs"` (the service writes its
+    certificates there, the runner shares `/certs/client`) with the service aliased `docker`;
+    the job script points DOCKER_HOST at it only inside a container (archfleet_docker_env), so
+    a shell runner keeps its own engine. buildah needs no service: vfs and chroot are set by the
+    job script in containers (archfleet_buildah_env)."""
+    if not f.component:
+        return {}
+    p = f.prefix
+    return {
+        f".{p}-builder-buildx": {
+            "services": [{"name": f.value("docker_service"), "alias": "docker"}],
+            "variables": {"DOCKER_TLS_CERTDIR": "/certs"},
+        },
+        f".{p}-builder-buildah": {"variables": {"ARCHFLEET_BUILDER_SETUP": "buildah"}},
+    }
+
+
 def jobs(root: Path, f: Flavour) -> dict[str, Any]:
     p = f.prefix
     archs = arch_jobs()
     build_names = [f"{p}-build-{j.arch}" for j in archs]
     merge_names = [f"{p}-merge", f"{p}-release"]
     preflight = f"{p}-preflight"
+    builder_base: list[str] | str = (
+        [f".{p}-common", f".{p}-builder-$[[ inputs.builder ]]"] if f.component else f".{p}-common"
+    )
     out: dict[str, Any] = {f".{p}-common": {"variables": f.common_variables()}}
+    out.update(_builder_jobs(f))
     # In `.pre`, so the build jobs (no `needs`: they keep the consumer's stage order) start only
     # after it passed; merge and verify name it in `needs` as well, optional like their other
     # needs, so a pipeline whose rules leave it out still runs.
@@ -612,15 +754,20 @@ def jobs(root: Path, f: Flavour) -> dict[str, Any]:
         "extends": f".{p}-common",
         "stage": PREFLIGHT_STAGE,
         "image": f.value("archfleet_image"),
+        **_merge_tags(f),
         "interruptible": True,
-        "script": _script(root, "preflight", "archfleet_preflight"),
+        "retry": RETRY,
+        "rules": _rules(f),
+        "script": _script(root, "preflight", "archfleet_preflight", "archfleet_check_bases"),
     }
     out[f".{p}-build"] = {
-        "extends": f".{p}-common",
+        "extends": builder_base,
         "stage": f.value("build_stage"),
         "image": f.value("build_image"),
         "interruptible": True,
+        "retry": RETRY,
         "script": _script(root, "build", "archfleet_native_guard", "archfleet_build"),
+        "after_script": [AFTER_SCRIPT],
     }
     for job, name in zip(archs, build_names, strict=True):
         dotenv = f"{name}.env"
@@ -635,12 +782,16 @@ def jobs(root: Path, f: Flavour) -> dict[str, Any]:
         "extends": f".{p}-common",
         "stage": f.value("merge_stage"),
         "image": f.value("archfleet_image"),
+        **_merge_tags(f),
+        "retry": RETRY,
         "needs": [*_needs(build_names), *_needs([preflight], artifacts=False)],
         "script": _script(root, "merge", "archfleet_merge"),
+        "after_script": [AFTER_SCRIPT],
     }
-    for name, mode, rule, group in (
-        (merge_names[0], "scratch", MR_OR_UNPROTECTED, f"{p}-scratch-$CI_COMMIT_REF_SLUG"),
-        (merge_names[1], "release", PROTECTED_NOT_MR, f"{p}-release"),
+    # Each runs where the other does not; both then follow the rules input, like the builds.
+    for name, mode, other, group in (
+        (merge_names[0], "scratch", PROTECTED_NOT_MR, f"{p}-scratch-$CI_COMMIT_REF_SLUG"),
+        (merge_names[1], "release", MR_OR_UNPROTECTED, f"{p}-release"),
     ):
         out[name] = {
             "extends": f".{p}-merge",
@@ -648,23 +799,28 @@ def jobs(root: Path, f: Flavour) -> dict[str, Any]:
             # One pipeline at a time moves these tags: no interleaving of two merges.
             "resource_group": group,
             "interruptible": False,
-            "rules": [{"if": rule}],
+            "rules": _rules(f, other),
             "artifacts": {"reports": {"dotenv": f"{name}.env"}},
         }
     out[f"{p}-verify"] = {
         "extends": f".{p}-common",
         "stage": f.value("merge_stage"),
         "image": f.value("archfleet_image"),
+        **_merge_tags(f),
+        "retry": RETRY,
         "needs": [*_needs(merge_names), *_needs([preflight], artifacts=False)],
-        "rules": [{"if": f.is_off("verify"), "when": "never"}, {"when": "on_success"}],
+        "rules": _rules(f, f.is_off("verify")),
         "script": _script(root, "verify", "archfleet_verify"),
+        "after_script": [AFTER_SCRIPT],
     }
     out[f".{p}-smoke"] = {
-        "extends": f".{p}-common",
+        "extends": builder_base,
         "stage": f.value("merge_stage"),
         "image": f.value("build_image"),
+        "retry": RETRY,
         "needs": [*_needs(merge_names), *_needs([f"{p}-verify"], artifacts=False)],
         "script": _script(root, "smoke", "archfleet_native_guard", "archfleet_smoke"),
+        "after_script": [AFTER_SCRIPT],
     }
     for job in archs:
         out[f"{p}-smoke-{job.arch}"] = {
@@ -679,9 +835,8 @@ def jobs(root: Path, f: Flavour) -> dict[str, Any]:
 def spec(inputs: Sequence[Input] = INPUTS) -> dict[str, Any]:
     entries: dict[str, Any] = {}
     for inp in inputs:
-        entry: dict[str, Any] = {"description": inp.description}
-        if inp.type != "string":
-            entry["type"] = inp.type
+        # An explicit `type:` on every input (GitLab 16.6+; array inputs need 16.11).
+        entry: dict[str, Any] = {"description": inp.description, "type": inp.type}
         if inp.options:
             entry["options"] = list(inp.options)
         if inp.regex:
@@ -771,6 +926,9 @@ def _markdown_value(value: InputValue) -> str:
     if isinstance(value, bool):
         return "`true`" if value else "`false`"
     if isinstance(value, list):
+        if not all(isinstance(item, str) for item in value):
+            flow = yaml.safe_dump(value, default_flow_style=True, width=1_000_000).strip()
+            return f"`{flow}`"
         return "`[" + ", ".join(value) + "]`" if value else "`[]`"
     return f"`{value}`" if value else '`""`'
 

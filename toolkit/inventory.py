@@ -2,7 +2,10 @@
 
 `load()` validates against ONE JSON Schema (the same one `invoke inventory-schema` prints for
 editors) and reports every problem with the file, the key path, the line, and what was
-expected. Unknown keys are errors: a typo must not silently drop a setting.
+expected, in file order (`Problem`). Unknown keys are errors: a typo must not silently drop a
+setting (the likely key is suggested, and `x86_64` gets "did you mean amd64"); so is a key given
+twice in one mapping, which PyYAML would silently resolve to the last (`_Loader`). Files the ssh
+settings name that do not exist are warnings on the Inventory (errors for inventory-check).
 
 Every run loads the inventory, and importing jsonschema costs more than the whole check of a
 sound file. So a sound file is recognised by `conforms()`, a small walk over the same SCHEMA
@@ -55,12 +58,29 @@ _ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 _SSH_PROPERTIES: dict[str, Any] = {
     "user": {"type": "string", "minLength": 1, "description": "login user (default: root)"},
-    "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-    "key": {"type": "string", "description": "private key file"},
+    "port": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 65535,
+        "description": "sshd port (default 22, or the ssh config's Port)",
+    },
+    "key": {
+        "type": "string",
+        "description": "private key file (~ expanded); only this key is offered, no agent; "
+        "inventory-check refuses a file that does not exist",
+    },
     "known_hosts": {"type": "string", "description": "known_hosts file; unknown keys refused"},
     "jump_host": {"type": "string", "description": "[user@]host[:port] to hop through"},
-    "connect_timeout": {"type": "number", "exclusiveMinimum": 0},
-    "command_timeout": {"type": "number", "exclusiveMinimum": 0},
+    "connect_timeout": {
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "description": "seconds for TCP connect, SSH banner and authentication (default 10)",
+    },
+    "command_timeout": {
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "description": "seconds one host script may run (default 900)",
+    },
     "use_ssh_config": {"type": "boolean", "description": "honour ~/.ssh/config (default true)"},
     "ssh_config_file": {
         "type": "string",
@@ -76,6 +96,11 @@ _SSH_PROPERTIES: dict[str, Any] = {
 }
 _TAGS = {"type": "array", "items": {"type": "string", "pattern": _TAG_PATTERN}, "uniqueItems": True}
 
+
+def _tags(description: str) -> dict[str, Any]:
+    return {**_TAGS, "description": description}
+
+
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "archfleet inventory",
@@ -83,12 +108,22 @@ SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "required": ["hosts"],
     "properties": {
-        "ssh": {"type": "object", "additionalProperties": False, "properties": _SSH_PROPERTIES},
+        "ssh": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "SSH access for every host (a host's own ssh: overrides each key)",
+            "properties": _SSH_PROPERTIES,
+        },
         "builder": {
             "type": "object",
             "additionalProperties": False,
+            "description": "the image builder every build host gets",
             "properties": {
-                "tool": {"enum": list(BUILDERS)},
+                "tool": {
+                    "enum": list(BUILDERS),
+                    "description": "buildah (default; Debian/Ubuntu packages), docker (needs "
+                    "buildx, which Debian 12 does not package) or umoci (umoci + skopeo)",
+                },
                 "install": {
                     "type": "boolean",
                     "description": "install from the OS package manager if missing (else verify)",
@@ -100,34 +135,68 @@ SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "required": ["url"],
+            "description": "the GitLab instance of hosts with the gitlab-runner role",
             "properties": {
-                "url": {"type": "string", "pattern": r"^https?://[^\s]+$"},
+                "url": {
+                    "type": "string",
+                    "pattern": r"^https?://[^\s]+$",
+                    "description": "GitLab's base URL, https://gitlab.example.com",
+                },
                 "allow_http": {
                     "type": "boolean",
                     "description": "allow an http:// url (tokens would travel in clear)",
                 },
-                "token_env": {"type": "string", "pattern": _ENV_PATTERN},
+                "token_env": {
+                    "type": "string",
+                    "pattern": _ENV_PATTERN,
+                    "description": "environment variable holding the access token (default "
+                    "GITLAB_TOKEN; scopes create_runner, manage_runner, read_api)",
+                },
                 "config_file": {"type": "string", "description": "python-gitlab config file"},
-                "config_section": {"type": "string"},
+                "config_section": {
+                    "type": "string",
+                    "description": "section of config_file to use (default: its default)",
+                },
                 "runner_type": {
                     "enum": list(RUNNER_TYPES),
                     "description": "group_type (default, with gitlab.group) or project_type "
                     "(with gitlab.project); instance_type runners take jobs of every project",
                 },
-                "group": {"type": "string", "minLength": 1},
-                "project": {"type": "string", "minLength": 1},
+                "group": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "full path of the group whose runners these are "
+                    "(runner_type group_type)",
+                },
+                "project": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "full path of the project whose runners these are "
+                    "(runner_type project_type)",
+                },
                 "executor": {
                     "enum": ["shell", "docker"],
-                    "description": "shell (default): jobs run as the gitlab-runner user",
+                    "description": "shell (default): jobs run as the gitlab-runner user on the "
+                    "host with builder.tool; docker: each job in a container (docker_image)",
                 },
                 "allow_shared_shell": {
                     "type": "boolean",
                     "description": "allow an instance_type runner with the shell executor "
                     "(anyone on the instance could run code on the build host)",
                 },
-                "docker_image": {"type": "string"},
-                "docker_privileged": {"type": "boolean"},
-                "tags": _TAGS,
+                "docker_image": {
+                    "type": "string",
+                    "description": "default job image of the docker executor (alpine:3.20)",
+                },
+                "docker_privileged": {
+                    "type": "boolean",
+                    "description": "run docker-executor jobs privileged (needed for dind; "
+                    "root on the host for every job)",
+                },
+                "tags": _tags(
+                    "runner tags every runner gets after its detected arch (amd64, arm64, "
+                    "…); a host's own tags come after these"
+                ),
                 "concurrent": {
                     "type": "integer",
                     "minimum": 1,
@@ -154,25 +223,61 @@ SCHEMA: dict[str, Any] = {
                     "description": "per binary arch, the sha256 to expect (else from the list)",
                     "additionalProperties": {"type": "string", "pattern": r"^[a-f0-9]{64}$"},
                 },
-                "locked": {"type": "boolean"},
+                "locked": {
+                    "type": "boolean",
+                    "description": "lock project runners to their project (default true)",
+                },
             },
         },
         "jenkins": {
             "type": "object",
             "additionalProperties": False,
             "required": ["url", "credentials_id"],
+            "description": "the Jenkins controller of hosts with the jenkins-agent role",
             "properties": {
-                "url": {"type": "string", "pattern": r"^https?://[^\s]+$"},
+                "url": {
+                    "type": "string",
+                    "pattern": r"^https?://[^\s]+$",
+                    "description": "the controller's base URL, https://jenkins.example.com",
+                },
                 "allow_http": {
                     "type": "boolean",
                     "description": "allow an http:// url (the API token would travel in clear)",
                 },
-                "user_env": {"type": "string", "pattern": _ENV_PATTERN},
-                "token_env": {"type": "string", "pattern": _ENV_PATTERN},
-                "credentials_id": {"type": "string", "minLength": 1},
-                "remote_root": {"type": "string", "pattern": "^/"},
-                "executors": {"type": "integer", "minimum": 1, "maximum": 64},
-                "labels": _TAGS,
+                "user_env": {
+                    "type": "string",
+                    "pattern": _ENV_PATTERN,
+                    "description": "environment variable holding the Jenkins user "
+                    "(default JENKINS_USER)",
+                },
+                "token_env": {
+                    "type": "string",
+                    "pattern": _ENV_PATTERN,
+                    "description": "environment variable holding that user's API token "
+                    "(default JENKINS_API_TOKEN)",
+                },
+                "credentials_id": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "id of the controller's 'SSH Username with private key' "
+                    "credential the SSH launcher logs in to agents with (user agent_user)",
+                },
+                "remote_root": {
+                    "type": "string",
+                    "pattern": "^/",
+                    "description": "agent's remote root directory, owned by agent_user "
+                    "(default /var/lib/jenkins-agent)",
+                },
+                "executors": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 64,
+                    "description": "executors per agent (default 2; a host's executors wins)",
+                },
+                "labels": _tags(
+                    "labels every agent gets after its detected arch (amd64, arm64, …); a "
+                    "host's own labels come after these"
+                ),
                 "host_key_verification": {
                     "enum": ["manual", "known_hosts"],
                     "description": "manual (default): Jenkins accepts only the host key "
@@ -248,32 +353,72 @@ SCHEMA: dict[str, Any] = {
         "hosts": {
             "type": "array",
             "minItems": 1,
+            "description": "the build hosts, one native host per architecture or more",
             "items": {
                 "type": "object",
                 "additionalProperties": False,
                 "required": ["name", "address", "roles"],
                 "properties": {
-                    "name": {"type": "string", "pattern": _NAME_PATTERN},
+                    "name": {
+                        "type": "string",
+                        "pattern": _NAME_PATTERN,
+                        "description": "unique name: runner description, Jenkins node name, "
+                        "--limit name",
+                    },
                     "address": {
                         "type": "string",
                         "pattern": _ADDRESS_PATTERN,
                         "description": "hostname, IPv4 or IPv6 address (or an ssh config Host)",
                     },
-                    "arch": {"enum": _ARCHES, "description": "declared arch; must match uname"},
+                    "arch": {
+                        "enum": _ARCHES,
+                        "description": "declared arch (amd64, arm64, arm-v7, …, not uname's "
+                        "x86_64/aarch64); provisioning refuses a host whose uname differs",
+                    },
                     "roles": {
                         "type": "array",
                         "minItems": 1,
                         "uniqueItems": True,
                         "items": {"enum": list(ROLES)},
+                        "description": "gitlab-runner (needs gitlab:), jenkins-agent (needs "
+                        "jenkins:), merge-tool (needs archfleet:)",
                     },
-                    "tags": _TAGS,
-                    "labels": _TAGS,
+                    "tags": _tags("this host's extra GitLab runner tags"),
+                    "labels": _tags("this host's extra Jenkins agent labels"),
                     "ssh": {
                         "type": "object",
                         "additionalProperties": False,
+                        "description": "this host's SSH access; each key overrides ssh:",
                         "properties": _SSH_PROPERTIES,
                     },
-                    "executors": {"type": "integer", "minimum": 1, "maximum": 64},
+                    "executors": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 64,
+                        "description": "this agent's executors (overrides jenkins.executors)",
+                    },
+                    "jenkins": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "description": "how the Jenkins controller reaches this agent, when "
+                        "not at address and ssh.port (an agent behind a bastion)",
+                        "properties": {
+                            "address": {
+                                "type": "string",
+                                "pattern": _ADDRESS_PATTERN,
+                                "description": "hostname or IP the controller connects to "
+                                "(the SSH launcher's host); required with ssh.jump_host, "
+                                "which the controller cannot use",
+                            },
+                            "port": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 65535,
+                                "description": "sshd port the controller connects to "
+                                "(default: ssh.port)",
+                            },
+                        },
+                    },
                 },
             },
         },
@@ -281,12 +426,55 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-class InventoryError(ValueError):
-    """Every problem found in one file, one per line: file:line: key.path: what was expected."""
+@dataclass(frozen=True)
+class Problem:
+    """One finding in an inventory: where (file, 1-based line, dotted key path) and what.
+    `str()` is the one-line form every task prints; `to_json()` is inventory-check --json's."""
 
-    def __init__(self, path: Path, problems: Iterable[str]) -> None:
+    file: str
+    line: int | None
+    key: str  # "hosts[1].ssh.key"; "" when the problem is the file's as a whole
+    message: str
+    severity: str = "error"  # or "warning"
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "key": self.key,
+            "message": self.message,
+            "severity": self.severity,
+        }
+
+    @classmethod
+    def from_text(cls, path: Path, text: str) -> Problem:
+        """A problem written as `file[:line]: message` (the older string form)."""
+        rest = text.removeprefix(f"{path}:") if text.startswith(f"{path}:") else text
+        line: int | None = None
+        head, sep, tail = rest.partition(":")
+        if sep and head.isdigit():
+            line, rest = int(head), tail
+        return cls(str(path), line, "", rest.strip())
+
+
+def in_file_order(problems: Iterable[Problem]) -> list[Problem]:
+    """Sorted as they stand in the file (stable: same line keeps its order); the file's own
+    problems (no line) first."""
+    return sorted(problems, key=lambda p: p.line or 0)
+
+
+class InventoryError(ValueError):
+    """Every problem found in one file, one per line: file:line: key.path: what was expected,
+    in file order. `problems` holds the lines, `items` the structured `Problem`s."""
+
+    def __init__(self, path: Path, problems: Iterable[str | Problem]) -> None:
         self.path = path
-        self.problems = list(problems)
+        self.items = [p if isinstance(p, Problem) else Problem.from_text(path, p) for p in problems]
+        self.problems = [str(p) for p in self.items]
         super().__init__("\n".join(self.problems))
 
 
@@ -413,9 +601,19 @@ class Host:
     tags: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
     executors: int | None = None
+    # hosts[].jenkins: where the controller's SSH launcher connects (an agent behind a
+    # bastion); None: address and ssh.port, as archfleet itself connects.
+    jenkins_address: str | None = None
+    jenkins_port: int | None = None
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
+
+    @property
+    def jenkins_endpoint(self) -> tuple[str, int]:
+        """(host, port) the Jenkins controller's SSH launcher connects to: hosts[].jenkins
+        when given (an agent behind a bastion), else address and ssh.port."""
+        return self.jenkins_address or self.address, self.jenkins_port or self.ssh.port
 
 
 @dataclass(frozen=True)
@@ -426,6 +624,9 @@ class Inventory:
     gitlab: GitLabSettings | None = None
     jenkins: JenkinsSettings | None = None
     archfleet: ArchfleetSettings | None = None
+    # What load() found questionable but not wrong (a key file that does not exist here: the
+    # task may not need that host); inventory-check reports the file ones as errors.
+    warnings: tuple[Problem, ...] = ()
 
     def limited(self, names: Iterable[str]) -> Inventory:
         """Only the named hosts (`--limit a,b`); an unknown name is an error, not a no-op."""
@@ -577,7 +778,7 @@ def conforms(value: Any, schema: Mapping[str, Any] = SCHEMA) -> bool:
     return True
 
 
-def _schema_problems(data: Any, path: Path, lines: _Lines) -> list[str]:
+def _schema_problems(data: Any, path: Path, lines: _Lines) -> list[Problem]:
     """Every schema problem of `data`, as jsonschema finds them, with file, line and key path."""
 
     validator = _validator_class()(SCHEMA)
@@ -590,8 +791,7 @@ def _schema_problems(data: Any, path: Path, lines: _Lines) -> list[str]:
             known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
             pointer = (*where, min(k for k in error.instance if k not in known))
         line = lines.get(pointer) or lines.get(where) or lines.get(where[:-1])
-        prefix = f"{path}:{line}" if line else f"{path}"
-        problems.append(f"{prefix}: {_dotted(where)}: {_describe(error)}")
+        problems.append(Problem(str(path), line, _dotted(where), _describe(error)))
     return problems
 
 
@@ -616,14 +816,30 @@ def _describe(error: jsonschema.ValidationError) -> str:
     schema: Any = error.schema
     if validator == "additionalProperties":
         properties = schema.get("properties", {}) if isinstance(schema, dict) else {}
-        extra = sorted(set(instance) - set(properties))
+        extra = sorted(set(instance) - set(properties), key=str)
         allowed = ", ".join(sorted(properties))
-        return f"unknown key(s) {', '.join(map(repr, extra))} (expected one of: {allowed})"
+        guesses = [_did_you_mean(str(key), properties) for key in extra]
+        hints = "; ".join(
+            f"{key!r}: did you mean {g!r}?" for key, g in zip(extra, guesses, strict=True) if g
+        )
+        return f"unknown key(s) {', '.join(map(repr, extra))} (expected one of: {allowed})" + (
+            f"; {hints}" if hints else ""
+        )
     if validator == "required":
         return f"missing {error.message.split(' is a required')[0]}"
     if validator == "enum":
         choices: Any = value
-        return f"expected one of {', '.join(map(str, choices))}; got {instance!r}"
+        message = f"expected one of {', '.join(map(str, choices))}; got {instance!r}"
+        where = list(error.absolute_path)
+        if where[-1:] == ["arch"] and isinstance(instance, str):
+            alias = _arch_alias(instance)
+            if alias in choices and alias != instance.lower():
+                return (
+                    f"{message}; did you mean {alias}? ({instance} is the kernel's name, as "
+                    "`uname -m` prints it; arch takes the image platform's: amd64, arm64, …)"
+                )
+        guess = _did_you_mean(str(instance), [str(c) for c in choices])
+        return f"{message}; did you mean {guess}?" if guess else message
     if validator == "type":
         return (
             f"expected {'an' if str(value)[0] in 'aeiou' else 'a'} {value}; got {error.instance!r}"
@@ -633,6 +849,25 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
+def _did_you_mean(given: str, known: Iterable[str]) -> str | None:
+    """The one known name `given` is most likely a misspelling of, or None."""
+    import difflib
+
+    names = list(known)
+    folded = {name.lower().replace("-", "_"): name for name in names}
+    if given.lower().replace("-", "_") in folded:  # case or - vs _ only
+        return folded[given.lower().replace("-", "_")]
+    close = difflib.get_close_matches(given, names, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _arch_alias(given: str) -> str | None:
+    """The arch tag (toolkit/archmap.py) of a `uname -m` name: x86_64 -> amd64,
+    aarch64 -> arm64, armv7l -> arm-v7, i686 -> 386; None if it is none."""
+    platform = UNAME_TO_PLATFORM.get(given.strip().lower())
+    return Platform.parse(platform).tag_suffix if platform else None
+
+
 def _dotted(path: Iterable[str | int]) -> str:
     text = ""
     for part in path:
@@ -640,23 +875,43 @@ def _dotted(path: Iterable[str | int]) -> str:
     return text or "(top level)"
 
 
+_SSH_PATHS = ("key", "known_hosts", "ssh_config_file")
+
+
+def _ssh_path(value: str) -> Path:
+    """An ssh path as connect.py uses it: `~` expanded (relative: to the working directory)."""
+    return Path(os.path.expanduser(value))
+
+
 def _ssh(data: Mapping[str, Any], base: SshSettings) -> SshSettings:
     values: dict[str, Any] = {}
     for key, value in data.items():
-        paths = ("key", "known_hosts", "ssh_config_file")
-        values[key] = Path(os.path.expanduser(value)) if key in paths else value
+        values[key] = _ssh_path(value) if key in _SSH_PATHS else value
     return replace(base, **values, given=base.given | frozenset(values))
 
 
-def parse(data: Any, path: Path, text: str = "") -> Inventory:
-    """Validate a parsed document and build the model; every problem is reported at once."""
+def parse(
+    data: Any,
+    path: Path,
+    text: str = "",
+    *,
+    duplicates: Iterable[Problem] = (),
+    strict_files: bool = False,
+) -> Inventory:
+    """Validate a parsed document and build the model; every problem is reported at once, in
+    file order. `duplicates`: the keys the YAML gave twice (`load` finds them). Files the
+    ssh settings name that do not exist are warnings on the Inventory, or errors with
+    `strict_files` (inventory-check): a task may not need that host, the check says it all."""
     lines = _Lines(text)
-    problems = [] if conforms(data) else _schema_problems(data, path, lines)
+    problems = list(duplicates)
+    schema = [] if conforms(data) else _schema_problems(data, path, lines)
+    problems += schema
+    files = _file_problems(data, path, lines, strict=strict_files)
+    problems += [p for p in files if p.severity == "error"]
+    if not schema:
+        problems += _cross_checks(data, path, lines)
     if problems:
-        raise InventoryError(path, problems)
-    problems += _cross_checks(data, path, lines)
-    if problems:
-        raise InventoryError(path, problems)
+        raise InventoryError(path, in_file_order(problems))
 
     defaults = _ssh(data.get("ssh", {}), SshSettings())
     gitlab: dict[str, Any] = dict(data.get("gitlab") or {})
@@ -669,6 +924,7 @@ def parse(data: Any, path: Path, text: str = "") -> Inventory:
             section[key] = tuple(section[key])
     tool = data.get("archfleet")
     return Inventory(
+        warnings=tuple(in_file_order(p for p in files if p.severity != "error")),
         path=path,
         builder=BuilderSettings(**data.get("builder", {})),
         gitlab=GitLabSettings(**gitlab) if gitlab else None,
@@ -684,19 +940,71 @@ def parse(data: Any, path: Path, text: str = "") -> Inventory:
                 tags=tuple(h.get("tags", ())),
                 labels=tuple(h.get("labels", ())),
                 executors=h.get("executors"),
+                jenkins_address=(h.get("jenkins") or {}).get("address"),
+                jenkins_port=(h.get("jenkins") or {}).get("port"),
             )
             for h in data["hosts"]
         ),
     )
 
 
-def _cross_checks(data: Mapping[str, Any], path: Path, lines: _Lines) -> list[str]:
-    """What a schema cannot say: unique names, roles that need their server section."""
+_At = Callable[[tuple[str | int, ...], str], Problem]
+
+
+def _file_problems(data: Any, path: Path, lines: _Lines, *, strict: bool) -> list[Problem]:
+    """The files the ssh settings (top level and each host's) name, where they must exist:
+    a key (an error with `strict`), an ssh config file that is read (idem), a known_hosts
+    (always a warning: --accept-new-host-keys creates it). Defensive about the document's
+    shape: this runs beside the schema check, so every problem comes out in one run."""
+    if not isinstance(data, dict):
+        return []
+    places: list[tuple[tuple[str | int, ...], Any, Any]] = [(("ssh",), data.get("ssh"), None)]
+    hosts = data.get("hosts")
+    for index, host in enumerate(hosts if isinstance(hosts, list) else []):
+        if isinstance(host, dict):
+            places.append((("hosts", index, "ssh"), host.get("ssh"), data.get("ssh")))
+    problems = []
+    for where, ssh, defaults in places:
+        if not isinstance(ssh, dict):
+            continue
+        merged = {**(defaults if isinstance(defaults, dict) else {}), **ssh}
+        for key in _SSH_PATHS:
+            value = ssh.get(key)
+            if not isinstance(value, str) or not value:
+                continue
+            if key == "ssh_config_file" and merged.get("use_ssh_config") is False:
+                continue  # a cross check says it would not be read
+            file = _ssh_path(value)
+            if file.is_file():
+                continue
+            what = {
+                "key": "the private key SSH logs in with",
+                "known_hosts": "the host keys to check (only --accept-new-host-keys creates "
+                "it; without it every host key is refused)",
+                "ssh_config_file": "the OpenSSH client config to read",
+            }[key]
+            found = "is not a file" if file.exists() else "does not exist"
+            severity = "error" if strict and key != "known_hosts" else "warning"
+            problems.append(
+                Problem(
+                    str(path),
+                    lines.get((*where, key)),
+                    _dotted((*where, key)),
+                    # Relative paths are the working directory's, as connect.py opens them.
+                    f"{file.absolute()} {found}: expected {what}",
+                    severity,
+                )
+            )
+    return problems
+
+
+def _cross_checks(data: Mapping[str, Any], path: Path, lines: _Lines) -> list[Problem]:
+    """What a schema cannot say: unique names, roles that need their server section, the
+    Jenkins controller's own way to an agent behind a jump host."""
     problems = []
 
-    def at(where: tuple[str | int, ...], message: str) -> str:
-        line = lines.get(where)
-        return f"{path}:{line}: {_dotted(where)}: {message}" if line else f"{path}: {message}"
+    def at(where: tuple[str | int, ...], message: str) -> Problem:
+        return Problem(str(path), lines.get(where), _dotted(where), message)
 
     seen: dict[str, int] = {}
     for index, host in enumerate(data["hosts"]):
@@ -739,6 +1047,7 @@ def _cross_checks(data: Mapping[str, Any], path: Path, lines: _Lines) -> list[st
         problem = jump_host_problem(jump) if isinstance(jump, str) else None
         if problem:
             problems.append(at((*where, "jump_host"), problem))
+    problems += _jenkins_host_checks(data, at)
     problems += _gitlab_checks(data.get("gitlab"), at)
     problems += _archfleet_checks(data.get("archfleet"), path, at)
     for section in ("gitlab", "jenkins"):
@@ -755,9 +1064,50 @@ def _cross_checks(data: Mapping[str, Any], path: Path, lines: _Lines) -> list[st
     return problems
 
 
-def _gitlab_checks(
-    gitlab: Mapping[str, Any] | None, at: Callable[[tuple[str | int, ...], str], str]
-) -> list[str]:
+def _jenkins_host_checks(data: Mapping[str, Any], at: _At) -> list[Problem]:
+    """hosts[].jenkins: a plain address, only on an agent; and an agent that archfleet reaches
+    through a jump host must say where the controller reaches it: Jenkins' SSH launcher
+    connects to its host:port directly (ssh-agents plugin SSHLauncher: no proxy or jump host
+    setting), so the host's own address, which only the jump host can reach, would leave
+    the node offline for good."""
+    problems = []
+    defaults = data.get("ssh") or {}
+    for index, host in enumerate(data["hosts"]):
+        own = host.get("ssh") or {}
+        reach = host.get("jenkins") or {}
+        agent = "jenkins-agent" in host["roles"]
+        if "jenkins" in host and not agent:
+            problems.append(
+                at(
+                    ("hosts", index, "jenkins"),
+                    "set, but the host has no jenkins-agent role: it would not be used "
+                    "(expected the role, or no jenkins: here)",
+                )
+            )
+        if "address" in reach:
+            problem = address_problem(reach["address"])
+            if problem:
+                problems.append(at(("hosts", index, "jenkins", "address"), problem))
+        jump = own.get("jump_host") or defaults.get("jump_host")
+        if agent and jump and "address" not in reach:
+            where: tuple[str | int, ...] = (
+                ("hosts", index, "ssh", "jump_host") if own.get("jump_host") else ("hosts", index)
+            )
+            origin = "" if own.get("jump_host") else " (the top-level ssh.jump_host)"
+            problems.append(
+                at(
+                    where,
+                    f"host {host['name']!r} is a Jenkins agent reached through jump host "
+                    f"{jump!r}{origin}, but the Jenkins controller connects to its agents "
+                    f"directly and cannot use the jump host: set hosts[{index}].jenkins.address "
+                    "(and jenkins.port if not ssh.port) to the address the controller reaches "
+                    "the agent at",
+                )
+            )
+    return problems
+
+
+def _gitlab_checks(gitlab: Mapping[str, Any] | None, at: _At) -> list[Problem]:
     if not gitlab:
         return []
     problems = []
@@ -835,11 +1185,7 @@ def _https_problem(url: str, what: str) -> str | None:
     return None
 
 
-def _archfleet_checks(
-    tool: Mapping[str, Any] | None,
-    path: Path,
-    at: Callable[[tuple[str | int, ...], str], str],
-) -> list[str]:
+def _archfleet_checks(tool: Mapping[str, Any] | None, path: Path, at: _At) -> list[Problem]:
     """The wheel (https URL or an existing file, named archfleet-<version>-….whl, with the
     sha256 given when it is local), the lock (every line pinned and hashed), https indexes."""
     import hashlib
@@ -896,9 +1242,7 @@ def _archfleet_checks(
     return problems
 
 
-def _lock_problems(
-    tool: Mapping[str, Any], path: Path, at: Callable[[tuple[str | int, ...], str], str]
-) -> list[str]:
+def _lock_problems(tool: Mapping[str, Any], path: Path, at: _At) -> list[Problem]:
     from .resources import ResourceError
 
     given = tool.get("requirements")
@@ -970,18 +1314,84 @@ def jump_host_problem(spec: str) -> str | None:
     return f"jump host {spec!r}: {problem}" if problem else None
 
 
-def load(path: Path | str) -> Inventory:
+class _Loader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, noting a mapping key given twice (`user: ci` then `user: root`):
+    YAML says keys are unique, PyYAML silently keeps the last. Noting is cheap; where the
+    duplicates are is worked out (`_duplicate_problems`) only for a file that has one."""
+
+    duplicated = False
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if _duplicates_in(node):
+            self.duplicated = True
+        return super().construct_mapping(node, deep=deep)
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _duplicates_in(node: yaml.MappingNode) -> list[tuple[yaml.Node, yaml.Node]]:
+    """(first, again) key nodes of each scalar key `node` holds more than once (a `<<` merge
+    key is YAML's way to override, not a duplicate)."""
+    seen: dict[tuple[str, str], yaml.Node] = {}
+    found: list[tuple[yaml.Node, yaml.Node]] = []
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE_TAG:
+            continue
+        first = seen.setdefault((key.tag, key.value), key)
+        if first is not key:
+            found.append((first, key))
+    return found
+
+
+def _duplicate_problems(text: str, path: Path) -> list[Problem]:
+    """Each key given twice in its mapping, at the second place, naming both lines."""
+    problems = []
+
+    def walk(node: yaml.Node, where: tuple[str | int, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for first, again in _duplicates_in(node):
+                problems.append(
+                    Problem(
+                        str(path),
+                        again.start_mark.line + 1,
+                        _dotted((*where, str(again.value))),
+                        f"duplicate key {again.value!r} (also on line "
+                        f"{first.start_mark.line + 1}): YAML keeps only the last one; "
+                        "expected each key once",
+                    )
+                )
+            for key, value in node.value:
+                walk(value, (*where, str(key.value)))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, (*where, index))
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None:
+        walk(root, ())
+    return problems
+
+
+def load(path: Path | str, *, strict_files: bool = False) -> Inventory:
+    """The inventory at `path`, or an InventoryError with every problem in file order.
+    `strict_files`: key and ssh config files that do not exist are errors, not warnings."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InventoryError(path, [f"{path}: cannot read inventory ({exc.strerror})"]) from None
     try:
-        data = yaml.safe_load(text)
+        loader = _Loader(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else f"{path}"
         raise InventoryError(
             path, [f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]
         ) from None
-    return parse(data, path, text)
+    duplicates = _duplicate_problems(text, path) if loader.duplicated else []
+    return parse(data, path, text, duplicates=duplicates, strict_files=strict_files)

@@ -1,16 +1,20 @@
-"""The only place that prints: human tables on stderr, machine output (digests, JSON) on stdout.
+"""The only place that prints. Machine output (digests, JSON) on stdout; the merge, verify,
+lab and publish summaries, notes, errors and progress on stderr; the fleet and inventory
+tables on stdout (`_print_table`: what a person pipes into `less`; with --json they are not
+printed at all).
 
 Keeping stdout for the one value a CI job captures (`digest=$(archfleet merge-manifest …)`)
-means the tables never end up inside a variable. The merge/verify summaries are plain aligned
-text (they land in CI logs, and a merge job should not pay rich's import); rich draws the
-interactive tables (demo, inventory) and is imported only then.
+means the merge summaries never end up inside a variable. The merge/verify summaries are
+plain aligned text (they land in CI logs, and a merge job should not pay rich's import); rich
+draws the interactive tables and is imported only then.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +38,49 @@ def _console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True, highlight=False)
+
+
+def _print_table(table: Any, *, whole: Sequence[str] = ()) -> None:
+    """A fleet table on STDOUT (`| less` sees it; errors and progress stay on stderr), laid
+    out to fit: the `whole` columns (host names, addresses) are never wrapped or cut, every
+    other column wraps, and a long word folds instead of ending in "…". Into a pipe or file
+    rich would assume 80 columns: there the table gets the width it needs ($COLUMNS wins)."""
+    import os
+
+    from rich.console import Console
+    from rich.text import Text
+
+    def keep(names: Sequence[str]) -> None:
+        for column in table.columns:
+            column.overflow = "fold"
+            whole_cells = column.header in names
+            column.no_wrap = whole_cells
+            column.min_width = None
+            if whole_cells:
+                cells = [Text.from_markup(str(cell)).cell_len for cell in column._cells]
+                column.min_width = max([len(str(column.header)), *cells])
+
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Measured without the 80-column cap rich assumes for a pipe.
+        keep(whole)
+        wide = console.measure(table, options=console.options.update_width(100_000))
+        console = Console(highlight=False, width=max(80, wide.maximum))
+    else:
+        # The first of `whole` (the host) always; the others too where the terminal has room.
+        keep(whole)
+        needs = console.measure(table, options=console.options.update_width(100_000))
+        if needs.minimum > console.width:
+            keep(whole[:1])
+    console.print(table)
+
+
+def _failures(outcomes: Sequence[Outcome[Any]]) -> None:
+    """Each failed host's error under its table, one line each, whole (on stdout, with the
+    table: the report a person reads; stderr had them live, as each host finished)."""
+    for outcome in outcomes:
+        if not outcome.ok:
+            sys.stdout.write(f"{outcome.host.name}: failed: {outcome.error}\n")
 
 
 def _say(line: str = "") -> None:
@@ -306,12 +353,41 @@ def inventory_summary(inventory: Inventory) -> None:
             ", ".join(host.roles),
             ", ".join((*host.tags, *host.labels)) or "-",
         )
-    _console().print(table)
+    _print_table(table, whole=("host", "address"))
 
 
 def host_done(outcome: Outcome[Any]) -> None:
     """Live progress, one line per host as it finishes."""
     _say(f"{outcome.host.name}: {'ok' if outcome.ok else 'FAILED: ' + str(outcome.error)}")
+
+
+_STEP_LOCK = threading.Lock()
+
+
+def step(host: str, message: str) -> None:
+    """Live progress of one host's step as it starts (`arm64-1: install-runner: ……`), on
+    stderr, one whole line per write: the hosts' threads never interleave within a line."""
+    with _STEP_LOCK:
+        sys.stderr.write(f"{host}: {message}…\n")
+        sys.stderr.flush()
+
+
+def step_printer(host: str) -> Callable[[str], None]:
+    """`step` for one host, as provision_host's `progress` takes it."""
+    return lambda message: step(host, message)
+
+
+def fleet_json(command: str, hosts: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """The one JSON shape of the fleet tasks (fleet-facts, provision-runners, runners-status,
+    deprovision-runners): `command`, `ok` (every host succeeded), `hosts` (each with `host`,
+    `ok`, `error` — null when ok — and the task's own fields), then the task's extras
+    (`servers`, `arches`)."""
+    return {
+        "command": command,
+        "ok": all(h.get("ok") for h in hosts),
+        "hosts": hosts,
+        **extra,
+    }
 
 
 def facts_json(name: str, facts: HostFacts | None, error: str | None) -> dict[str, Any]:
@@ -320,6 +396,7 @@ def facts_json(name: str, facts: HostFacts | None, error: str | None) -> dict[st
     return {
         "host": name,
         "ok": True,
+        "error": None,
         "machine": facts.machine,
         "platform": str(facts.platform),
         "arch": facts.arch,
@@ -351,9 +428,7 @@ def facts_table(outcomes: Sequence[Outcome[HostFacts]]) -> None:
     for outcome in outcomes:
         facts = outcome.value
         if facts is None:
-            table.add_row(
-                outcome.host.name, "-", "-", "-", "-", "-", "-", "-", f"[red]{outcome.error}[/]"
-            )
+            table.add_row(outcome.host.name, "-", "-", "-", "-", "-", "-", "-", "[red]failed[/]")
             continue
         builders = [
             f"{name} {version}"
@@ -376,7 +451,8 @@ def facts_table(outcomes: Sequence[Outcome[HostFacts]]) -> None:
             ", ".join(e.removeprefix("qemu-") for e in facts.emulators) or "no",
             "[green]ok[/]",
         )
-    _console().print(table)
+    _print_table(table, whole=("host", "arch", "gitlab-runner", "java", "archfleet", "result"))
+    _failures(outcomes)
 
 
 def fleet_summary(
@@ -399,7 +475,8 @@ def fleet_summary(
     for outcome in outcomes:
         host = outcome.value
         if host is None:
-            failed = [outcome.host.name, "-", "-", f"[red]failed: {outcome.error}[/]"]
+            # The error goes under the table, whole: a table cell would wrap it to a sliver.
+            failed = [outcome.host.name, "-", "-", "[red]failed (below)[/]"]
             table.add_row(*failed[:3], *(["-", "-"] if server_states else []), failed[3])
             continue
         done = host.applied or host.planned
@@ -419,7 +496,8 @@ def fleet_summary(
             *states,
             "; ".join([f"[green]{result}[/]", *extra]),
         )
-    _console().print(table)
+    _print_table(table, whole=("host", "arch", "gitlab runner", "jenkins agent", "result"))
+    _failures(outcomes)
     if arches:
         missing = {"gitlab": "NO online runner", "jenkins": "NO online agent"}
         for arch, sides in arches.items():
@@ -427,13 +505,15 @@ def fleet_summary(
                 f"{side}: {'ready' if ok else missing[side] if ok is False else 'not checked'}"
                 for side, ok in sides.items()
             ]
-            _say(f"{arch}: {', '.join(parts)}")
+            sys.stdout.write(f"{arch}: {', '.join(parts)}\n")
 
 
 # A host's runner / agent as the servers saw it before this run. "off": that side is left out
 # (--no-gitlab, no gitlab: section, no token), so nothing was asked — not the same as a server
 # that was asked and has none ("not registered") or has one that is not connected ("offline").
 ONLINE, OFFLINE, NOT_REGISTERED, SIDE_OFF = "online", "offline", "not registered", "off"
+# A dry run that could not ask the server (no token, unreachable): "not checked (no token)".
+NOT_CHECKED = "not checked"
 
 
 def runner_state(outcome: Outcome[HostReport]) -> str | None:
@@ -441,6 +521,8 @@ def runner_state(outcome: Outcome[HostReport]) -> str | None:
     host = outcome.value
     if host is None or not outcome.host.has_role("gitlab-runner"):
         return None
+    if "gitlab" in host.not_checked:
+        return f"{NOT_CHECKED} ({host.not_checked['gitlab']})"
     if host.runner_online is None:
         return SIDE_OFF
     # The plan creates a runner exactly when GitLab has none for this host, or the host's
@@ -455,6 +537,8 @@ def agent_state(outcome: Outcome[HostReport]) -> str | None:
     host = outcome.value
     if host is None or not outcome.host.has_role("jenkins-agent"):
         return None
+    if "jenkins" in host.not_checked:
+        return f"{NOT_CHECKED} ({host.not_checked['jenkins']})"
     if host.agent_online is None:
         return SIDE_OFF
     if any(change.startswith("create-node:") for change in host.planned) and not host.applied:
@@ -463,9 +547,12 @@ def agent_state(outcome: Outcome[HostReport]) -> str | None:
 
 
 def server_states_json(outcome: Outcome[HostReport]) -> dict[str, str | None]:
-    """`runner`/`agent`: online, offline, not-registered, off (side left out), null (no role)."""
+    """`runner`/`agent`: online, offline, not-registered, off (side left out), not-checked
+    (a dry run could not ask; the host's `notChecked` says why), null (no role)."""
 
     def spelled(state: str | None) -> str | None:
+        if state and state.startswith(NOT_CHECKED):
+            return "not-checked"
         return state.replace(" ", "-") if state else None
 
     return {"runner": spelled(runner_state(outcome)), "agent": spelled(agent_state(outcome))}
@@ -481,7 +568,7 @@ def _runner_cell(outcome: Outcome[HostReport]) -> str:
     host = outcome.value
     if host is not None and any(c.startswith("create-runner:") for c in host.applied):
         return "registered now"
-    return f"[{_STYLE[state]}]{state}[/]"
+    return f"[{_STYLE.get(state, 'yellow')}]{state}[/]"
 
 
 def _agent_cell(outcome: Outcome[HostReport]) -> str:
@@ -496,7 +583,7 @@ def _agent_cell(outcome: Outcome[HostReport]) -> str:
     )
     if state == OFFLINE and saved:
         return "not yet online"
-    return f"[{_STYLE[state]}]{state}[/]"
+    return f"[{_STYLE.get(state, 'yellow')}]{state}[/]"
 
 
 def templates_summary_lines(result: GitLabPublishResult) -> list[str]:

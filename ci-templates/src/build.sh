@@ -3,24 +3,53 @@
 # merge-request pipeline would be a release. The digest goes on in a dotenv report named after
 # the arch (ARCHFLEET_DOTENV), under a variable named after the arch (ARCHFLEET_DIGEST_ARM64).
 
+# The cache ref of BUILDER, [KIND] `unprotected` for the one other pipelines write.
 archfleet_cache_ref() {
   archfleet_cache_repo=${ARCHFLEET_CACHE_REPOSITORY:-}
   [ -n "$archfleet_cache_repo" ] || archfleet_cache_repo="$ARCHFLEET_IMAGE/buildcache"
   # One cache per arch: a registry cache ref holds one build's cache, so arches sharing a ref
   # would overwrite each other's.
+  archfleet_cache_name=$ARCHFLEET_ARCH
+  [ "${2:-}" = unprotected ] && archfleet_cache_name="unprotected-$ARCHFLEET_ARCH"
   if [ "$1" = buildx ]; then
-    echo "$archfleet_cache_repo:$ARCHFLEET_ARCH"
+    echo "$archfleet_cache_repo:$archfleet_cache_name"
   else
-    echo "$archfleet_cache_repo/$ARCHFLEET_ARCH"
+    echo "$archfleet_cache_repo/$archfleet_cache_name"
   fi
+}
+
+# A pipeline of a protected branch or tag, not a merge request: only these write the cache that
+# release builds read (as GitLab keeps protected refs' caches apart by default): a merge request
+# could otherwise plant layers in the next release.
+archfleet_protected_pipeline() {
+  [ "${CI_COMMIT_REF_PROTECTED:-}" = true ] && [ "${CI_PIPELINE_SOURCE:-}" != merge_request_event ]
+}
+
+# The cache options of BUILDER (one per line: option, value): protected pipelines read and
+# write the protected ref; others read it and their own, and write only their own.
+archfleet_cache_args() {
+  archfleet_ref=$(archfleet_cache_ref "$1")
+  archfleet_to=$archfleet_ref
+  echo --cache-from
+  echo "$archfleet_ref$2"
+  if ! archfleet_protected_pipeline; then
+    archfleet_to=$(archfleet_cache_ref "$1" unprotected)
+    echo --cache-from
+    echo "$archfleet_to$2"
+  fi
+  echo --cache-to
+  if [ "$1" = buildx ]; then echo "$archfleet_to,mode=max$2"; else echo "$archfleet_to"; fi
 }
 
 archfleet_build() {
   archfleet_requested_platforms >/dev/null || exit 1
-  archfleet_work=$(mktemp -d "${TMPDIR:-/tmp}/archfleet-build.XXXXXX")
+  archfleet_build_arg_lines=$(archfleet_build_args) || exit 1
+  archfleet_job_dir
+  archfleet_work="$ARCHFLEET_JOB_DIR/build"
+  mkdir "$archfleet_work"
   case "${ARCHFLEET_BUILDER:-}" in
-    buildx) archfleet_login docker && archfleet_build_buildx "$archfleet_work" ;;
-    buildah) archfleet_login buildah && archfleet_build_buildah "$archfleet_work" ;;
+    buildx) archfleet_docker_env && archfleet_login docker && archfleet_build_buildx "$archfleet_work" ;;
+    buildah) archfleet_buildah_env && archfleet_login buildah && archfleet_build_buildah "$archfleet_work" ;;
     *) archfleet_fail "builder must be buildx or buildah, not '${ARCHFLEET_BUILDER:-}'" ;;
   esac
   archfleet_digest=$(cat "$archfleet_work/digest" 2>/dev/null || true)
@@ -31,25 +60,6 @@ archfleet_build() {
   printf 'ARCHFLEET_DIGEST_%s=%s\n' "$(archfleet_var_suffix "$ARCHFLEET_ARCH")" "$archfleet_digest" > "$ARCHFLEET_DOTENV"
   rm -rf "$archfleet_work"
   archfleet_note "pushed $ARCHFLEET_PLATFORM as $ARCHFLEET_IMAGE@$archfleet_digest (by digest, no tag)"
-}
-
-# The command line for the log, build-arg values left out (they may carry a token).
-archfleet_show_args() {
-  archfleet_shown=""
-  archfleet_hide=false
-  for archfleet_word in "$@"; do
-    if [ "$archfleet_hide" = true ]; then
-      archfleet_word="${archfleet_word%%=*}=..."
-      archfleet_hide=false
-    fi
-    [ "$archfleet_word" = --build-arg ] && archfleet_hide=true
-    archfleet_shown="$archfleet_shown $archfleet_word"
-  done
-  printf '%s\n' "${archfleet_shown# }"
-}
-
-archfleet_build_args() {
-  archfleet_list lines "${ARCHFLEET_BUILD_ARGS:-}"
 }
 
 archfleet_build_buildx() {
@@ -63,7 +73,7 @@ archfleet_build_buildx() {
       || archfleet_fail "docker buildx create --name $archfleet_builder failed"
   fi
   archfleet_insecure=""
-  archfleet_option insecure_registry && archfleet_insecure=",registry.insecure=true"
+  archfleet_option insecure && archfleet_insecure=",registry.insecure=true"
   # push-by-digest with no tag in name=: buildx refuses a tag together with push-by-digest.
   set -- buildx build --builder "$archfleet_builder" --platform "$ARCHFLEET_PLATFORM" \
     --file "$ARCHFLEET_DOCKERFILE" \
@@ -73,12 +83,14 @@ archfleet_build_buildx() {
   while IFS= read -r archfleet_arg; do
     [ -n "$archfleet_arg" ] && set -- "$@" --build-arg "$archfleet_arg"
   done <<ARCHFLEET_EOF
-$(archfleet_build_args)
+$archfleet_build_arg_lines
 ARCHFLEET_EOF
   if archfleet_option cache; then
-    archfleet_ref=$(archfleet_cache_ref buildx)
-    set -- "$@" --cache-from "type=registry,ref=$archfleet_ref$archfleet_insecure" \
-      --cache-to "type=registry,ref=$archfleet_ref,mode=max$archfleet_insecure"
+    while IFS= read -r archfleet_opt && IFS= read -r archfleet_val; do
+      set -- "$@" "$archfleet_opt" "type=registry,ref=$archfleet_val"
+    done <<ARCHFLEET_EOF
+$(archfleet_cache_args buildx "$archfleet_insecure")
+ARCHFLEET_EOF
   fi
   set -- "$@" "$ARCHFLEET_CONTEXT"
   archfleet_note "docker $(archfleet_show_args "$@")"
@@ -94,7 +106,7 @@ archfleet_build_buildah() {
   command -v skopeo >/dev/null 2>&1 \
     || archfleet_fail "skopeo is not in the job image; builder buildah pushes by digest with skopeo (input build_image, e.g. quay.io/containers/aio)"
   archfleet_tls=true
-  archfleet_option insecure_registry && archfleet_tls=false
+  archfleet_option insecure && archfleet_tls=false
   if archfleet_option provenance || archfleet_option sbom; then
     archfleet_note "provenance and sbom are buildx attestations; the buildah builder makes none"
   fi
@@ -105,11 +117,15 @@ archfleet_build_buildah() {
   while IFS= read -r archfleet_arg; do
     [ -n "$archfleet_arg" ] && set -- "$@" --build-arg "$archfleet_arg"
   done <<ARCHFLEET_EOF
-$(archfleet_build_args)
+$archfleet_build_arg_lines
 ARCHFLEET_EOF
   if archfleet_option cache; then
-    archfleet_ref=$(archfleet_cache_ref buildah)
-    set -- "$@" --layers --cache-from "$archfleet_ref" --cache-to "$archfleet_ref"
+    set -- "$@" --layers
+    while IFS= read -r archfleet_opt && IFS= read -r archfleet_val; do
+      set -- "$@" "$archfleet_opt" "$archfleet_val"
+    done <<ARCHFLEET_EOF
+$(archfleet_cache_args buildah "")
+ARCHFLEET_EOF
   fi
   set -- "$@" "$ARCHFLEET_CONTEXT"
   archfleet_note "buildah $(archfleet_show_args "$@")"

@@ -6,15 +6,17 @@ archfleet_smoke() {
     return 0
   fi
   archfleet_tls=true
-  archfleet_option insecure_registry && archfleet_tls=false
+  archfleet_option insecure && archfleet_tls=false
   case "${ARCHFLEET_BUILDER:-}" in
     buildx)
+      archfleet_docker_env
       archfleet_login docker
       archfleet_out=$(docker run --rm --pull always --platform "$ARCHFLEET_PLATFORM" \
         --entrypoint sh "$ARCHFLEET_TARGET" -c "$ARCHFLEET_SMOKE_COMMAND") \
         || archfleet_fail "'$ARCHFLEET_SMOKE_COMMAND' failed in $ARCHFLEET_TARGET as $ARCHFLEET_PLATFORM"
       ;;
     buildah)
+      archfleet_buildah_env
       archfleet_login buildah
       set -- from --quiet --pull=always --tls-verify="$archfleet_tls" --os "$ARCHFLEET_OS" \
         --arch "$ARCHFLEET_ARCHITECTURE"

@@ -32,10 +32,12 @@ archfleet_install_tool() {
   fi
   command -v python3 >/dev/null 2>&1 \
     || archfleet_fail "archfleet_install needs python3 (with pip 22.3 or later) in the job image $(archfleet_tool_image); or leave it empty and use the archfleet tool image (archfleet_image)"
-  archfleet_tool_dir=$(mktemp -d "${TMPDIR:-/tmp}/archfleet-tool.XXXXXX") \
-    || archfleet_fail "cannot create a directory for archfleet_install under ${TMPDIR:-/tmp}"
-  # Removed when the job's shell exits: on a shell runner /tmp outlives the job.
-  trap 'rm -rf "$archfleet_tool_dir"' EXIT
+  # In the job's private directory, removed when the job's shell exits (and by after_script):
+  # on a shell runner /tmp outlives the job.
+  archfleet_job_dir
+  archfleet_tool_dir="$ARCHFLEET_JOB_DIR/tool"
+  mkdir "$archfleet_tool_dir" \
+    || archfleet_fail "cannot create a directory for archfleet_install under $ARCHFLEET_JOB_DIR"
   { archfleet_tool_lock; printf '%s\n' "$ARCHFLEET_INSTALL"; } > "$archfleet_tool_dir/requirements.txt"
   python3 -m venv --without-pip "$archfleet_tool_dir/venv" \
     || archfleet_fail "python3 -m venv failed in $(archfleet_tool_image) (archfleet_install needs the venv module)"

@@ -6,9 +6,9 @@ archfleet_verify() {
     return 0
   fi
   set -- verify-manifest --target "$ARCHFLEET_TARGET" --platforms "$ARCHFLEET_MERGED_PLATFORMS"
-  archfleet_option verify_binaries && set -- "$@" --check-binaries
-  archfleet_option insecure_registry && set -- "$@" --insecure
+  archfleet_option check_binaries && set -- "$@" --check-binaries
+  archfleet_option insecure && set -- "$@" --insecure
   archfleet_ensure_archfleet
   archfleet_note "archfleet $*"
-  archfleet "$@" || archfleet_fail "$ARCHFLEET_TARGET failed verification (see above)"
+  archfleet_run_tool "$@" || archfleet_fail "$ARCHFLEET_TARGET failed verification (see above)"
 }

@@ -9,7 +9,8 @@ import archfleet.Tool
  *
  * First, when the build will push, a preflight on the merge agent: archfleet must be there (on
  * the agent, or in archfleetImage) and be this library's version (resources/archfleet/
- * version.txt), else the build fails before any build agent is taken. Then one parallel branch
+ * version.txt), and (checkBases) every base image of the Dockerfile must offer every platform
+ * (`archfleet check-bases`), else the build fails before any build agent is taken. Then one parallel branch
  * per platform, each inside node(<that arch's label>): checkout, native guard (`uname -m` must
  * be the platform's), build, push BY DIGEST (no tag). The digests come back here; only when
  * every branch succeeded does ONE merge write the index under all tags, then verify it.
@@ -22,35 +23,58 @@ import archfleet.Tool
 def call(Map args = [:]) {
     String arches = libraryResource('archfleet/arches.json')
     Map cfg = configure(args, arches)
+    for (int w = 0; w < cfg.warnings.size(); w++) {
+        echo(cfg.warnings[w])
+    }
     String version = toolVersion()
     if (cfg.push) {
-        // Before any build agent is taken: a missing or wrong archfleet would otherwise fail
-        // the merge only after every platform has built and pushed.
+        // Before any build agent is taken: a missing or wrong archfleet, or a base image without
+        // one of the platforms, would otherwise fail only after agents were taken and minutes spent.
         preflight(cfg, version)
     }
     String buildScript = libraryResource('archfleet/build.sh')
     Map digests = [:]
+    Map commits = [:]
     Map branches = [failFast: cfg.failFast]
     for (int i = 0; i < cfg.arches.size(); i++) {
         Map arch = cfg.arches[i]
         branches[arch.platform] = {
-            buildPlatform(cfg, arch, arches, buildScript, digests)
+            buildBranch(cfg, arch, arches, buildScript, digests, commits)
         }
     }
     parallel(branches)
     if (!cfg.push) {
-        echo("multiArchBuild: built ${cfg.platformList}; push is off (pushes on ${cfg.mainBranch} " +
+        echo("multiArchBuild: built ${cfg.platformList}; push is off (pushes on the primary branch " +
             'and tag builds, or with push: true), so nothing was pushed or merged')
         return [pushed: false, digests: [:], index: null, tags: []]
     }
-    String index = mergeAndVerify(cfg, digests, version)
+    Map tags = releaseTags(cfg, commits)
+    cfg.tags = tags.tags
+    cfg.targets = tags.targets
+    // pipeline-milestone-step: a build passing this milestone aborts every older build of the
+    // job that has not passed it yet, and an older build that arrives later is cancelled here,
+    // so an older build can never move a tag after a newer one has.
+    milestone(label: "archfleet merge ${cfg.image}")
+    List<String> annotations = Config.annotationEnv(
+        firstOf(cfg, commits, 'GIT_URL', env.GIT_URL),
+        firstOf(cfg, commits, 'GIT_COMMIT', env.GIT_COMMIT),
+        currentBuild.startTimeInMillis)
+    String index = null
+    withImageLock(cfg) {
+        index = mergeAndVerify(cfg, digests, version, annotations)
+    }
     return [pushed: true, digests: digests, index: index, tags: cfg.targets]
 }
 
 def configure(Map args, String arches) {
     try {
-        return Config.parse(args, arches,
-            [BRANCH_NAME: env.BRANCH_NAME, TAG_NAME: env.TAG_NAME, BUILD_TAG: env.BUILD_TAG])
+        return Config.parse(args, arches, [
+            BRANCH_NAME      : env.BRANCH_NAME,
+            BRANCH_IS_PRIMARY: env.BRANCH_IS_PRIMARY,
+            TAG_NAME         : env.TAG_NAME,
+            GIT_COMMIT       : env.GIT_COMMIT,
+            BUILD_TAG        : env.BUILD_TAG,
+        ])
     } catch (LibraryError e) {
         error("multiArchBuild: ${e.message}")
     }
@@ -64,15 +88,94 @@ def toolVersion() {
     }
 }
 
-/** On the merge agent (in archfleetImage when given): archfleet must be there, of `version`. */
+/**
+ * node(label) inside timeout(agentTimeout minutes): Jenkins' queue waits for an agent forever,
+ * so without it a platform with no agent hangs the build. The timeout covers the wait and the
+ * work. When it ends the block before the agent was reached (TimeoutStep interrupts the body
+ * with FlowInterruptedException; so does an abort), the error names the label that had no
+ * agent. Returns the body's value.
+ */
+def onAgent(Map cfg, String label, String purpose, Closure body) {
+    Map reached = [started: false]
+    try {
+        return timeout(time: cfg.agentTimeout, unit: 'MINUTES') {
+            node(label) {
+                reached.started = true
+                body()
+            }
+        }
+    } catch (InterruptedException e) {
+        if (reached.started) {
+            throw e
+        }
+        error("multiArchBuild: no agent with label '${label}' came online for ${purpose} within " +
+            "${cfg.agentTimeout} minutes (agentTimeout), or the build was aborted while waiting. " +
+            "Add an agent with that label, or name a fallback label for emulated builds with " +
+            "allowEmulation: '<label>'")
+    }
+}
+
+/**
+ * On the merge agent (in archfleetImage when given): archfleet must be there, of `version`; with
+ * checkBases, the Dockerfile is checked out there and every base must offer every platform.
+ */
 def preflight(Map cfg, String version) {
     String checkScript = libraryResource('archfleet/check-tool.sh')
     stage('archfleet preflight') {
-        node(cfg.mergeLabel) {
-            withArchfleet(cfg) {
-                checkTool(cfg, version, checkScript)
+        onAgent(cfg, cfg.mergeLabel, 'the archfleet preflight') {
+            if (!cfg.checkBases) {
+                withArchfleet(cfg) {
+                    checkTool(cfg, version, checkScript)
+                }
+                return
+            }
+            checkBases(cfg, version, checkScript)
+        }
+    }
+}
+
+/**
+ * `archfleet check-bases` on the checked-out Dockerfile, with the build args as the build gets
+ * them (values through the environment). Registry login: with credentialsId, the push login as
+ * a private docker config holding the image registry's entry only (never REGISTRY_USER/
+ * REGISTRY_PASSWORD, which archfleet would send to every base's registry), so a private base
+ * in the image's own registry can be read; bases elsewhere are read with the login of the
+ * tool's environment (anonymous in archfleetImage).
+ */
+def checkBases(Map cfg, String version, String checkScript) {
+    String basesScript = libraryResource('archfleet/check-bases.sh')
+    if (cfg.checkout) {
+        checkout(cfg.scm ?: scm)
+    }
+    String work = "${pwd(tmp: true)}/archfleet-preflight".toString()
+    String dockerConfig = cfg.credentialsId ? "${work}/registry".toString() : null
+    int code = 0
+    String problems = ''
+    try {
+        withEnv(["AF_WORK=${work}".toString()]) {
+            sh(label: 'prepare preflight work directory',
+                script: 'set +x; rm -rf "$AF_WORK" && mkdir -p "$AF_WORK" && chmod 700 "$AF_WORK"')
+        }
+        writeFile(file: "${work}/build-args", text: cfg.buildArgsText)
+        if (dockerConfig != null) {
+            writeDockerConfig(cfg, dockerConfig)
+        }
+        withArchfleet(cfg) {
+            checkTool(cfg, version, checkScript)
+            withEnv(Config.checkBasesEnv(cfg, work, dockerConfig)) {
+                code = sh(label: 'archfleet check-bases', script: basesScript, returnStatus: true)
             }
         }
+        if (code != 0) {
+            problems = readFile("${work}/check-bases.err")
+        }
+    } finally {
+        withEnv(["AF_WORK=${work}".toString()]) {
+            sh(label: 'remove preflight work directory and registry login', script: 'set +x; rm -rf "$AF_WORK"')
+        }
+    }
+    if (code != 0) {
+        error("multiArchBuild: ${Tool.basesProblem(cfg.dockerfile, cfg.platformList, problems)}")
     }
 }
 
@@ -108,31 +211,88 @@ def withArchfleet(Map cfg, Closure body) {
     }
 }
 
-def buildPlatform(Map cfg, Map arch, String arches, String buildScript, Map digests) {
-    node(arch.label) {
-        stage("build ${arch.platform}") {
-            if (cfg.checkout) {
-                checkout(cfg.scm ?: scm)
+/**
+ * One platform's parallel branch. retry(conditions: [agent()]) starts it again on another agent
+ * when the agent is lost mid-build (workflow-durable-task-step's AgentErrorCondition); a failing
+ * build is not retried. With allowEmulation: '<label>', a platform with no native agent within
+ * agentTimeout builds on that label instead, under emulation.
+ */
+def buildBranch(Map cfg, Map arch, String arches, String buildScript, Map digests, Map commits) {
+    retry(count: cfg.agentRetries + 1, conditions: [agent(), nonresumable()]) {
+        if (cfg.emulationLabel == null) {
+            onAgent(cfg, arch.label, arch.platform) {
+                buildPlatform(cfg, arch, arches, buildScript, digests, commits, false)
             }
-            nativeGuard(cfg, arch, arches)
-            writeFile(file: "${arch.out}/build-args", text: cfg.buildArgsText)
-            withEnv(Config.buildEnv(cfg, arch)) {
-                withRegistryCredentials(cfg) {
-                    sh(buildScript)
-                }
+            return
+        }
+        Map reached = [native: false]
+        try {
+            onAgent(cfg, arch.label, arch.platform) {
+                reached.native = true
+                buildPlatform(cfg, arch, arches, buildScript, digests, commits, false)
             }
-            if (cfg.push) {
-                String file = "${arch.out}/${cfg.builder == 'buildx' ? 'metadata.json' : 'digest'}"
-                digests[arch.platform] = digestFrom(readFile(file), "${arch.platform} build (${file})")
+        } catch (e) {
+            if (reached.native) {
+                throw e
+            }
+            echo("multiArchBuild: WARNING: no native agent for ${arch.platform} (label '${arch.label}'); " +
+                "building it under emulation on label '${cfg.emulationLabel}' (allowEmulation)")
+            onAgent(cfg, cfg.emulationLabel, "${arch.platform} (emulated)") {
+                buildPlatform(cfg, arch, arches, buildScript, digests, commits, true)
             }
         }
     }
 }
 
-def nativeGuard(Map cfg, Map arch, String arches) {
-    String machine = sh(script: 'uname -m', returnStdout: true).trim()
-    String problem = Platforms.guard(Platforms.parseTable(arches), arch, machine, arch.label,
-        env.NODE_NAME)
+def buildPlatform(Map cfg, Map arch, String arches, String buildScript, Map digests, Map commits,
+        boolean emulated) {
+    stage("build ${arch.platform}") {
+        // First, before checkout: a wrong machine fails in seconds, having fetched nothing.
+        nativeGuard(cfg, arch, arches, emulated)
+        if (cfg.checkout) {
+            Map scmVars = checkout(cfg.scm ?: scm)
+            commits[arch.platform] = [GIT_COMMIT: scmVars?.GIT_COMMIT, GIT_URL: scmVars?.GIT_URL]
+        }
+        // Work files (build args, digests, layouts) go to the workspace's @tmp sibling
+        // (pwd(tmp: true), WorkspaceList.tempDir): never into the build context, removed below.
+        String work = "${pwd(tmp: true)}/archfleet-${arch.tag}".toString()
+        try {
+            withEnv(["AF_WORK=${work}".toString()]) {
+                sh(label: "prepare ${arch.platform} work directory",
+                    script: 'set +x; rm -rf "$AF_WORK" && mkdir -p "$AF_WORK" && chmod 700 "$AF_WORK"')
+            }
+            writeFile(file: "${work}/build-args", text: cfg.buildArgsText)
+            withEnv(Config.buildEnv(cfg, arch, work)) {
+                withRegistryCredentials(cfg, cfg.push) {
+                    sh(label: "build ${arch.platform} (${cfg.builder})", script: buildScript)
+                }
+            }
+            if (cfg.push) {
+                String file = "${work}/${cfg.builder == 'buildx' ? 'metadata.json' : 'digest'}"
+                digests[arch.platform] = digestFrom(readFile(file), "${arch.platform} build (${file})")
+            }
+        } finally {
+            withEnv(["AF_WORK=${work}".toString()]) {
+                sh(label: "remove ${arch.platform} work directory", script: 'set +x; rm -rf "$AF_WORK"')
+            }
+        }
+    }
+}
+
+/**
+ * The machine that builds must be the platform's: `uname -m` of the agent, and for buildx also
+ * the builder's own platforms (`docker buildx inspect`: a remote builder or DOCKER_HOST builds
+ * elsewhere than the agent).
+ */
+def nativeGuard(Map cfg, Map arch, String arches, boolean emulated) {
+    String machine = sh(label: 'native guard: uname -m', script: 'set +x; uname -m', returnStdout: true).trim()
+    Map table = Platforms.parseTable(arches)
+    String problem = Platforms.guard(table, arch, machine, arch.label, env.NODE_NAME)
+    if (problem == null && cfg.builder == 'buildx') {
+        String inspect = sh(label: 'native guard: docker buildx inspect',
+            script: 'set +x; docker buildx inspect --bootstrap', returnStdout: true)
+        problem = Platforms.builderGuard(arch, inspect)
+    }
     if (problem == null) {
         return
     }
@@ -140,26 +300,77 @@ def nativeGuard(Map cfg, Map arch, String arches) {
         error("multiArchBuild: ${problem}. Label agents by their real CPU, or pass " +
             'allowEmulation: true to accept an emulated (QEMU) build')
     }
-    echo("multiArchBuild: WARNING: ${problem}; building under emulation (allowEmulation: true)")
+    echo("multiArchBuild: WARNING: ${problem}; building under emulation (allowEmulation)")
 }
 
-def mergeAndVerify(Map cfg, Map digests, String version) {
+/** The merge's tags, now that checkout has told the commit (each branch checked out the same). */
+def releaseTags(Map cfg, Map commits) {
+    Object commit = firstOf(cfg, commits, 'GIT_COMMIT', env.GIT_COMMIT)
+    try {
+        return Config.finalTags(cfg, commit)
+    } catch (LibraryError e) {
+        error("multiArchBuild: ${e.message}")
+    }
+}
+
+/** What the first platform's checkout said of `key` (GIT_COMMIT, GIT_URL), else `fallback`. */
+def firstOf(Map cfg, Map commits, String key, Object fallback) {
+    for (int i = 0; i < cfg.arches.size(); i++) {
+        Map seen = commits[cfg.arches[i].platform]
+        if (seen && seen[key]) {
+            return seen[key]
+        }
+    }
+    return fallback
+}
+
+/**
+ * lock(resource) from Lockable Resources, one resource per image, around the merge: two jobs
+ * (or branches) that write the same image merge one after the other. Without the plugin the
+ * step `lock` does not exist (NoSuchMethodError from the CPS script): merge without it.
+ */
+def withImageLock(Map cfg, Closure body) {
+    if (!cfg.lock) {
+        return body()
+    }
+    Map entered = [body: false]
+    try {
+        return lock(resource: cfg.lockResource) {
+            entered.body = true
+            body()
+        }
+    } catch (NoSuchMethodError e) {
+        if (entered.body) {
+            throw e
+        }
+        echo("multiArchBuild: the Lockable Resources plugin is not installed: merging without the " +
+            "lock '${cfg.lockResource}' (the milestone still orders this job's builds)")
+        return body()
+    }
+}
+
+def mergeAndVerify(Map cfg, Map digests, String version, List<String> annotations) {
     String mergeScript = libraryResource('archfleet/merge.sh')
     String checkScript = libraryResource('archfleet/check-tool.sh')
     String index = null
     stage('merge multi-arch index') {
-        node(cfg.mergeLabel) {
-            // In the image the push login is a file, not environment variables: inside() would
-            // put those on `docker exec` command lines (see resources/archfleet/registry-config.sh).
+        onAgent(cfg, cfg.mergeLabel, 'the merge') {
+            // Everything the merge writes lives in the @tmp sibling of the workspace (mounted by
+            // inside() too): the index digest and, in the image, the push login.
+            String work = "${pwd(tmp: true)}/archfleet-merge".toString()
             String dockerConfig = cfg.archfleetImage && cfg.credentialsId ?
-                "${pwd(tmp: true)}/archfleet-registry".toString() : null
+                "${work}/registry".toString() : null
             List<String> mergeEnv
             try {
-                mergeEnv = Config.mergeEnv(cfg, digests, dockerConfig)
+                mergeEnv = Config.mergeEnv(cfg, digests, work, dockerConfig, annotations)
             } catch (LibraryError e) {
                 error("multiArchBuild: ${e.message}")
             }
             try {
+                withEnv(["AF_WORK=${work}".toString()]) {
+                    sh(label: 'prepare merge work directory',
+                        script: 'set +x; rm -rf "$AF_WORK" && mkdir -p "$AF_WORK" && chmod 700 "$AF_WORK"')
+                }
                 if (dockerConfig != null) {
                     writeDockerConfig(cfg, dockerConfig)
                 }
@@ -170,20 +381,18 @@ def mergeAndVerify(Map cfg, Map digests, String version) {
                         if (cfg.archfleetImage) {
                             sh(label: 'archfleet merge-manifest', script: mergeScript)
                         } else {
-                            withRegistryCredentials(cfg) {
+                            withRegistryCredentials(cfg, true) {
                                 sh(label: 'archfleet merge-manifest', script: mergeScript)
                             }
                         }
                     }
                 }
+                index = digestFrom(readFile("${work}/index-digest"), 'merge-manifest')
             } finally {
-                if (dockerConfig != null) {
-                    withEnv(["AF_DOCKER_CONFIG=${dockerConfig}"]) {
-                        sh(label: 'remove the registry login', script: 'rm -rf "$AF_DOCKER_CONFIG"')
-                    }
+                withEnv(["AF_WORK=${work}".toString()]) {
+                    sh(label: 'remove merge work directory and registry login', script: 'set +x; rm -rf "$AF_WORK"')
                 }
             }
-            index = digestFrom(readFile("${cfg.mergeOut}/index-digest"), 'merge-manifest')
         }
     }
     return index
@@ -193,14 +402,15 @@ def mergeAndVerify(Map cfg, Map digests, String version) {
 def writeDockerConfig(Map cfg, String dockerConfig) {
     String configScript = libraryResource('archfleet/registry-config.sh')
     withEnv(["AF_DOCKER_CONFIG=${dockerConfig}", "AF_AUTH_KEY=${cfg.dockerAuthKey}"]) {
-        withRegistryCredentials(cfg) {
+        withRegistryCredentials(cfg, true) {
             sh(label: 'registry login for the tool image', script: configScript)
         }
     }
 }
 
-def withRegistryCredentials(Map cfg, Closure body) {
-    if (!cfg.credentialsId) {
+/** withCredentials only when something is pushed: a build that pushes nothing needs no secret. */
+def withRegistryCredentials(Map cfg, boolean pushing, Closure body) {
+    if (!cfg.credentialsId || !pushing) {
         return body()
     }
     // The secret reaches the scripts as an environment variable only: no Groovy string ever

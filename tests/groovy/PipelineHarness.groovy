@@ -1,5 +1,6 @@
 import groovy.json.JsonOutput
 import hudson.AbortException
+import org.jenkinsci.plugins.workflow.steps.FlowInterruptedException
 import org.codehaus.groovy.control.CompilerConfiguration
 import org.codehaus.groovy.control.customizers.ImportCustomizer
 
@@ -22,8 +23,22 @@ import java.util.stream.Collectors
  * stage path and the node each call ran in). Steps behave like Jenkins' where it matters:
  *  - node(label) picks the first configured agent whose labels satisfy the label expression and
  *    gives it a workspace (workspace@2 when busy); the agent's env applies inside the block;
- *  - sh runs FOR REAL (a script with a shebang runs as is, otherwise `sh -xe`, as Jenkins does),
+ *  - sh runs FOR REAL, as durable-task's BourneShellScript.launchWithCookie does: the script is
+ *    written to <ws>@tmp/durable-N/script.sh; a script starting with '#!' is chmod 0755'd and
+ *    exec'd itself (so it fails on a noexec workspace), any other runs as `sh -xe script.sh`;
  *    in the workspace, with the environment of the build, agent, withEnv and withCredentials;
+ *  - node(label) with no agent for the label: Jenkins' queue waits for ever. Inside timeout the
+ *    wait ends when the timeout does (virtual time: at once), as TimeoutStepExecution.cancel
+ *    does, with FlowInterruptedException (ExceededTimeout); outside any timeout the harness
+ *    fails the run (the build would hang);
+ *  - timeout (workflow-basic-steps TimeoutStep/TimeoutStepExecution), retry with conditions
+ *    (RetryStep; agent() is workflow-durable-task-step's AgentErrorCondition: an agent lost
+ *    mid-step, here an agent with `loseAfter: N` sh steps), milestone (pipeline-milestone-step
+ *    MilestoneStepExecution: forbidden in parallel; a build older than the last one that passed
+ *    the same ordinal in the job is cancelled with NOT_BUILT; the record is per job and lives
+ *    across the scenarios of one JVM), lock (lockable-resources LockStep: resource; absent
+ *    when the scenario's `plugins` lack 'lockable-resources', then a NoSuchMethodError as
+ *    CpsScript throws);
  *  - parallel runs branches on real threads; like the CPS VM, Groovy code runs one thread at a
  *    time (a lock released only while a step blocks: sh, waiting for branches). failFast
  *    interrupts the other branches; a failing branch fails the parallel step;
@@ -45,6 +60,19 @@ class PipelineHarness {
     final File source
     final String jobName
     final File logFile
+    final File agentsRoot
+    final Set<String> plugins
+    final String commit
+    final String gitUrl
+    /** pipeline-milestone-step's per-job record: job -> ordinal -> last build number passed. */
+    static final Map<String, Map<Integer, Integer>> MILESTONES = Collections.synchronizedMap([:])
+    /** lockable-resources: resource names held now, and each one's holders in order. */
+    final Map<String, List<Integer>> lockHistory = Collections.synchronizedMap([:])
+    final Map<String, Integer> shCounts = Collections.synchronizedMap([:])
+    int milestoneOrdinal = -1
+    /** Whose milestones these are: the scenario's `job` when it names one (scenarios that play
+     *  builds of one job), else this scenario alone. */
+    final String milestoneJob
 
     final List<Map> calls = Collections.synchronizedList([])
     final List<Map> stepResults = Collections.synchronizedList([])
@@ -67,7 +95,16 @@ class PipelineHarness {
         params = new LinkedHashMap(scenario.params ?: [:])
         source = scenario.source ? new File(scenario.source.toString()) : null
         jobName = (scenario.job ?: 'job').toString()
+        milestoneJob = scenario.job ? jobName : root.path
         logFile = new File(root, 'console.log')
+        agentsRoot = new File((scenario.agentsRoot ?: new File(root, 'agents').path).toString())
+        plugins = ((List) (scenario.plugins ?: ['lockable-resources', 'pipeline-milestone-step'])).collect {
+            it.toString() } as Set<String>
+        commit = (scenario.commit ?: '3f9c2a7be41d05c6e8a9b0c1d2e3f405a6b7c8d9').toString()
+        // GitSCM's GIT_URL: the remote's URL as configured (userinfo and all).
+        gitUrl = (scenario.gitUrl ?: 'https://ci-bot:clone-token@git.example.com/team/app.git').toString()
+        // RunWrapper.getStartTimeInMillis: when the build started (fixed, so tests can expect it).
+        currentBuild.startTimeInMillis = (scenario.startTimeInMillis ?: 1764732645123L)
         root.mkdirs()
         logFile.text = ''
         globalEnv.putAll([
@@ -77,6 +114,7 @@ class PipelineHarness {
         ImportCustomizer imports = new ImportCustomizer()
         imports.addImports('org.jenkinsci.plugins.workflow.libs.Library')
         compiler.addCompilationCustomizers(imports)
+        compiler.scriptBaseClass = 'CpsScriptStandIn'
         bindSteps()
         loadLibraryVars()
     }
@@ -144,6 +182,8 @@ class PipelineHarness {
             stages: new ArrayList(c.stages),
             depth : c.depth,
             container: ((Map) c.container)?.image,
+            // The block steps this call runs in, outermost first (timeout, node, retry, ...).
+            blocks: new ArrayList((List) (c.blocks ?: [])),
         ]
         calls << entry
         return entry
@@ -155,6 +195,7 @@ class PipelineHarness {
         Map inner = new LinkedHashMap(outer)
         inner.putAll(changes)
         inner.depth = outer.depth + 1
+        inner.blocks = ((List) (outer.blocks ?: [])) + [entry.name]
         ctx.set(inner)
         try {
             def value = body()
@@ -236,7 +277,7 @@ class PipelineHarness {
     }
 
     File allocateWorkspace(Map agent) {
-        File base = new File(root, "agents/${agent.name}/workspace/${jobName}")
+        File base = new File(agentsRoot, "${agent.name}/workspace/${jobName}")
         synchronized (busyWorkspaces) {
             for (int n = 1; ; n++) {
                 File ws = n == 1 ? base : new File("${base.path}@${n}")
@@ -246,6 +287,12 @@ class PipelineHarness {
                 }
             }
         }
+    }
+
+    /** FilePath.child(relOrAbsolute): an absolute path stays as it is. */
+    File resolve(String path) {
+        File file = new File(path)
+        return file.isAbsolute() ? file : new File(cwd(), path)
     }
 
     File cwd() {
@@ -291,11 +338,11 @@ class PipelineHarness {
         binding.setVariable('writeFile', { Map m -> writeFile(m) })
         binding.setVariable('fileExists', { Object path ->
             record('fileExists', [file: path.toString()])
-            new File(cwd(), path.toString()).exists()
+            resolve(path.toString()).exists()
         })
         binding.setVariable('dir', { Object path, Closure body ->
             Map entry = record('dir', [path: path.toString()])
-            block(entry, [cwd: new File(cwd(), path.toString())], body)
+            block(entry, [cwd: resolve(path.toString())], body)
         })
         binding.setVariable('deleteDir', {
             record('deleteDir', [:])
@@ -315,12 +362,25 @@ class PipelineHarness {
         binding.setVariable('docker', docker)
         binding.setVariable('withDockerRegistry', { Map m, Closure body -> docker.withDockerRegistry(m, body) })
         binding.setVariable('withDockerContainer', { Map m, Closure body -> docker.withDockerContainer(m, body) })
-        binding.setVariable('timeout', { Object[] a -> wrapper('timeout', a) })
+        binding.setVariable('timeout', { Object[] a ->
+            // Declarative `options { timeout(...) }` has no body: an option, not a step call.
+            a.length == 2 ? timeout((Map) a[0], (Closure) a[1]) : [timeout: a[0]]
+        })
+        binding.setVariable('retry', { Object[] a -> retry(a) })
+        binding.setVariable('nonresumable', { -> [condition: 'nonresumable'] })
+        binding.setVariable('milestone', { Object[] a -> milestone(a) })
+        if ('lockable-resources' in plugins) {
+            binding.setVariable('lock', { Object[] a -> lock(a) })
+        }
         binding.setVariable('timestamps', { Object[] a -> wrapper('timestamps', a) })
 
         // Declarative Pipeline, enough of it to run `pipeline { agent none; stages { ... } }`.
         binding.setVariable('pipeline', { Closure body -> wrapper('pipeline', [body] as Object[]) })
-        binding.setVariable('agent', { Object a -> record('agent', [value: a?.toString()]) })
+        binding.setVariable('agent', { Object[] a ->
+            // No argument: the retry condition agent() (AgentErrorCondition); with one, the
+            // Declarative `agent none` / `agent any`.
+            a.length == 0 ? [condition: 'agent'] : record('agent', [value: a[0]?.toString()])
+        })
         binding.setVariable('options', { Closure body -> body() })
         binding.setVariable('parameters', { Closure body -> body() })
         binding.setVariable('stages', { Closure body -> body() })
@@ -350,10 +410,25 @@ class PipelineHarness {
         String label = a.length == 2 ? a[0]?.toString() : null
         Closure body = (Closure) a[-1]
         Map entry = record('node', [label: label])
-        Map agent = agents.find { Map candidate -> labelMatches((List<String>) candidate.labels, label) }
+        Map agent = agents.find { Map candidate ->
+            !candidate.lost && labelMatches((List<String>) candidate.labels, label)
+        }
         if (agent == null) {
-            throw new AbortException(
-                "harness: no agent has label '${label}' (agents: ${agents.collect { "${it.name} ${it.labels}" }.join('; ')})")
+            // Jenkins' queue: 'Still waiting to schedule task' / 'There are no nodes with the
+            // label ‘X’', for ever. Only an enclosing timeout ends the wait.
+            appendLog(ctx.get().branch, 'Still waiting to schedule task')
+            appendLog(ctx.get().branch, "There are no nodes with the label ‘${label}’")
+            entry.status = 'WAITING'
+            Map timeoutEntry = (Map) ctx.get().timeout
+            if (timeoutEntry == null) {
+                entry.end = seq.incrementAndGet()
+                throw new AbortException(
+                    "harness: node('${label}') has no agent and no enclosing timeout: Jenkins would wait for ever")
+            }
+            timeoutEntry.expired = true
+            appendLog(ctx.get().branch, 'Cancelling nested steps due to timeout')
+            entry.end = seq.incrementAndGet()
+            throw new FlowInterruptedException('ABORTED', ['Timeout has been exceeded'])
         }
         entry.agent = agent.name
         File ws = allocateWorkspace(agent)
@@ -430,17 +505,26 @@ class PipelineHarness {
         boolean returnStatus = opts.returnStatus ?: false
         Map entry = record('sh', [script: script, returnStdout: returnStdout, returnStatus: returnStatus,
                                   label: opts.label?.toString()])
+        Map agentNow = (Map) ctx.get().agent
+        if (agentNow?.loseAfter != null) {
+            int done = shCounts.merge(agentNow.name.toString(), 1, { x, y -> x + y })
+            if (done > (agentNow.loseAfter as int)) {
+                // Gone for good: what workflow-durable-task-step sees is a closed channel, for
+                // this step and every later one on that agent (the node block's own cleanup too).
+                agentNow.lost = true
+                entry.exitCode = null
+                throw new AgentLostStandIn(agentNow.name.toString())
+            }
+        }
         File ws = cwd()
         File tmp = new File("${ws.path}@tmp/durable-${entry.seq}")
         tmp.mkdirs()
         File file = new File(tmp, 'script.sh')
         file.text = script
         file.setExecutable(true)
-        // A '#!' script runs through its interpreter rather than exec'ing the file: another
-        // branch's fork may still hold the file open for writing (ETXTBSY, "Text file busy").
-        List<String> command = script.startsWith('#!') ?
-            (script.readLines()[0].substring(2).trim().split(/\s+/) as List<String>) + [file.path] :
-            ['sh', '-xe', file.path]
+        // durable-task BourneShellScript: no '#!' -> `'<shell>' -xe script.sh`; with one the file
+        // itself is exec'd (chmod 0755 above), which a noexec workspace refuses.
+        List<String> command = script.startsWith('#!') ? [file.path] : ['sh', '-xe', file.path]
         Map container = (Map) ctx.get().container
         if (container != null) {
             int own = command.size()
@@ -454,7 +538,7 @@ class PipelineHarness {
         builder.redirectErrorStream(!returnStdout)
         String branch = ctx.get().branch
         Map outcome = outsideCps {
-            Process process = builder.start()
+            Process process = startProcess(builder)
             process.outputStream.close()
             StringBuffer stdout = new StringBuffer()
             Thread pumpOut = Thread.start {
@@ -496,6 +580,24 @@ class PipelineHarness {
             throw new AbortException("script returned exit code ${outcome.code}")
         }
         return returnStdout ? outcome.stdout : null
+    }
+
+    /**
+     * ProcessBuilder.start, again on ETXTBSY: a fork of another branch's thread may still hold
+     * a just-written script open for writing when this one exec's it (a JVM artefact, not
+     * Jenkins': its agent writes the script long before the launcher exec's it).
+     */
+    static Process startProcess(ProcessBuilder builder) {
+        for (int attempt = 1; ; attempt++) {
+            try {
+                return builder.start()
+            } catch (IOException e) {
+                if (attempt >= 20 || !e.message?.contains('error=26')) {
+                    throw e
+                }
+                Thread.sleep(50)
+            }
+        }
     }
 
     def withEnv(List entries, Closure body) {
@@ -557,7 +659,7 @@ class PipelineHarness {
     String readFile(Object a) {
         String path = a instanceof Map ? ((Map) a).file.toString() : a.toString()
         record('readFile', [file: path])
-        File file = new File(cwd(), path)
+        File file = resolve(path)
         if (!file.isFile()) {
             throw new NoSuchFileException(file.path)
         }
@@ -565,8 +667,8 @@ class PipelineHarness {
     }
 
     void writeFile(Map m) {
-        record('writeFile', [file: m.file.toString()])
-        File file = new File(cwd(), m.file.toString())
+        record('writeFile', [file: m.file.toString(), workspace: cwd().path])
+        File file = resolve(m.file.toString())
         file.parentFile.mkdirs()
         file.setText(m.text?.toString() ?: '', 'UTF-8')
     }
@@ -578,7 +680,8 @@ class PipelineHarness {
             throw new AbortException('harness: checkout needs the scenario\'s source directory')
         }
         copyTree(new File(from), cwd(), null)
-        return [GIT_COMMIT: 'harness']
+        // GitSCM's checkout returns its build environment: GIT_COMMIT, GIT_BRANCH, ...
+        return [GIT_COMMIT: commit, GIT_BRANCH: envValue('BRANCH_NAME'), GIT_URL: gitUrl]
     }
 
     void stash(Map m) {
@@ -598,6 +701,85 @@ class PipelineHarness {
             throw new AbortException("No such saved stash '${name}'")
         }
         copyTree(store, cwd(), null)
+    }
+
+    /** workflow-basic-steps TimeoutStep(time, unit, activity) around its body. */
+    def timeout(Map m, Closure body) {
+        Map entry = record('timeout', [time: m.time, unit: (m.unit ?: 'MINUTES').toString(),
+                                       activity: m.activity ?: false])
+        appendLog(ctx.get().branch, "Timeout set to expire in ${m.time} ${(m.unit ?: 'MINUTES').toString().toLowerCase()}")
+        return block(entry, [timeout: entry], body)
+    }
+
+    /**
+     * workflow-basic-steps RetryStep(count, conditions): the body again on a failure, at most
+     * count times; a FlowInterruptedException is never retried; with conditions, only a
+     * failure one of them matches (agent(): AgentErrorCondition, an agent lost mid-step).
+     */
+    def retry(Object[] a) {
+        Map opts = a[0] instanceof Map ? (Map) a[0] : [count: a[0]]
+        Closure body = (Closure) a[-1]
+        List conditions = (List) (opts.conditions ?: [])
+        Map entry = record('retry', [count: opts.count, conditions: conditions.collect { ((Map) it).condition }])
+        int left = opts.count as int
+        return block(entry, [:]) {
+            while (true) {
+                try {
+                    return body()
+                } catch (FlowInterruptedException e) {
+                    throw e
+                } catch (Throwable e) {
+                    left--
+                    boolean matches = !conditions || (e instanceof AgentLostStandIn &&
+                        conditions.any { ((Map) it).condition == 'agent' })
+                    if (left <= 0 || !matches) {
+                        throw e
+                    }
+                    appendLog(ctx.get().branch, "ERROR: ${e.message}")
+                    appendLog(ctx.get().branch, 'Retrying')
+                    entry.retried = (entry.retried ?: 0) + 1
+                }
+            }
+        }
+    }
+
+    /** pipeline-milestone-step MilestoneStepExecution.processOrdinal + tryToPass. */
+    def milestone(Object[] a) {
+        Map opts = a.length > 0 && a[0] instanceof Map ? (Map) a[0] : [ordinal: a.length > 0 ? a[0] : null]
+        Map entry = record('milestone', [label: opts.label?.toString(), ordinal: opts.ordinal])
+        if (ctx.get().branch != null) {
+            throw new AbortException('Using a milestone step inside parallel is not allowed')
+        }
+        milestoneOrdinal = opts.ordinal != null ? (opts.ordinal as int) : milestoneOrdinal + 1
+        int build = (globalEnv.BUILD_NUMBER ?: '1') as int
+        appendLog(null, "Trying to pass milestone ${milestoneOrdinal}")
+        synchronized (MILESTONES) {
+            Map<Integer, Integer> job = MILESTONES.computeIfAbsent(milestoneJob, { [:] })
+            Integer last = job[milestoneOrdinal]
+            if (last != null && build < last) {
+                appendLog(null, "Canceled since build #${last} already got here")
+                entry.cancelled = true
+                currentBuild.result = 'NOT_BUILT'
+                throw new FlowInterruptedException('NOT_BUILT', ["${jobName}#${last}".toString()])
+            }
+            job[milestoneOrdinal] = build
+        }
+        entry.ordinal = milestoneOrdinal
+        return null
+    }
+
+    /** lockable-resources LockStep(resource): the body while holding the resource. */
+    def lock(Object[] a) {
+        Map opts = a[0] instanceof Map ? (Map) a[0] : [resource: a[0]]
+        Closure body = (Closure) a[-1]
+        String resource = opts.resource.toString()
+        Map entry = record('lock', [resource: resource])
+        appendLog(ctx.get().branch, "[${resource}] is locked by ${jobName} #${globalEnv.BUILD_NUMBER}, lock acquired")
+        try {
+            return block(entry, [:], body)
+        } finally {
+            appendLog(ctx.get().branch, "Lock released on resource [${resource}]")
+        }
     }
 
     def wrapper(String name, Object[] a) {
@@ -642,6 +824,16 @@ class PipelineHarness {
 
     static String toJson(Object value) {
         return JsonOutput.prettyPrint(JsonOutput.toJson(jsonable(value)))
+    }
+}
+
+/**
+ * An agent lost in the middle of a step: what workflow-durable-task-step's AgentErrorCondition
+ * matches (a ClosedChannelException/EOFException cause, or the node removed).
+ */
+class AgentLostStandIn extends IOException {
+    AgentLostStandIn(String agent) {
+        super("Agent ${agent} was lost: java.nio.channels.ClosedChannelException".toString())
     }
 }
 

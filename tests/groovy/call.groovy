@@ -5,6 +5,8 @@
 // REQUESTS: a JSON list of {target: 'Platforms', method: 'normalise', args: [...]}; the argument
 // '@arches' stands for resources/archfleet/arches.json's text, '@table' for its parsed table.
 // target '@compile' compiles every vars/*.groovy and src/**/*.groovy file (Groovy 2.4 syntax).
+// serialize: true writes the raw result with ObjectOutputStream, as workflow-cps saves program
+// state (value: the class names met, or the NotSerializableException).
 // Prints a JSON list of {value: ...} or {error: message, errorClass: ...}, one per request.
 import groovy.json.JsonSlurper
 import org.codehaus.groovy.runtime.InvokerHelper
@@ -22,6 +24,16 @@ Object resolve(Object arg, String arches, ClassLoader loader) {
         return InvokerHelper.invokeStaticMethod(loader.loadClass('archfleet.Platforms'), 'parseTable', arches)
     }
     return arg
+}
+
+Set<String> classesIn(Object value) {
+    Set<String> names = [value?.getClass()?.name ?: 'null'] as Set
+    if (value instanceof Map) {
+        ((Map) value).each { k, v -> names.addAll(classesIn(v)) }
+    } else if (value instanceof Collection) {
+        ((Collection) value).each { names.addAll(classesIn(it)) }
+    }
+    return names
 }
 
 List results = requests.collect { Map request ->
@@ -46,7 +58,12 @@ List results = requests.collect { Map request ->
             return [value: PipelineHarness.jsonable(target."${request.args[0]}")]
         }
         Object[] callArgs = ((List) request.args).collect { resolve(it, arches, loader) } as Object[]
-        return [value: PipelineHarness.jsonable(InvokerHelper.invokeStaticMethod(target, request.method.toString(), callArgs))]
+        Object value = InvokerHelper.invokeStaticMethod(target, request.method.toString(), callArgs)
+        if (request.serialize) {
+            new ObjectOutputStream(new ByteArrayOutputStream()).writeObject(value)
+            return [value: classesIn(value).sort()]
+        }
+        return [value: PipelineHarness.jsonable(value)]
     } catch (Throwable e) {
         return [error: e.message, errorClass: e.getClass().name]
     }

@@ -1,7 +1,10 @@
 """A fresh host whose apt is busy (as unattended-upgrades keeps it after boot): provisioning
 waits for the locks, bounded, then installs. On a REAL amd64 lab host (sshd in a Debian root)
 with the REAL apt and dpkg; the locks are taken from outside the host with fcntl on the very
-files inside its root — the same kind of lock apt takes, so apt inside sees them held."""
+files inside its root — the same kind of lock apt takes, so apt inside sees them held.
+
+And a login that is not root (no ssh.become): apt cannot even open its lock files, which is
+NOT the lock being held — the step fails at once, says so in one line, and stops there."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from tests.conftest import Lab, own_host
 from tests.support.cli import archfleet
 from toolkit.fleet.connect import connect, run_script
 from toolkit.inventory import load
-from toolkit.lab.hosts import LabHost
+from toolkit.lab.hosts import LabHost, LabUser
 
 pytestmark = pytest.mark.integration
 
@@ -95,3 +98,33 @@ gitlab: {{url: 'https://gitlab.invalid', group: lab}}
     assert installs, "dpkg installed nothing"
     first = datetime.strptime(installs[0][:19], "%Y-%m-%d %H:%M:%S").timestamp()
     assert first >= int(released[0]) - 1
+
+
+def test_a_login_that_is_not_root_fails_at_once_naming_permission_not_the_lock(
+    lab: Lab, tmp_path: Path
+) -> None:
+    with own_host(lab, tmp_path, "apt-user", "amd64", "127.0.0.112", users=[LabUser("ci")]) as (
+        host,
+        known_hosts,
+    ):
+        inventory = tmp_path / "fleet.yml"
+        inventory.write_text(f"""
+ssh: {{user: ci, key: {lab.key}, known_hosts: {known_hosts}, use_ssh_config: false}}
+builder: {{tool: buildah, install: true}}
+hosts:
+  - {{name: {host.name}, address: {host.address}, arch: amd64, ssh: {{port: {host.port}}},
+      roles: [gitlab-runner]}}
+gitlab: {{url: 'https://gitlab.invalid', group: lab}}
+""")
+        run = archfleet(
+            "provision-runners", "--inventory", str(inventory), "--no-gitlab", "--json", timeout=600
+        )
+    assert run.code == 1
+    (report,) = run.json()["hosts"]
+    assert report["error"] == (
+        "installing buildah failed (exit 100): apt-get update: permission denied, ci is not "
+        "root (E: Could not open lock file /var/lib/apt/lists/lock - open (13: Permission "
+        "denied)); fix: log in as root, or set ssh.become: sudo (passwordless sudo for ci)"
+    )
+    # It stopped at apt: the check after the install never ran.
+    assert "not found" not in run.stdout + run.stderr

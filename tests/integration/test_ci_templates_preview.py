@@ -24,8 +24,11 @@ import yaml
 from tests.support import gitlab_ci_local as gcl
 from toolkit import __version__, archmap
 from toolkit.ci_templates import (
+    BUILDAH_IMAGE,
     COMPONENT_PATH,
+    DIND_IMAGE,
     INCLUDE_PATH,
+    RETRY,
     UNPUBLISHED_TOOL_IMAGE,
     arch_jobs,
     default_root,
@@ -151,9 +154,14 @@ def test_default_inputs(tmp_path: Path) -> None:
         assert preview[name]["variables"]["ARCHFLEET_INSTALL"] == "", name
         assert install_commands(preview[name]) == [], name
     for arch in ALL_ARCHES:
-        assert image_of(preview[f"archfleet-build-{arch}"]) == "docker:27-cli"
-        assert image_of(preview[f"archfleet-smoke-{arch}"]) == "docker:27-cli"
+        assert image_of(preview[f"archfleet-build-{arch}"]) == BUILDAH_IMAGE
+        assert image_of(preview[f"archfleet-smoke-{arch}"]) == BUILDAH_IMAGE
         assert "needs" not in preview[f"archfleet-build-{arch}"]
+        # buildah (the default) needs no docker service.
+        assert "services" not in preview[f"archfleet-build-{arch}"]
+        assert preview[f"archfleet-build-{arch}"]["retry"] == RETRY
+    for name in TOOL_JOBS:
+        assert preview[name].get("tags", []) == [], name  # merge_tags: [] (untagged runners)
     # The job that may run in merge-request pipelines writes the scratch tag only.
     assert preview["archfleet-merge"]["variables"]["ARCHFLEET_MERGE_MODE"] == "scratch"
     assert preview["archfleet-release"]["variables"]["ARCHFLEET_MERGE_MODE"] == "release"
@@ -311,17 +319,110 @@ def test_the_example_project(tmp_path: Path) -> None:
 
 
 def test_schema_of_the_files_as_published(tmp_path: Path) -> None:
-    jobs_document = (ROOT / COMPONENT_PATH).read_text(encoding="utf-8").split("\n---\n", 1)[1]
-    (tmp_path / "component-jobs.yml").write_text(jobs_document, encoding="utf-8")
+    # The component's jobs document carries whole-node array inputs (`tags:` and `rules:` from
+    # merge_tags and rules), valid only once interpolated: it is checked as expanded
+    # (test_expanded_pipeline_validates). The include variant has no interpolation.
     published = tmp_path / "published-include.yml"
     published.write_text(
         published_files(ROOT, tool_image=TOOL_IMAGE)[INCLUDE_PATH], encoding="utf-8"
     )
-    for path in (tmp_path / "component-jobs.yml", ROOT / INCLUDE_PATH, published):
+    for path in (ROOT / INCLUDE_PATH, published):
         schema = check_jsonschema(path)
         assert schema.returncode == 0, f"{path}: {schema.stdout}{schema.stderr}"
     # The check does catch a broken job (here: tags must be a list of strings).
-    broken = yaml.safe_load(jobs_document)
-    broken["$[[ inputs.job_prefix ]]-build-arm64"]["tags"] = {"arm64": True}
+    broken = yaml.safe_load(published.read_text(encoding="utf-8"))
+    broken["archfleet-build-arm64"]["tags"] = {"arm64": True}
     (tmp_path / "broken.yml").write_text(yaml.safe_dump(broken), encoding="utf-8")
     assert check_jsonschema(tmp_path / "broken.yml").returncode != 0
+
+
+def test_rules_input_gates_every_job(tmp_path: Path) -> None:
+    # A monorepo gating one image: the rules input applies to every job of the component, so
+    # the merge, release, verify and smoke jobs never run without the builds they need.
+    inputs = {"rules": [{"if": '$BUILD_APP == "yes"'}], "smoke": True}
+    project = component_project(tmp_path, inputs)
+    for variables in (MR, PROTECTED):
+        gated = gcl.list_jobs(project, variables)
+        assert gcl.active(gated) == set(), gated
+        chosen = gcl.active(gcl.list_jobs(project, {**variables, "BUILD_APP": "yes"}))
+        mover = "archfleet-release" if variables is PROTECTED else "archfleet-merge"
+        assert chosen == {
+            "archfleet-preflight",
+            "archfleet-build-amd64",
+            "archfleet-build-arm64",
+            mover,
+            "archfleet-verify",
+            "archfleet-smoke-amd64",
+            "archfleet-smoke-arm64",
+        }
+    # The component's own exclusions come first: a user rule cannot bring back an unselected
+    # platform or the release job in a merge request.
+    preview = gcl.preview(project, MR)
+    assert preview["archfleet-build-riscv64"]["rules"][-1] == {"if": '$BUILD_APP == "yes"'}
+    assert preview["archfleet-build-riscv64"]["rules"][0]["when"] == "never"
+    assert preview["archfleet-release"]["rules"][0]["when"] == "never"
+
+
+def test_merge_tags_and_the_docker_service_for_buildx(tmp_path: Path) -> None:
+    inputs = {"merge_tags": ["amd64", "archfleet"], "builder": "buildx", "smoke": True}
+    project = component_project(tmp_path, inputs)
+    preview = gcl.preview(project, PROTECTED, validate=True)
+    for name in TOOL_JOBS:
+        assert preview[name]["tags"] == ["amd64", "archfleet"], name
+    # GitLab's Docker-in-Docker with TLS (doc/ci/docker/using_docker_build.md).
+    for name in ("archfleet-build-arm64", "archfleet-smoke-amd64"):
+        services = [s if isinstance(s, dict) else {"name": s} for s in preview[name]["services"]]
+        assert services == [{"name": DIND_IMAGE, "alias": "docker"}], name
+        assert preview[name]["variables"]["DOCKER_TLS_CERTDIR"] == "/certs"
+        # Runner tags stay the arch's own.
+        assert expanded_tags(preview[name]) == [name.rsplit("-", 1)[1]]
+
+
+HOSTILE_INPUTS: dict[str, Any] = {
+    "smoke_command": 'echo "$(id)" \'; exit 0\nDOCKER_HOST: tcp://evil:2375',
+    "build_args": ['Q=say "hi"', "R=#{x} $(rm -rf /) `id`", "S=a: b", "T=- [x]"],
+    "image_tags": ["v-*", "*", "1.0"],
+    "scratch_tag": "",
+    "rules": [{"if": '$X != "a b"', "changes": ["app/**/*"], "when": "manual"}],
+}
+REALISTIC_INPUTS: dict[str, Any] = {
+    "image": "$CI_REGISTRY_IMAGE/api",
+    "context": "services/api",
+    "dockerfile": "services/api/Containerfile",
+    "platforms": ["linux/amd64", "linux/arm64", "linux/arm/v7"],
+    "job_prefix": "api",
+    "builder": "buildx",
+    "build_image": "docker:27-cli",
+    "merge_tags": ["amd64"],
+    "rules": [
+        {"if": "$CI_COMMIT_BRANCH", "changes": ["services/api/**/*"]},
+        {"if": "$CI_COMMIT_TAG"},
+    ],
+    "smoke": True,
+}
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [{}, REALISTIC_INPUTS, HOSTILE_INPUTS],
+    ids=["default", "realistic", "hostile"],
+)
+def test_expanded_pipeline_validates(tmp_path: Path, inputs: dict[str, Any]) -> None:
+    project = component_project(tmp_path, inputs)
+    # gitlab-ci-local evaluates `changes:` against origin/<default branch>: give it one.
+    subprocess.run(
+        ["git", "update-ref", "refs/remotes/origin/main", "HEAD"], cwd=project, check=True
+    )
+    run = gcl.run(project, "--preview", variables=PROTECTED)
+    assert run.code == 0, run.output
+    assert "json schema validated" in run.output
+    (tmp_path / "expanded.yml").write_text(run.stdout, encoding="utf-8")
+    schema = check_jsonschema(tmp_path / "expanded.yml")
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+    preview = yaml.safe_load(run.stdout)
+    if inputs is HOSTILE_INPUTS:
+        # Values stay data: in variables, never in the YAML keys or the script lines.
+        build = preview["archfleet-build-amd64"]
+        assert "DOCKER_HOST" not in build["variables"]
+        assert build["variables"]["ARCHFLEET_SMOKE_COMMAND"] == HOSTILE_INPUTS["smoke_command"]
+        assert all("rm -rf /" not in line for line in build["script"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,7 @@ PROJECT = "Platform/archfleet-ci"
 VERSION = __version__
 TEXT_FILES = {
     "README.md",
+    "LICENSE",
     "templates/multiarch.yml",
     "include/multiarch.yml",
     ".gitlab-ci.yml",
@@ -69,6 +71,7 @@ def publish(
         PROJECT,
         "--url",
         fake.url,
+        "--allow-http",  # the fake serves plain http on loopback
         "--source",
         str(source),
         *(("--wheel", str(wheel)) if wheel else ()),
@@ -231,3 +234,38 @@ def test_the_fake_refuses_an_unknown_encoding_as_gitlab_does(fake: GitLabFake) -
     assert answer.status_code == 400
     assert answer.json() == {"error": "actions[0][encoding] does not have a valid value"}
     assert fake.repo.commits == {}
+
+
+def test_the_server_must_be_named_https_and_reachable(source: Path, wheel: Path) -> None:
+    """No default server, no plain http unless told, and an unreachable GitLab is one line in
+    well under a minute (issue 17: a 1 m 43 s retry loop, then an 80-line traceback)."""
+    base = ("publish-templates", "--project", PROJECT, "--version", VERSION)
+    rest = ("--wheel", str(wheel), "--source", str(source), "--dry-run")
+    env = {"GITLAB_TOKEN": TOKEN}
+    unnamed = archfleet(*base, *rest, env=env, unset=("CI_SERVER_URL",))
+    assert unnamed.code == 1 and "no GitLab URL: pass --url" in unnamed.stderr
+    from_ci = archfleet(*base, *rest, env={**env, "CI_SERVER_URL": "http://127.0.0.1:9"})
+    assert from_ci.code == 1 and "plain http would send the token unencrypted" in from_ci.stderr
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connections are refused
+        refused = archfleet(*base, "--url", f"https://127.0.0.1:{port}", *rest, env=env)
+    assert refused.code == 1
+    assert refused.stderr.strip() == (
+        f"error: GitLab at https://127.0.0.1:{port} is unreachable: [Errno 111] Connection refused"
+    )
+    with_credentials = archfleet(*base, "--url", "https://u:p@gitlab.example.com", *rest, env=env)
+    assert with_credentials.code == 1 and "no credentials" in with_credentials.stderr
+    for run in (unnamed, from_ci, refused, with_credentials):
+        assert "Traceback" not in run.stderr and TOKEN not in run.stderr
+
+
+def test_the_client_stays_on_its_server() -> None:
+    from toolkit.publish.gitlab_templates import connect
+
+    client = connect("https://gitlab.example.com", TOKEN)
+    # python-gitlab follows `Link: next` only on the configured base URL, never retries an
+    # unreachable server in a back-off loop, and bounds each request.
+    assert client.keep_base_url is True
+    assert client.retry_transient_errors is False
+    assert client.timeout == 10

@@ -28,8 +28,10 @@ archfleet the preflight runs; a wrong hash is refused by pip.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -62,8 +64,12 @@ SECRET = "glcbt-not-a-real-job-token-6f1e"
 TOOL_IMAGE = f"registry.example.com/platform/archfleet-ci/archfleet:{__version__}"
 
 
-def project_files(inputs: dict[str, Any], extra: dict[str, str] | None = None) -> dict[str, str]:
-    ci = {"include": [{"local": COMPONENT_PATH, "inputs": inputs}]}
+def project_files(
+    inputs: dict[str, Any],
+    extra: dict[str, str] | None = None,
+    jobs: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    ci = {"include": [{"local": COMPONENT_PATH, "inputs": inputs}], **(jobs or {})}
     return {
         COMPONENT_PATH: (ROOT / COMPONENT_PATH).read_text(encoding="utf-8"),
         ".gitlab-ci.yml": yaml.safe_dump(ci, sort_keys=False),
@@ -74,6 +80,27 @@ def project_files(inputs: dict[str, Any], extra: dict[str, str] | None = None) -
 def dotenv(project: Path, job: str) -> dict[str, str]:
     lines = (project / f"{job}.env").read_text(encoding="utf-8").splitlines()
     return dict(line.split("=", 1) for line in lines if line)
+
+
+PROJECT_URL = "https://gitlab.example.com/team/app"
+# gitlab-ci-local's CI_PIPELINE_CREATED_AT, as GitLab writes it (`2022-01-31T16:47:55Z`, gitlabhq
+# doc/ci/variables/predefined_variables.md).
+RFC3339_UTC = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")
+INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json, "
+    "application/vnd.docker.distribution.manifest.list.v2+json"
+)
+
+
+def index_annotations(registry: LocalRegistry, repository: str, tag: str) -> dict[str, str]:
+    response = requests.get(
+        f"{registry.url}/v2/{repository}/manifests/{tag}",
+        headers={"Accept": INDEX_TYPES},
+        timeout=10,
+    )
+    response.raise_for_status()
+    found: dict[str, str] = response.json().get("annotations") or {}
+    return found
 
 
 def tags_of(registry: LocalRegistry, repository: str) -> set[str]:
@@ -149,7 +176,7 @@ def test_buildah_pipeline_mr_then_release(lab: Lab, tmp_path: Path) -> None:
         "dockerfile": "app/Containerfile",
         "builder": "buildah",
         "allow_emulation": True,  # one x86 machine: arm64 runs under QEMU
-        "insecure_registry": True,
+        "insecure": True,
         # Shell executor: the image is not pulled; the archfleet on PATH (this checkout's) runs.
         "archfleet_image": TOOL_IMAGE,
         "smoke": True,
@@ -181,6 +208,12 @@ def test_buildah_pipeline_mr_then_release(lab: Lab, tmp_path: Path) -> None:
     ):
         assert f"PASS  archfleet-{job}" in mr.output, mr.output[-3000:]
     assert f"is archfleet {__version__}, as this component expects" in mr.output
+    # The preflight checked the base (a multi-arch index on the lab registry) before the builds.
+    assert (
+        "archfleet check-bases --platforms linux/amd64,linux/arm64 --build-platform native "
+        "--file app/Containerfile --insecure"
+    ) in mr.output
+    assert "every base image of app/Containerfile offers linux/amd64,linux/arm64" in mr.output
     assert "archfleet-release" not in mr.output
     # Builds push by digest only; the merge-request pipeline writes its scratch tag, no other.
     assert tags_of(lab.registry, repository) == {
@@ -197,7 +230,11 @@ def test_buildah_pipeline_mr_then_release(lab: Lab, tmp_path: Path) -> None:
     release = gcl.run(
         project,
         *args,
-        variables={"CI_COMMIT_REF_PROTECTED": "true", "CI_COMMIT_BRANCH": "main"},
+        variables={
+            "CI_COMMIT_REF_PROTECTED": "true",
+            "CI_COMMIT_BRANCH": "main",
+            "CI_PROJECT_URL": PROJECT_URL,
+        },
         env=lab.env,
     )
     assert release.code == 0, release.output[-6000:]
@@ -221,8 +258,45 @@ def test_buildah_pipeline_mr_then_release(lab: Lab, tmp_path: Path) -> None:
         built = dotenv(project, f"archfleet-build-{arch}")[f"ARCHFLEET_DIGEST_{arch.upper()}"]
         assert resolved_digest(f"{image}:latest", f"linux/{arch}") == built
     assert written["ARCHFLEET_MERGED_PLATFORMS"] == "linux/amd64,linux/arm64"
+    # The index says where it came from: the pipeline's project, commit and creation time.
+    index = index_annotations(lab.registry, repository, "latest")
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert index["org.opencontainers.image.source"] == PROJECT_URL
+    assert index["org.opencontainers.image.revision"] == commit
+    assert RFC3339_UTC.match(index["org.opencontainers.image.created"]), index
     assert "as linux/arm64: 'uname -m' -> aarch64" in release.output
     assert "as linux/amd64: 'uname -m' -> x86_64" in release.output
+
+
+def test_preflight_fails_on_a_base_without_the_platform(lab: Lab, tmp_path: Path) -> None:
+    amd64_only = f"{lab.registry.address}/ci-templates/base:amd64"  # one manifest, no index
+    inputs = {
+        "image": f"{lab.registry.address}/ci-templates/app",
+        "insecure": True,
+        "archfleet_image": TOOL_IMAGE,
+    }
+    project = gcl.make_project(
+        tmp_path / "project", project_files(inputs, {"Dockerfile": f"FROM {amd64_only}\n"})
+    )
+    run = gcl.run(
+        project,
+        "--force-shell-executor",
+        "--no-json-schema-validation",
+        variables={"CI_COMMIT_REF_PROTECTED": "false"},
+        env=lab.env,
+    )
+    assert run.code != 0
+    assert "FAIL  archfleet-preflight" in run.output, run.output[-4000:]
+    assert (
+        f"error: base {amd64_only} (stage-0 (line 1)) does not offer linux/arm64 "
+        "(offers: linux/amd64)"
+    ) in run.output
+    assert "check_bases: a base image of Dockerfile does not offer every platform" in run.output
+    # No build job started.
+    assert "archfleet-build-amd64" not in run.output.split("FAIL  archfleet-preflight")[0]
+    assert not list(project.glob("archfleet-build-*.env"))
 
 
 # --- buildx, with a recording fake docker ---------------------------------------------------------
@@ -268,8 +342,12 @@ def calls_of(calls: Path, job: str) -> list[dict[str, Any]]:
 
 BUILDX_INPUTS = {
     "image": "registry.example.com/team/app",
+    "builder": "buildx",
     "build_args": ["VERSION=1.2", "NOTE=two words"],
 }
+# GitLab's shell executor ignores `services:` (the buildx jobs' docker:dind); gitlab-ci-local
+# starts them even with --force-shell-executor, so the project drops them here.
+NO_SERVICES = {f"archfleet-build-{arch}": {"services": []} for arch in ("amd64", "arm64")}
 REGISTRY_VARIABLES = {
     "CI_REGISTRY": "registry.example.com",
     "CI_REGISTRY_USER": "gitlab-ci-token",
@@ -280,7 +358,8 @@ REGISTRY_VARIABLES = {
 def test_buildx_job_commands(tmp_path: Path, fake_docker: tuple[Path, dict[str, str]]) -> None:
     calls, env = fake_docker
     project = gcl.make_project(
-        tmp_path / "project", project_files({**BUILDX_INPUTS, "allow_emulation": True})
+        tmp_path / "project",
+        project_files({**BUILDX_INPUTS, "allow_emulation": True}, jobs=NO_SERVICES),
     )
     run = gcl.run(
         project,
@@ -333,10 +412,15 @@ def test_buildx_job_commands(tmp_path: Path, fake_docker: tuple[Path, dict[str, 
                 "VERSION=1.2",
                 "--build-arg",
                 "NOTE=two words",
+                # Not a protected pipeline: reads the protected cache and its own, writes
+                # only its own.
                 "--cache-from",
                 f"type=registry,ref=registry.example.com/team/app/buildcache:{arch}",
+                "--cache-from",
+                f"type=registry,ref=registry.example.com/team/app/buildcache:unprotected-{arch}",
                 "--cache-to",
-                f"type=registry,ref=registry.example.com/team/app/buildcache:{arch},mode=max",
+                "type=registry,ref=registry.example.com/team/app/buildcache:"
+                f"unprotected-{arch},mode=max",
                 ".",
             ],
         ]
@@ -344,13 +428,27 @@ def test_buildx_job_commands(tmp_path: Path, fake_docker: tuple[Path, dict[str, 
         assert dotenv(project, f"archfleet-build-{arch}") == {
             f"ARCHFLEET_DIGEST_{arch.upper()}": digest
         }
+    # A protected pipeline reads and writes the protected ref only.
+    protected = gcl.run(
+        project,
+        "--force-shell-executor",
+        "--no-json-schema-validation",
+        "archfleet-build-amd64",
+        variables={**REGISTRY_VARIABLES, "CI_COMMIT_REF_PROTECTED": "true"},
+        env=env,
+    )
+    assert protected.code == 0, protected.output[-4000:]
+    build = calls_of(calls, "archfleet-build-amd64")[-1]["args"]
+    cache = [(a, b) for a, b in itertools.pairwise(build) if a.startswith("--cache")]
+    ref = "type=registry,ref=registry.example.com/team/app/buildcache:amd64"
+    assert cache == [("--cache-from", ref), ("--cache-to", f"{ref},mode=max")]
 
 
 def test_native_guard_fails_the_job_on_the_wrong_arch(
     tmp_path: Path, fake_docker: tuple[Path, dict[str, str]]
 ) -> None:
     calls, env = fake_docker
-    project = gcl.make_project(tmp_path / "project", project_files(BUILDX_INPUTS))
+    project = gcl.make_project(tmp_path / "project", project_files(BUILDX_INPUTS, jobs=NO_SERVICES))
     run = gcl.run(
         project,
         "--force-shell-executor",
@@ -418,13 +516,23 @@ def test_preflight_stops_the_pipeline_before_any_build_on_another_version(
 
 def test_preflight_passes_with_this_version(tmp_path: Path) -> None:
     project = gcl.make_project(
-        tmp_path / "project", project_files({**BUILDX_INPUTS, "archfleet_image": TOOL_IMAGE})
+        tmp_path / "project",
+        project_files(
+            {**BUILDX_INPUTS, "archfleet_image": TOOL_IMAGE}, {"Dockerfile": "FROM scratch\n"}
+        ),
     )
     run = gcl.run(
         project, "--force-shell-executor", "--no-json-schema-validation", "archfleet-preflight"
     )
     assert run.code == 0, run.output[-3000:]
     assert "PASS  archfleet-preflight" in run.output
+    # check_bases (on by default) ran on the checkout's Dockerfile; build-arg values stay out.
+    assert (
+        "archfleet check-bases --platforms linux/amd64,linux/arm64 --build-platform native "
+        "--file Dockerfile --build-arg VERSION=... --build-arg NOTE=..."
+    ) in run.output
+    assert "VERSION=1.2" not in run.output
+    assert "every base image of Dockerfile offers linux/amd64,linux/arm64" in run.output
     assert (
         f"is archfleet {__version__}, as this component expects (image {TOOL_IMAGE})"
     ) in run.output
@@ -521,7 +629,14 @@ def test_archfleet_install_of_a_pinned_wheel(tmp_path: Path, archfleet_wheel: Pa
         ):
             project = gcl.make_project(
                 tmp_path / f"project-{passes}",
-                project_files({"archfleet_image": "python:3.12-slim", "archfleet_install": value}),
+                project_files(
+                    # No Dockerfile in this project: the install is what is tested.
+                    {
+                        "archfleet_image": "python:3.12-slim",
+                        "archfleet_install": value,
+                        "check_bases": False,
+                    }
+                ),
             )
             run = gcl.run(
                 project,
@@ -535,9 +650,8 @@ def test_archfleet_install_of_a_pinned_wheel(tmp_path: Path, archfleet_wheel: Pa
                 assert run.code == 0, run.output[-4000:]
                 assert "archfleet_install: pip in hash-checking mode" in run.output
                 # The archfleet that ran is the installed one, in the job-private virtualenv.
-                assert "/archfleet-tool." in run.output and "/venv/bin/archfleet is archfleet" in (
-                    run.output
-                )
+                assert "/archfleet-job-" in run.output
+                assert "/tool/venv/bin/archfleet is archfleet" in run.output
                 assert f"archfleet {__version__}, as this component expects" in run.output
             else:
                 assert run.code != 0

@@ -10,7 +10,7 @@ tree itself (a component of its own project at its own HEAD is local to it), so 
 not substituted.
 
 The only edits to the published .gitlab-ci.yml are four component inputs this machine needs:
-`builder: buildah` (no Docker engine with buildx for the jobs here), `insecure_registry: true`
+`builder: buildah` (no Docker engine with buildx for the jobs here), `insecure: true`
 (plain-HTTP loopback registry), `allow_emulation: true` (one x86_64 machine: the arm64 build and
 smoke jobs run under QEMU through binfmt_misc, so nothing here says how fast a real arm64 runner
 is), and `cache: false`, cut for time: buildah's `--cache-to` pushes every build step to a
@@ -75,7 +75,7 @@ VERSION = __version__
 ARCHES = {"amd64": "x86_64", "arm64": "aarch64"}
 TEST_INPUTS = {
     "builder": "buildah",
-    "insecure_registry": True,
+    "insecure": True,
     "allow_emulation": True,
     "cache": False,
 }
@@ -142,7 +142,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
         with GitLabFake(token=TOKEN, project=PROJECT) as fake:
             fake.registry_host = registry.address
             run = archfleet(
-                *("publish-templates", "--project", PROJECT, "--url", fake.url),
+                *("publish-templates", "--project", PROJECT, "--url", fake.url, "--allow-http"),
                 *("--version", VERSION, "--wheel", str(wheel)),
                 env={"GITLAB_TOKEN": TOKEN},
                 unset=("CI_SERVER_URL",),

@@ -103,14 +103,14 @@ def test_without_the_flag_an_unknown_host_is_refused_and_nothing_is_written(
     empty.write_bytes(b"")
     run = facts(write_inventory(sshds, tmp_path / "fleet.yml", empty, [("build-1", host)]))
     assert run.code == 1
-    [report] = run.json()
+    [report] = run.json()["hosts"]
     assert f"unknown host key of [{host.address}]:{host.port}" in report["error"]
     assert "--accept-new-host-keys" in report["error"]  # says how to get past it
     assert empty.read_bytes() == b""
     # A known_hosts file that does not exist yet is an error, and is not created.
     missing = tmp_path / "not-yet"
     run = facts(write_inventory(sshds, tmp_path / "fleet2.yml", missing, [("build-1", host)]))
-    assert run.code == 1 and "does not exist" in run.json()[0]["error"]
+    assert run.code == 1 and "does not exist" in run.json()["hosts"][0]["error"]
     assert not missing.exists()
     assert recorded_notes(run) == []
 
@@ -124,7 +124,7 @@ def test_the_flag_records_the_real_key_once_and_the_next_run_needs_no_flag(
     inventory = write_inventory(sshds, tmp_path / "fleet.yml", known_hosts, [("build-1", host)])
     run = facts(inventory, "--accept-new-host-keys")
     assert run.code == 0, run.stderr
-    assert [(f["host"], f["arch"]) for f in run.json()] == [("build-1", "amd64")]
+    assert [(f["host"], f["arch"]) for f in run.json()["hosts"]] == [("build-1", "amd64")]
     # Exactly one line, in OpenSSH's format, holding the key the host really has.
     assert (
         known_hosts.read_text()
@@ -141,7 +141,7 @@ def test_the_flag_records_the_real_key_once_and_the_next_run_needs_no_flag(
 
     again = facts(inventory)  # no flag: the recorded key is known now
     assert again.code == 0, again.stderr
-    assert "error" not in again.json()[0]
+    assert again.json()["hosts"][0]["error"] is None
     # With the flag again: nothing new to record.
     third = facts(inventory, "--accept-new-host-keys")
     assert third.code == 0, third.stderr
@@ -171,8 +171,8 @@ def test_a_changed_key_is_refused_even_with_the_flag_and_never_overwritten(
     inventory = write_inventory(sshds, tmp_path / "fleet.yml", known_hosts, [("build-1", host)])
     run = facts(inventory, "--accept-new-host-keys")
     assert run.code == 1
-    [report] = run.json()
-    assert report["error"].startswith("build-1: host key mismatch")
+    [report] = run.json()["hosts"]
+    assert report["error"].startswith("host key mismatch")
     assert known_hosts.read_bytes() == before
     assert recorded_notes(run) == []
 
@@ -187,7 +187,7 @@ def test_many_hosts_at_once_record_one_whole_line_per_server(sshds: Sshds, tmp_p
     inventory = write_inventory(sshds, tmp_path / "fleet.yml", known_hosts, names)
     run = facts(inventory, "--accept-new-host-keys", "--workers", "6")
     assert run.code == 0, run.stderr
-    assert sorted(f["host"] for f in run.json() if "error" not in f) == [n for n, _ in names]
+    assert sorted(f["host"] for f in run.json()["hosts"] if f["ok"]) == [n for n, _ in names]
     lines = known_hosts.read_text().splitlines()
     assert lines[0] == "# recorded by archfleet"
     assert sorted(lines[1:]) == sorted(
@@ -213,7 +213,9 @@ def test_a_jump_host_key_is_refused_then_recorded_like_any_other(
     refused = facts(inventory)
     assert refused.code == 1
     # The jump host is met first: its key is the one refused.
-    assert f"unknown host key of [{jump.address}]:{jump.port}" in refused.json()[0]["error"]
+    assert (
+        f"unknown host key of [{jump.address}]:{jump.port}" in refused.json()["hosts"][0]["error"]
+    )
     assert known_hosts.read_bytes() == b""
 
     run = facts(inventory, "--accept-new-host-keys")

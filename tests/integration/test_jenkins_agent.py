@@ -103,6 +103,8 @@ def test_create_then_find_round_trip(jenkins: FakeJenkins, nodes: JenkinsNodes) 
         online=False,
         host_key=KEY,
         host_key_strategy=MANUAL_STRATEGY,
+        launcher_host="127.0.0.41",  # read back, so a moved jenkins.address plans update-node
+        launcher_port=2222,
     )
     stored = parse_node_config(jenkins.nodes[NODE], node=NODE)
     assert stored.launcher == SSH_LAUNCHER and stored.mode == "EXCLUSIVE"

@@ -57,6 +57,8 @@ PRIVATE_TOOL_IMAGE = f"registry.example.com/private/archfleet:{__version__}"
 PULL_USER = "puller"
 PULL_SECRET = "Pq9-image-PULL-secret"
 MERGE_MARK = "merge-manifest"
+COMMIT = "3f9c2a7be41d05c6e8a9b0c1d2e3f405a6b7c8d9"  # what the harness' checkout returns
+SHORT_SHA = COMMIT[:8]
 INDEX_ACCEPT = (
     "application/vnd.oci.image.index.v1+json, "
     "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -230,6 +232,18 @@ def scenario(name: str, root: Path, **overrides: Any) -> dict[str, Any]:
     return base
 
 
+AMD64_ONLY_BASE = "registry.example.com/base/amd64-only:1.0"
+
+
+def amd64_only_source(root: Path) -> Path:
+    """A source tree whose Dockerfile's base offers amd64 only (as the FAKE check-bases is told
+    with FAKE_BASES_MISSING=linux/arm64)."""
+    source = root / "source-amd64-only"
+    source.mkdir(parents=True, exist_ok=True)
+    (source / "Dockerfile").write_text(f"FROM {AMD64_ONLY_BASE}\nRUN true\n")
+    return source
+
+
 def with_args(**args: Any) -> dict[str, Any]:
     return {"name": "multiArchBuild", "args": {"image": IMAGE, "builder": "buildah", **args}}
 
@@ -323,11 +337,88 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]
             "merge-fails",
             root,
             env={"BRANCH_NAME": "main", "SHIM_LOG": shim("merge-fails"), "FAKE_FAIL_MERGE": "1"},
+            # Also the run without the base image check: the preflight is the version check alone.
+            step=with_args(checkBases=False),
+        ),
+        scenario(
+            "base-lacks-arm64",
+            root,
+            source=str(amd64_only_source(root)),
+            env={
+                "BRANCH_NAME": "main",
+                "SHIM_LOG": shim("base-lacks-arm64"),
+                "FAKE_BASES_MISSING": "linux/arm64",
+            },
+            step=with_args(credentialsId="registry"),
         ),
         scenario(
             "feature-branch-no-push",
             root,
             env={"BRANCH_NAME": "feature/x", "SHIM_LOG": shim("feature-branch-no-push")},
+            step=with_args(credentialsId="registry"),
+        ),
+        # ---- never hang, no release races
+        scenario(
+            "no-arm64-agent",
+            root,
+            agents=[fake_agent("amd-1", ["linux", "amd64"], "x86_64", root / "no-arm.tools.log")],
+            env={"BRANCH_NAME": "main", "SHIM_LOG": str(root / "no-arm.tools.log")},
+            step=with_args(agentTimeout=5),
+        ),
+        scenario(
+            "fallback-label",
+            root,
+            agents=[
+                fake_agent("amd-1", ["linux", "amd64"], "x86_64", shim("fallback-label")),
+                fake_agent("qemu-1", ["qemu"], "x86_64", shim("fallback-label")),
+            ],
+            step=with_args(allowEmulation="qemu"),
+        ),
+        scenario(
+            "agent-lost",
+            root,
+            agents=[
+                fake_agent("amd-1", ["linux", "amd64"], "x86_64", shim("agent-lost")),
+                # Lost after its first sh (the native guard): the branch starts again on arm-2.
+                {
+                    **fake_agent("arm-1", ["linux", "arm64"], "aarch64", shim("agent-lost")),
+                    "loseAfter": 1,
+                },
+                fake_agent("arm-2", ["linux", "arm64"], "aarch64", shim("agent-lost")),
+            ],
+        ),
+        scenario(
+            "no-lockable-resources",
+            root,
+            plugins=["pipeline-milestone-step"],
+        ),
+        scenario(
+            "buildx-remote-builder",
+            root,
+            agents=[
+                fake_agent("amd-1", ["linux", "amd64"], "x86_64", shim("buildx-remote-builder")),
+                # An arm64 agent whose buildx builder is an amd64 machine (DOCKER_HOST elsewhere).
+                with_agent_env(
+                    fake_agent(
+                        "arm-1", ["linux", "arm64"], "aarch64", shim("buildx-remote-builder")
+                    ),
+                    FAKE_BUILDX_PLATFORMS="linux/amd64, linux/arm64, linux/riscv64",
+                ),
+            ],
+            step={"name": "multiArchBuild", "args": {"image": IMAGE, "builder": "buildx"}},
+        ),
+        # Two builds of one job: #2 merges first, then #1 (older) reaches the milestone.
+        scenario(
+            "release-build-2",
+            root,
+            job="release",
+            env={"BRANCH_NAME": "main", "BUILD_NUMBER": "2", "SHIM_LOG": shim("release-build-2")},
+        ),
+        scenario(
+            "release-build-1",
+            root,
+            job="release",
+            env={"BRANCH_NAME": "main", "BUILD_NUMBER": "1", "SHIM_LOG": shim("release-build-1")},
         ),
         scenario(
             "unknown-credentials",
@@ -339,6 +430,15 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]
             root,
             step=None,
             jenkinsfile=str(LIBRARY / "Jenkinsfile.example"),
+            credentials={"registry-push": {"username": USER, "password": SECRET}},
+        ),
+        # The plain Pipeline job publish-jenkins-library creates: no branch, pushes explicitly.
+        scenario(
+            "declarative-example-plain-job",
+            root,
+            step=None,
+            jenkinsfile=str(LIBRARY / "Jenkinsfile.example"),
+            env={"SHIM_LOG": shim("declarative-example-plain-job")},
             credentials={"registry-push": {"username": USER, "password": SECRET}},
         ),
         scenario(
@@ -362,7 +462,8 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]
             root,
             step=with_args(
                 credentialsId="registry",
-                tags=["1.4.0"],
+                imageTags=["1.4.0"],
+                tagLatest=False,
                 archfleetImage=fake_image(root, TOOL_IMAGE),
                 archfleetImageArgs="--network host",
             ),
@@ -455,6 +556,9 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]
         if s.get("step") is None:
             del s["step"]
         s["env"].setdefault("SHIM_LOG", shim(s["name"]))
+        if s["env"].get("BRANCH_NAME") == "main":
+            # A multibranch job whose primary branch is main (branch-api sets this).
+            s["env"].setdefault("BRANCH_IS_PRIMARY", "true")
         s["env"].setdefault("FAKE_ARCHFLEET_VERSION", __version__)
         s["env"].setdefault("FAKE_DOCKER_IMAGES", str(root / "images"))
         s["env"].setdefault("FAKE_DOCKER_STATE", str(root / "engines" / s["name"]))
@@ -486,7 +590,11 @@ def test_one_native_branch_per_platform_then_one_merge(
     assert len(merges) == 1
     digests = {p: fake_digest(p) for p in expected}
     assert merges[0].args == (
-        f"merge-manifest --target {IMAGE}:1.4.0 --target {IMAGE}:latest "
+        "merge-manifest "
+        "--annotation org.opencontainers.image.source=https://git.example.com/team/app.git "
+        f"--annotation org.opencontainers.image.revision={COMMIT} "
+        "--annotation org.opencontainers.image.created=2025-12-03T03:30:45Z "
+        f"--target {IMAGE}:1.4.0 --target {IMAGE}:latest "
         f"--source linux/amd64=@{digests['linux/amd64']} "
         f"--source linux/arm64=@{digests['linux/arm64']}"
     )
@@ -501,8 +609,13 @@ def test_one_native_branch_per_platform_then_one_merge(
         builds = [t for t in tools if t.tool == "buildah" and t.args.startswith("build ")]
         assert [t.node for t in builds if t.platform == platform] == [agent]
         build_args = next(t.args for t in builds if t.platform == platform)
-        assert "--build-arg VERSION=1.4.0 " in build_args
-        assert "--build-arg NOTE=two words " in build_args
+        # Names only on the command line (`ps` shows it to every user); the values reached
+        # the builder through its environment.
+        assert "--build-arg NOTE --build-arg VERSION " in build_args and "1.4.0" not in build_args
+        received = {
+            t.args for t in tools if t.platform == platform and t.args.startswith("build-arg-env")
+        }
+        assert received == {"build-arg-env VERSION=1.4.0", "build-arg-env NOTE=two words"}
         (copy,) = [
             t
             for t in tools
@@ -510,6 +623,8 @@ def test_one_native_branch_per_platform_then_one_merge(
         ]
         assert copy.node == agent and copy.args.endswith(f"docker://{IMAGE}@{digests[platform]}")
     result = returned(report)
+    # `tags` is the old name of imageTags: accepted, with a warning.
+    assert "WARNING: the argument 'tags' is deprecated, use 'imageTags'" in report["log"]
     assert result["pushed"] is True and result["digests"] == digests
     assert result["index"] == fake_digest(f"index {merges[0].args}")
     assert result["tags"] == [f"{IMAGE}:1.4.0", f"{IMAGE}:latest"]
@@ -520,7 +635,7 @@ def test_secrets_reach_scripts_only_as_environment(fake: tuple[Path, dict[str, A
     report = reports["happy"]
     assert report["result"] == "SUCCESS", explain(report)
     bindings = [b for c in calls(report, "withCredentials") for b in c["args"]["bindings"]]
-    assert len(bindings) == 3  # two builds, one merge
+    assert len(bindings) == 4  # two builds, one merge, the check-bases login (preflight)
     assert all(
         b
         == {
@@ -546,7 +661,11 @@ def test_secrets_reach_scripts_only_as_environment(fake: tuple[Path, dict[str, A
     assert all(
         t.args.endswith(f"stdin={SECRET_HASH}") and f"--username {USER}" in t.args for t in logins
     )
-    merger = [t for t in tools if t.tool == "archfleet" and t.args != "--version"]
+    merger = [
+        t
+        for t in tools
+        if t.tool == "archfleet" and t.args != "--version" and "build-arg-env" not in t.args
+    ]
     assert merger and all(t.user == USER and t.password_hash == SECRET_HASH for t in merger)
     # The version checks run without them.
     checks = [t for t in tools if t.tool == "archfleet" and t.args == "--version"]
@@ -572,14 +691,20 @@ def test_buildx_label_pattern_and_tag_build(fake: tuple[Path, dict[str, Any]]) -
         )
     logins = [t for t in tools if t.tool == "docker" and t.args.startswith("login")]
     assert len(logins) == 2 and all(t.args.endswith(f"stdin={SECRET_HASH}") for t in logins)
-    merge_env = [c["args"]["env"] for c in calls(report, "withEnv") if c["branch"] is None]
-    assert [e for e in merge_env[0] if e.startswith("AF_ARCHFLEET=")] == [
-        f"AF_ARCHFLEET={SHIMS / 'fake-tool'} archfleet"
-    ]
+    outside = [c["args"]["env"] for c in calls(report, "withEnv") if c["branch"] is None]
+    # The merge's and the preflight check-bases' environment name the same command.
+    for mark in ("AF_TARGETS=", "AF_DOCKERFILE="):
+        (tool_env,) = [env for env in outside if any(e.startswith(mark) for e in env)]
+        assert [e for e in tool_env if e.startswith("AF_ARCHFLEET=")] == [
+            f"AF_ARCHFLEET={SHIMS / 'fake-tool'} archfleet"
+        ]
     assert len([t for t in tools if t.tool == "archfleet" and MERGE_MARK in t.args]) == 1
     result = returned(report)
-    # A tag build pushes by default and tags the release with the git tag.
-    assert result["tags"] == [f"{IMAGE}:v2.0.0"]
+    # A tag build pushes by default; the GitLab component's tags: short SHA, the tag's slug,
+    # the semver floats (no latest: a tag is not the primary branch).
+    assert result["tags"] == [
+        f"{IMAGE}:{tag}" for tag in (SHORT_SHA, "v2-0-0", "2.0.0", "2.0", "2")
+    ]
     assert result["digests"] == {p: fake_digest(p) for p in ("linux/amd64", "linux/arm64")}
 
 
@@ -600,7 +725,11 @@ def test_native_guard_refuses_a_mislabelled_agent(fake: tuple[Path, dict[str, An
     assert not merge_calls(report)
     tools = tool_calls(root / "guard.tools.log")
     assert not [t for t in tools if t.platform == "linux/arm64"]
-    assert [t.args for t in tools if t.tool == "archfleet"] == ["--version"]  # the preflight
+    # The preflight only.
+    assert [t.args.split()[0] for t in tools if t.tool == "archfleet"] == [
+        "--version",
+        "check-bases",
+    ]
 
 
 def test_emulation_allowed_builds_with_a_warning(fake: tuple[Path, dict[str, Any]]) -> None:
@@ -626,7 +755,10 @@ def test_a_failure_moves_no_tag(fake: tuple[Path, dict[str, Any]], name: str) ->
         # Without failFast the amd64 branch finishes (its digest push writes no tag), but no
         # merge runs: no tag anywhere moves.
         assert not merge_calls(report)
-        assert [t.args for t in tools if t.tool == "archfleet"] == ["--version"]
+        assert [t.args.split()[0] for t in tools if t.tool == "archfleet"] == [
+            "--version",
+            "check-bases",
+        ]
         (failed,) = [b for b in calls(report, "branch") if b["status"] == "FAILURE"]
         assert failed["args"]["name"] == "linux/arm64"
         assert "fake buildah: build of linux/arm64 failed" in report["log"]
@@ -672,6 +804,18 @@ def test_bad_config_is_a_clear_error(fake: tuple[Path, dict[str, Any]], name: st
     assert not calls(report, "node") and not calls(report, "sh")
 
 
+def test_the_publishers_plain_job_pushes_with_push_true(fake: tuple[Path, dict[str, Any]]) -> None:
+    _, reports = fake
+    report = reports["declarative-example-plain-job"]
+    assert report["result"] == "SUCCESS", explain(report)
+    (step,) = calls(report, "multiArchBuild")
+    assert step["args"]["args"]["push"] is True
+    result = returned(report)
+    # No branch: no slug and no latest; the commit's short SHA is the tag.
+    assert result["pushed"] is True and result["tags"] == [f"{IMAGE}:{SHORT_SHA}"]
+    assert len(merge_calls(report)) == 1
+
+
 @pytest.mark.parametrize("name", ["declarative-example", "scripted-example"])
 def test_examples_run_under_the_harness(fake: tuple[Path, dict[str, Any]], name: str) -> None:
     _, reports = fake
@@ -684,14 +828,217 @@ def test_examples_run_under_the_harness(fake: tuple[Path, dict[str, Any]], name:
     inside = {c["args"]["label"]: c["container"] for c in calls(report, "sh") if c["container"]}
     if name == "declarative-example":
         assert report["params"]["IMAGE"] == IMAGE
-        assert result["tags"] == [f"{IMAGE}:latest"]
+        assert result["tags"] == [f"{IMAGE}:{t}" for t in (SHORT_SHA, "main", "latest")]
         # Its default: the merge in the tool image of this library's version.
         assert report["params"]["ARCHFLEET_IMAGE"] == TOOL_IMAGE
-        assert inside == {"archfleet --version": TOOL_IMAGE, "archfleet merge-manifest": TOOL_IMAGE}
+        assert inside == {
+            "archfleet --version": TOOL_IMAGE,
+            "archfleet check-bases": TOOL_IMAGE,
+            "archfleet merge-manifest": TOOL_IMAGE,
+        }
     else:
-        assert result["tags"] == [f"{IMAGE}:latest", f"{IMAGE}:build-7"]
+        assert result["tags"] == [f"{IMAGE}:build-7", f"{IMAGE}:latest"]
         # The archfleet on the merge agent.
         assert inside == {} and not calls(report, "withDockerContainer")
+
+
+# ------------------------------------------------------------------ the harness' assertions
+
+
+LIBRARY_RUNS = [
+    "happy",
+    "buildx-pattern-tag-build",
+    "arm64-build-fails",
+    "feature-branch-no-push",
+    "image",
+    "image-private",
+    "declarative-example",
+    "scripted-example",
+    "declarative-example-plain-job",
+    "fallback-label",
+    "agent-lost",
+    "no-lockable-resources",
+    "release-build-2",
+    "no-arm64-agent",
+]
+
+
+@pytest.mark.parametrize("name", LIBRARY_RUNS)
+def test_every_node_is_inside_a_timeout(fake: tuple[Path, dict[str, Any]], name: str) -> None:
+    _, reports = fake
+    nodes = calls(reports[name], "node")
+    assert nodes
+    for node in nodes:
+        assert "timeout" in node["blocks"], node
+        (timeout,) = [c for c in calls(reports[name], "timeout") if c["seq"] == node["seq"] - 1]
+        assert timeout["args"] == {
+            "time": 60 if name != "no-arm64-agent" else 5,
+            "unit": "MINUTES",
+            "activity": False,
+        }
+
+
+def test_a_platform_without_an_agent_fails_naming_its_label(
+    fake: tuple[Path, dict[str, Any]],
+) -> None:
+    _, reports = fake
+    report = reports["no-arm64-agent"]
+    assert report["result"] == "FAILURE" and report["errorClass"] == "hudson.AbortException"
+    assert (
+        "no agent with label 'arm64' came online for linux/arm64 within 5 minutes"
+        in (report["error"])
+    )
+    assert "allowEmulation: '<label>'" in report["error"]
+    (waiting,) = [c for c in calls(report, "node") if c.get("status") == "WAITING"]
+    assert waiting["args"]["label"] == "arm64" and waiting["branch"] == "linux/arm64"
+    # Jenkins' queue message quotes the label in typographic quotes.
+    assert "There are no nodes with the label \u2018arm64\u2019" in report["log"]
+    assert "Cancelling nested steps due to timeout" in report["log"]
+    assert not merge_calls(report)
+
+
+def test_a_fallback_label_builds_under_emulation(fake: tuple[Path, dict[str, Any]]) -> None:
+    root, reports = fake
+    report = reports["fallback-label"]
+    assert report["result"] == "SUCCESS", explain(report)
+    arm = [c for c in calls(report, "node") if c["branch"] == "linux/arm64"]
+    assert [(c["args"]["label"], c["agent"], c.get("status")) for c in arm] == [
+        ("arm64", None, "WAITING"),
+        ("qemu", "qemu-1", "SUCCESS"),
+    ]
+    assert (
+        "no native agent for linux/arm64 (label 'arm64'); building it under emulation"
+        in (report["log"])
+    )
+    tools = tool_calls(root / "fallback-label.tools.log")
+    builds = [t for t in tools if t.tool == "buildah" and t.args.startswith("build ")]
+    assert {(t.platform, t.node) for t in builds} == {
+        ("linux/amd64", "amd-1"),
+        ("linux/arm64", "qemu-1"),
+    }
+
+
+def test_a_lost_agent_is_retried_on_another(fake: tuple[Path, dict[str, Any]]) -> None:
+    root, reports = fake
+    report = reports["agent-lost"]
+    assert report["result"] == "SUCCESS", explain(report)
+    (retry,) = [c for c in calls(report, "retry") if c["branch"] == "linux/arm64"]
+    assert retry["args"] == {"count": 2, "conditions": ["agent", "nonresumable"]}
+    assert retry["retried"] == 1
+    arm = [c["agent"] for c in calls(report, "node") if c["branch"] == "linux/arm64"]
+    assert arm == ["arm-1", "arm-2"]
+    assert "Agent arm-1 was lost" in report["log"]
+    tools = tool_calls(root / "agent-lost.tools.log")
+    assert [
+        t.node
+        for t in tools
+        if t.tool == "buildah" and t.args.startswith("build ") and t.platform == "linux/arm64"
+    ] == ["arm-2"]
+
+
+def test_a_build_that_fails_is_not_retried(fake: tuple[Path, dict[str, Any]]) -> None:
+    _, reports = fake
+    report = reports["arm64-build-fails"]
+    assert all("retried" not in c for c in calls(report, "retry"))
+    assert len([c for c in calls(report, "node") if c["branch"] == "linux/arm64"]) == 1
+
+
+def test_milestone_before_the_merge_and_a_lock_per_image(
+    fake: tuple[Path, dict[str, Any]],
+) -> None:
+    _, reports = fake
+    report = reports["happy"]
+    (milestone,) = calls(report, "milestone")
+    assert milestone["branch"] is None and milestone["args"]["label"] == f"archfleet merge {IMAGE}"
+    (parallel,) = calls(report, "parallel")
+    merge_node = next(c for c in calls(report, "node") if "merge multi-arch index" in c["stages"])
+    assert parallel["end"] < milestone["seq"] < merge_node["seq"]
+    (lock,) = calls(report, "lock")
+    assert lock["args"] == {"resource": f"archfleet {IMAGE}"}
+    (merge,) = merge_calls(report)
+    assert "lock" in merge["blocks"] and lock["seq"] < merge["seq"] < lock["end"]
+
+
+def test_an_older_build_never_moves_a_tag_after_a_newer_one(
+    fake: tuple[Path, dict[str, Any]],
+) -> None:
+    root, reports = fake
+    newer, older = reports["release-build-2"], reports["release-build-1"]
+    assert newer["result"] == "SUCCESS", explain(newer)
+    assert len(merge_calls(newer)) == 1
+    # Build #1 built, but the milestone cancelled it before its merge (NOT_BUILT).
+    assert older["result"] == "NOT_BUILT" or "NOT_BUILT" in (older["error"] or "")
+    assert "Canceled since build #2 already got here" in older["log"]
+    assert not merge_calls(older)
+    tools = tool_calls(root / "release-build-1.tools.log")
+    assert not [t for t in tools if t.tool == "archfleet" and MERGE_MARK in t.args]
+
+
+def test_without_lockable_resources_the_merge_runs_unlocked(
+    fake: tuple[Path, dict[str, Any]],
+) -> None:
+    _, reports = fake
+    report = reports["no-lockable-resources"]
+    assert report["result"] == "SUCCESS", explain(report)
+    assert not calls(report, "lock") and len(merge_calls(report)) == 1
+    assert (
+        "the Lockable Resources plugin is not installed: merging without the lock"
+        in (report["log"])
+    )
+
+
+def test_no_credentials_are_bound_when_nothing_is_pushed(
+    fake: tuple[Path, dict[str, Any]],
+) -> None:
+    _, reports = fake
+    report = reports["feature-branch-no-push"]
+    assert returned(report)["pushed"] is False
+    assert not calls(report, "withCredentials")
+    # ... while a pushing run with the same credentialsId binds them for builds and merge, and
+    # for the preflight's check-bases login (a private docker config for the image's registry).
+    assert len(calls(reports["happy"], "withCredentials")) == 4
+
+
+@pytest.mark.parametrize("name", ["happy", "image", "feature-branch-no-push", "agent-lost"])
+def test_no_file_is_written_inside_the_workspace(
+    fake: tuple[Path, dict[str, Any]], name: str
+) -> None:
+    root, reports = fake
+    report = reports[name]
+    source = sorted(str(p.relative_to(root / "source")) for p in (root / "source").rglob("*"))
+    workspaces = {c["workspace"] for c in calls(report, "node") if c.get("workspace")}
+    assert workspaces
+    for workspace in workspaces:
+        ws = Path(workspace)
+        # Only what checkout brought (or nothing, on the merge agent's own workspace).
+        assert sorted(str(p.relative_to(ws)) for p in ws.rglob("*")) in (source, []), ws
+        # The work files lived in <ws>@tmp and are gone.
+        tmp = Path(f"{ws}@tmp")
+        assert not tmp.exists() or list(tmp.rglob("*")) == [], list(tmp.rglob("*"))
+    for write in calls(report, "writeFile"):
+        assert not Path(write["args"]["file"]).is_relative_to(write["args"]["workspace"]), write
+        assert Path(write["args"]["file"]).is_absolute() and "@tmp/" in write["args"]["file"]
+
+
+def test_the_buildx_guard_checks_the_builder_not_only_the_agent(
+    fake: tuple[Path, dict[str, Any]],
+) -> None:
+    root, reports = fake
+    report = reports["buildx-remote-builder"]
+    assert report["result"] == "FAILURE"
+    assert (
+        "linux/arm64 must build natively, but buildx builder 'fake-builder' runs on linux/amd64"
+        in (report["error"])
+    )
+    tools = tool_calls(root / "buildx-remote-builder.tools.log")
+    assert not [
+        t for t in tools if t.args.startswith("buildx build") and t.platform == "linux/arm64"
+    ]
+    # The guard ran first in the branch: before checkout.
+    arm = [c for c in report["calls"] if c["branch"] == "linux/arm64"]
+    assert not [c for c in arm if c["name"] == "checkout"]
+    inspect = [c for c in arm if c["name"] == "sh" and "buildx inspect" in c["args"]["script"]]
+    assert len(inspect) == 1
 
 
 def test_the_harness_itself(fake: tuple[Path, dict[str, Any]]) -> None:
@@ -743,8 +1090,15 @@ def test_preflight_checks_the_tool_where_the_merge_runs_before_any_build(
     # On the merge label, outside any build branch, and done before any build agent is taken.
     (node,) = [c for c in preflight if c["name"] == "node"]
     assert node["args"]["label"] == "amd64" and node["branch"] is None
-    (check,) = [c for c in preflight if c["name"] == "sh"]
-    assert check["args"]["label"] == "archfleet --version" and check["container"] is None
+    labels = [c["args"]["label"] for c in preflight if c["name"] == "sh"]
+    assert labels == [
+        "prepare preflight work directory",
+        "registry login for the tool image",
+        "archfleet --version",
+        "archfleet check-bases",
+        "remove preflight work directory and registry login",
+    ]
+    assert all(c["container"] is None for c in preflight if c["name"] == "sh")
     assert max(c.get("end", c["seq"]) for c in preflight) < first_build_seq(report)
     assert (
         f"multiArchBuild: archfleet {__version__} on agent 'amd-1' (label 'amd64')"
@@ -753,9 +1107,85 @@ def test_preflight_checks_the_tool_where_the_merge_runs_before_any_build(
     # The merge checks again, where it runs (another agent of that label may differ).
     merge_stage = stage_calls(report, "merge multi-arch index")
     labels = [c["args"]["label"] for c in merge_stage if c["name"] == "sh"]
-    assert labels == ["archfleet --version", "archfleet merge-manifest"]
+    assert labels == [
+        "prepare merge work directory",
+        "archfleet --version",
+        "archfleet merge-manifest",
+        "remove merge work directory and registry login",
+    ]
     tools = tool_calls(root / "happy.tools.log")
     assert [t.args for t in tools if t.tool == "archfleet"][:1] == ["--version"]
+
+
+def test_check_bases_runs_in_the_preflight_before_any_build(
+    fake: tuple[Path, dict[str, Any]],
+) -> None:
+    """Issue 16 item 2 (FAKE archfleet check-bases, tests/groovy/shims/fake-tool): on the merge
+    agent, on the checked-out Dockerfile, with the build args as names only (values from the
+    environment) and the image registry's login as a private docker config."""
+    root, reports = fake
+    report = reports["happy"]
+    assert report["result"] == "SUCCESS", explain(report)
+    preflight = stage_calls(report, "archfleet preflight")
+    assert [c["name"] for c in preflight if c["name"] == "checkout"] == ["checkout"]
+    (bases,) = [c for c in preflight if c["name"] == "sh" and "check-bases" in c["args"]["label"]]
+    assert bases["seq"] < first_build_seq(report)
+    tools = tool_calls(root / "happy.tools.log")
+    (run,) = [t for t in tools if t.tool == "archfleet" and t.args.startswith("check-bases")]
+    assert run.args == (
+        "check-bases --platforms linux/amd64,linux/arm64 --build-platform native "
+        "--file ./Dockerfile --build-arg NOTE --build-arg VERSION"
+    )
+    assert run.node == "amd-1" and run.container == "-"
+    values = [t.args for t in tools if t.tool == "archfleet" and "build-arg-env" in t.args]
+    assert values == ["build-arg-env NOTE=two words", "build-arg-env VERSION=1.4.0"]
+    # The push login reaches it only through DOCKER_CONFIG (archfleet would send
+    # REGISTRY_USER/REGISTRY_PASSWORD to every base's registry).
+    assert (run.user, run.password_hash) == (USER, SECRET_HASH)
+    assert "BASE\tPLATFORM\tSTATUS" in report["log"]
+
+
+def test_a_base_without_arm64_fails_before_any_build(fake: tuple[Path, dict[str, Any]]) -> None:
+    root, reports = fake
+    report = reports["base-lacks-arm64"]
+    assert report["result"] == "FAILURE"
+    assert (
+        f"a base image of ./Dockerfile does not offer every platform of linux/amd64,linux/arm64 "
+        f"(archfleet check-bases, before any build): base {AMD64_ONLY_BASE} (stage 0) does not "
+        "offer linux/arm64" in report["error"]
+    )
+    assert first_build_seq(report) == 10**9  # no build agent was ever asked for
+    tools = tool_calls(root / "base-lacks-arm64.tools.log")
+    assert not [t for t in tools if t.tool in ("buildah", "skopeo", "docker")]
+    # The work directory with the login was removed all the same.
+    labels = [c["args"]["label"] for c in calls(report, "sh")]
+    assert labels[-1] == "remove preflight work directory and registry login"
+
+
+def test_check_bases_false_skips_the_check(fake: tuple[Path, dict[str, Any]]) -> None:
+    root, reports = fake
+    report = reports["merge-fails"]
+    preflight = stage_calls(report, "archfleet preflight")
+    assert [c["args"]["label"] for c in preflight if c["name"] == "sh"] == ["archfleet --version"]
+    tools = tool_calls(root / "merge-fails.tools.log")
+    assert not [t for t in tools if t.args.startswith("check-bases")]
+
+
+def test_the_merge_writes_the_oci_annotations(fake: tuple[Path, dict[str, Any]]) -> None:
+    """Issue 16 item 4: source (GIT_URL without its userinfo), revision, created (the harness's
+    currentBuild.startTimeInMillis 1764732645123, as RFC 3339 UTC) reach merge-manifest."""
+    root, reports = fake
+    report = reports["happy"]
+    assert report["result"] == "SUCCESS", explain(report)
+    (merge,) = [
+        t.args for t in tool_calls(root / "happy.tools.log") if t.args.startswith("merge-manifest")
+    ]
+    assert (
+        "--annotation org.opencontainers.image.source=https://git.example.com/team/app.git "
+        f"--annotation org.opencontainers.image.revision={COMMIT} "
+        "--annotation org.opencontainers.image.created=2025-12-03T03:30:45Z"
+    ) in merge
+    assert "clone-token" not in merge and "clone-token" not in report["log"]
 
 
 def test_merge_and_verify_run_in_the_tool_image(fake: tuple[Path, dict[str, Any]]) -> None:
@@ -777,10 +1207,11 @@ def test_merge_and_verify_run_in_the_tool_image(fake: tuple[Path, dict[str, Any]
         assert not {"REGISTRY_USER", "REGISTRY_PASSWORD", "DOCKER_CONFIG"} & set(
             container["args"]["env"]
         )
-    # Inside the image: the version checks and the merge; nothing of the builds.
+    # Inside the image: the version checks, check-bases and the merge; nothing of the builds.
     inside = [c for c in calls(report, "sh") if c["container"]]
     assert [c["args"]["label"] for c in inside] == [
         "archfleet --version",
+        "archfleet check-bases",
         "archfleet --version",
         "archfleet merge-manifest",
     ]
@@ -791,6 +1222,7 @@ def test_merge_and_verify_run_in_the_tool_image(fake: tuple[Path, dict[str, Any]
     archfleet = [t for t in tools if t.tool == "archfleet"]
     assert [t.args.split()[0] for t in archfleet] == [
         "--version",
+        "check-bases",
         "--version",
         "merge-manifest",
         "verify-manifest",
@@ -803,11 +1235,16 @@ def test_merge_and_verify_run_in_the_tool_image(fake: tuple[Path, dict[str, Any]
     assert all(t.user == USER and t.password_hash == SECRET_HASH for t in merger)
     execs = [" ".join(c["exec"]) for c in inside]
     assert all("REGISTRY_PASSWORD" not in e and "REGISTRY_USER" not in e for e in execs)
-    assert [e.count(f"--env DOCKER_CONFIG={ws}@tmp/archfleet-registry ") for e in execs] == [
+    assert [e.count(f"--env DOCKER_CONFIG={ws}@tmp/archfleet-merge/registry ") for e in execs] == [
+        0,
         0,
         0,
         1,
     ]
+    # check-bases got the login the same way, in the preflight's own directory.
+    assert [
+        e.count(f"--env DOCKER_CONFIG={ws}@tmp/archfleet-preflight/registry ") for e in execs
+    ] == [0, 1, 0, 0]
     # ... written on the agent under withCredentials, and removed after the merge.
     merge_stage = stage_calls(report, "merge multi-arch index")
     (login,) = [c for c in merge_stage if c["name"] == "withCredentials"]
@@ -815,8 +1252,11 @@ def test_merge_and_verify_run_in_the_tool_image(fake: tuple[Path, dict[str, Any]
     assert written["args"]["label"] == "registry login for the tool image"
     assert written["container"] is None and written["seq"] < login["end"]
     removed = [c for c in merge_stage if c["name"] == "sh"][-1]
-    assert removed["args"]["label"] == "remove the registry login" and removed["container"] is None
-    assert not (Path(f"{ws}@tmp") / "archfleet-registry").exists()
+    assert (
+        removed["args"]["label"] == "remove merge work directory and registry login"
+        and removed["container"] is None
+    )
+    assert not (Path(f"{ws}@tmp") / "archfleet-merge").exists()
     # The image was pulled once (the merge found it local); every container was removed.
     docker = [t.args.split()[0] for t in tools if t.tool == "docker"]
     assert docker.count("pull") == 1 and docker.count("run") == 2
@@ -848,7 +1288,11 @@ def test_a_private_tool_image_is_pulled_with_its_own_login(
     for container in calls(report, "withDockerContainer"):
         assert container["seq"] > max(r["end"] for r in registries if r["seq"] < container["seq"])
         assert "DOCKER_CONFIG" not in container["args"]["env"]
-    merger = [t for t in tools if t.tool == "archfleet" and t.args != "--version"]
+    merger = [
+        t
+        for t in tools
+        if t.tool == "archfleet" and t.args != "--version" and "build-arg-env" not in t.args
+    ]
     assert merger and all(t.user == USER and t.password_hash == SECRET_HASH for t in merger)
     assert PULL_SECRET not in report["log"] and PULL_SECRET not in json.dumps(report["calls"])
     # Its login directory (docker-commons: a fresh one in the workspace's @tmp) is gone.
@@ -934,6 +1378,78 @@ def test_no_push_needs_no_tool(fake: tuple[Path, dict[str, Any]]) -> None:
     assert returned(report)["pushed"] is False
     assert [c for c in calls(report, "node") if c["branch"] is None] == []
     assert not [t for t in tool_calls(root / "image-no-push.tools.log") if t.tool == "docker"]
+
+
+# ------------------------------------------------------------------ scripts as Jenkins runs them
+
+
+@pytest.fixture(scope="module")
+def noexec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Runs on agents whose workspaces are on a tmpfs mounted noexec (a hardened agent), and the
+    shebang Jenkinsfile on an ordinary one."""
+    root = tmp_path_factory.mktemp("jenkins-noexec")
+    mount = root / "noexec"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "noexec,nosuid,size=256m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"cannot mount a noexec tmpfs (root needed): {done.stderr.strip()}")
+    try:
+        scenarios = [
+            scenario("noexec-build", root, agentsRoot=str(mount / "agents")),
+            scenario(
+                "noexec-shebang",
+                root,
+                step=None,
+                jenkinsfile=str(GROOVY_DIR / "shebang" / "Jenkinsfile"),
+                agentsRoot=str(mount / "agents-shebang"),
+            ),
+            scenario(
+                "shebang", root, step=None, jenkinsfile=str(GROOVY_DIR / "shebang" / "Jenkinsfile")
+            ),
+        ]
+        for s in scenarios:
+            if s.get("step") is None:
+                del s["step"]
+            s["env"]["BRANCH_IS_PRIMARY"] = "true"
+            s["env"].setdefault("SHIM_LOG", str(root / f"{s['name']}.tools.log"))
+        yield root, run_pipelines(scenarios, root / "runs", timeout=240)
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_the_harness_runs_a_shebang_script_by_exec_like_durable_task(
+    noexec: tuple[Path, dict[str, Any]],
+) -> None:
+    _, reports = noexec
+    report = reports["shebang"]
+    assert report["result"] == "SUCCESS", explain(report)
+    messages = [c["args"]["message"] for c in calls(report, "echo")]
+    # The python interpreter of the shebang ran it (`sh -xe` could not have); the plain one
+    # ran under sh.
+    assert messages == ["shebang=python 3", "plain=shell script.sh"]
+    # On a noexec workspace, exec'ing the script file is refused (exit 126, Permission denied).
+    refused = reports["noexec-shebang"]
+    assert refused["result"] == "FAILURE"
+    assert refused["error"] == "script returned exit code 126" or "Permission denied" in (
+        refused["error"] + refused["log"]
+    ), explain(refused)
+
+
+def test_the_library_runs_on_a_noexec_workspace(noexec: tuple[Path, dict[str, Any]]) -> None:
+    _, reports = noexec
+    report = reports["noexec-build"]
+    assert report["result"] == "SUCCESS", explain(report)
+    assert returned(report)["pushed"] is True and len(merge_calls(report)) == 1
+    # Every script ran through `sh -xe` (none has a shebang) and turned the trace off first.
+    for call in calls(report, "sh"):
+        assert not call["args"]["script"].startswith("#!")
+    assert "+ set +x" in report["log"]
+    assert "REGISTRY_PASSWORD" not in report["log"].replace("$REGISTRY_PASSWORD", "")
 
 
 # ------------------------------------------------------------------ executed for real
@@ -1031,14 +1547,14 @@ def test_jenkinsfile_builds_merges_and_verifies_for_real(
     scenarios = [
         {
             "name": "lab",
-            "env": {"BRANCH_NAME": "main"},
+            "env": {"BRANCH_NAME": "main", "BRANCH_IS_PRIMARY": "true"},
             "params": {"IMAGE": f"{address}/team/app", "ALLOW_EMULATION": True},
             **common,
         },
         # Same pipeline without allowEmulation: the arm64 branch lands on an x86 machine.
         {
             "name": "lab-guarded",
-            "env": {"BRANCH_NAME": "main"},
+            "env": {"BRANCH_NAME": "main", "BRANCH_IS_PRIMARY": "true"},
             "params": {"IMAGE": f"{address}/team/guarded", "ALLOW_EMULATION": False},
             **common,
         },
@@ -1068,6 +1584,23 @@ def test_jenkinsfile_builds_merges_and_verifies_for_real(
     assert "verify" in report["log"] and "WARNING" in report["log"]
     assert SECRET not in report["log"]
     assert all(SECRET not in c["args"]["script"] for c in calls(report, "sh"))
+    # The real check-bases ran in the preflight, before any build agent was taken (the lab
+    # Dockerfile is FROM scratch: nothing to ask a registry).
+    (bases,) = [c for c in calls(report, "sh") if c["args"]["label"] == "archfleet check-bases"]
+    assert bases["branch"] is None and bases["seq"] < first_build_seq(report)
+    # The real merge-manifest wrote the OCI annotations onto the index.
+    fetched = requests.get(
+        f"{auth_registry.registry.url}/v2/team/app/manifests/1.0.0",
+        headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+        auth=(USER, SECRET),
+        timeout=10,
+    )
+    fetched.raise_for_status()
+    assert fetched.json()["annotations"] == {
+        "org.opencontainers.image.source": "https://git.example.com/team/app.git",
+        "org.opencontainers.image.revision": COMMIT,
+        "org.opencontainers.image.created": "2025-12-03T03:30:45Z",
+    }
 
     guarded = reports["lab-guarded"]
     assert guarded["result"] == "FAILURE"
@@ -1192,7 +1725,11 @@ def test_merge_runs_inside_the_image_on_a_real_docker_engine(
     (source / "Dockerfile").write_text("FROM scratch\n")
     common: dict[str, Any] = {
         "source": str(source),
-        "env": {"BRANCH_NAME": "main", "SHIM_LOG": str(tmp_path / "docker.tools.log")},
+        "env": {
+            "BRANCH_NAME": "main",
+            "BRANCH_IS_PRIMARY": "true",
+            "SHIM_LOG": str(tmp_path / "docker.tools.log"),
+        },
         "agents": [
             docker_agent("amd-1", ["linux", "amd64"], tmp_path, engine),
             docker_agent("arm-1", ["linux", "arm64"], tmp_path, engine),
@@ -1208,6 +1745,8 @@ def test_merge_runs_inside_the_image_on_a_real_docker_engine(
             **common,
             "step": with_args(
                 credentialsId="registry",
+                imageTags=["1.0.0"],
+                tagLatest=False,
                 archfleetImage=tool_image,
                 archfleetImageCredentialsId="image-pull",
                 # No bridge on this engine; the stand-in needs no network.
@@ -1228,6 +1767,7 @@ def test_merge_runs_inside_the_image_on_a_real_docker_engine(
     rows = standin_calls(ws)
     assert [r["args"].split()[0] for r in rows] == [
         "--version",
+        "check-bases",
         "--version",
         "merge-manifest",
         "verify-manifest",
@@ -1235,8 +1775,8 @@ def test_merge_runs_inside_the_image_on_a_real_docker_engine(
     # In the image (its marker file), as the agent's uid, in the mounted workspace.
     assert {r["image"] for r in rows} == {tool_image}
     assert {r["uid"] for r in rows} == {str(os.getuid())}
-    # The merge found the push login in the private docker config (the image registry's pull
-    # login never reached the container), and no password in its environment.
+    # check-bases and the merge found the push login in the private docker config (the image
+    # registry's pull login never reached the container), and no password in their environment.
     merge_rows = [r for r in rows if r["args"] != "--version"]
     assert all(
         (r["user"], r["pw"], r["key"], r["env-password"])

@@ -69,7 +69,8 @@ def test_publish_is_idempotent_and_dry_run_writes_nothing(jenkins: FakeJenkins) 
         "libraryPath": "jenkins/",
         "defaultVersion": "main",
         "implicit": False,
-        "allowVersionOverride": True,
+        # Off unless --allow-version-override: another version would run unsandboxed.
+        "allowVersionOverride": False,
     }
     fields = job_fields(jenkins.jobs[JOB])
     assert fields["remote"] == REMOTE and fields["branches"] == ["*/main"]
@@ -111,6 +112,31 @@ def test_someone_elses_job_is_refused_before_any_write(jenkins: FakeJenkins) -> 
     assert "was not created by archfleet" in run.stderr and "--job" in run.stderr
     assert jenkins.libraries() == []
     assert "team's own" in jenkins.jobs[JOB]
+
+
+def test_version_override_only_on_request(jenkins: FakeJenkins) -> None:
+    """With the fake Jenkins (tests/support/jenkins_fake.py)."""
+    run = publish(jenkins, "--skip-job", "--allow-version-override")
+    assert run.code == 0, run.stderr
+    (library,) = jenkins.libraries()
+    assert library["allowVersionOverride"] is True
+
+
+def test_a_token_in_the_repository_url_is_refused_before_any_request(
+    jenkins: FakeJenkins,
+) -> None:
+    done = archfleet(
+        "publish-jenkins-library",
+        "--jenkins",
+        jenkins.url,
+        "--library-repo",
+        "https://glpat-s3cr3t@git.example.com/platform/archfleet.git",
+        env={"JENKINS_USER": USER, "JENKINS_API_TOKEN": TOKEN},
+        unset=("JENKINS_URL",),
+    )
+    assert done.code == 1
+    assert "contains credentials" in done.stderr and "glpat-s3cr3t" not in done.stderr
+    assert jenkins.requests == []
 
 
 def test_skip_job_registers_only_the_library(jenkins: FakeJenkins) -> None:
@@ -162,6 +188,7 @@ def test_help_documents_every_flag() -> None:
         "--library-credentials-id",
         "--job",
         "--skip-job",
+        "--allow-version-override",
         "--dry-run",
         "--json",
     ):

@@ -85,7 +85,7 @@ def test_up_twice_status_facts_down_twice(tmp_path: Path) -> None:
     # Over SSH with the written inventory and known_hosts: the arm64 host really is arm64.
     facts = archfleet("fleet-facts", "--inventory", started["inventory"], "--json")
     assert facts.code == 0, facts.stderr
-    machines = {f["host"]: f["machine"] for f in facts.json()}
+    machines = {f["host"]: f["machine"] for f in facts.json()["hosts"]}
     assert machines == {"lab-amd64": "x86_64", "lab-arm64": "aarch64"}
 
     down = lab("down", directory)

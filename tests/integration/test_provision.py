@@ -181,7 +181,7 @@ hosts:
         algorithm, key = host.host_public_key.split()[:2]
         assert "ManuallyProvidedKeyVerificationStrategy" in config
         assert algorithm in config and key in config
-        facts = run("fleet-facts").json()[0]
+        facts = run("fleet-facts").json()["hosts"][0]
         assert int(facts["java"].split(".")[0]) >= 21, facts["java"]
         # The controller's key lets it log in as the agent user, with sshd's StrictModes.
         ssh_dir = host.root / "home" / "jenkins" / ".ssh"
@@ -211,7 +211,7 @@ hosts:
         assert kinds == ["verify-delete-runner", "create-runner", "register-runner"]
         (renewed,) = gitlab.runners.values()
         assert renewed.id != runner.id
-        registered = run("fleet-facts").json()[0]["runners"]
+        registered = run("fleet-facts").json()["hosts"][0]["runners"]
         assert [r["id"] for r in registered] == [str(renewed.id)]
         _assert_service_polls(host, gitlab, renewed.id)
         settled = run("provision-runners")
@@ -232,7 +232,7 @@ hosts:
         assert kinds == ["verify-delete-runner", "delete-node"]
         assert not gitlab.runners and host.name not in jenkins.nodes
         facts = run("fleet-facts")
-        assert facts.json()[0]["runners"] == []
+        assert facts.json()["hosts"][0]["runners"] == []
     fleet.assert_no_token_leaked()
 
 
@@ -255,7 +255,7 @@ gitlab: {{url: 'https://gitlab.invalid', group: g}}
         run = provision(inventory, "--dry-run", "--no-gitlab", "--json")
         assert run.code == 1
         (failed,) = run.json()["hosts"]
-        assert failed["error"].startswith(f"{host.name}: sudo wants a password for ci (sudo: ")
+        assert failed["error"].startswith("sudo wants a password for ci (sudo: ")
         assert "NOPASSWD" in failed["error"]
 
 

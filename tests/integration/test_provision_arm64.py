@@ -94,7 +94,7 @@ hosts:
 
         # What the host now has, read by the facts script running as arm64 code.
         facts = run("fleet-facts")
-        (found,) = facts.json()
+        (found,) = facts.json()["hosts"]
         assert found["machine"] == "aarch64"
         assert found["umoci"] and found["skopeo"] and found["gitlabRunner"]
         assert int(found["java"].split(".")[0]) >= 21, found["java"]

@@ -147,7 +147,7 @@ def test_an_alias_from_the_ssh_config_file_reaches_its_host_as_its_user(
     )
     run = facts(inventory)
     assert run.code == 0, run.stderr
-    (host,) = run.json()
+    (host,) = run.json()["hosts"]
     assert (host["host"], host["ok"], host["arch"]) == ("h0", True, "amd64")
     # Who we were on the other side (the CLI's JSON has no user): the config's User.
     (loaded,) = load(inventory).hosts
@@ -166,15 +166,18 @@ def test_the_default_ssh_config_is_home_ssh_config_and_can_be_switched_off(
     env = {"HOME": str(home)}
     run = facts(inventory, env=env)
     assert run.code == 0, run.stderr
-    assert [(h["host"], h["arch"]) for h in run.json()] == [("h0", "amd64"), ("h1", "amd64")]
+    assert [(h["host"], h["arch"]) for h in run.json()["hosts"]] == [
+        ("h0", "amd64"),
+        ("h1", "amd64"),
+    ]
 
     off = write_inventory(
         tmp_path / "off.yml", hosts.known_hosts, ["lab-alias", ADDRESS], "use_ssh_config: false"
     )
     refused = facts(off, "--limit", "h1", env=env)
     assert refused.code == 1
-    (host,) = refused.json()
-    assert host["error"].startswith("h1: cannot connect"), host
+    (host,) = refused.json()["hosts"]
+    assert host["error"].startswith(f"cannot connect to root@{ADDRESS}:22 ("), host
 
 
 def test_a_user_or_port_in_the_inventory_wins_over_the_ssh_config(
@@ -191,9 +194,11 @@ def test_a_user_or_port_in_the_inventory_wins_over_the_ssh_config(
     )
     run = facts(inventory)
     assert run.code == 1
-    (host,) = run.json()
+    (host,) = run.json()["hosts"]
     # The config's HostName, the inventory's port.
-    assert host["error"] == f"h0: cannot connect (Unable to connect to port {closed} on {ADDRESS})"
+    assert host["error"] == (
+        f"cannot connect to {USER}@{ADDRESS}:{closed} (key {hosts.key}): Connection refused"
+    )
 
     as_root = write_inventory(
         tmp_path / "root.yml",
@@ -203,10 +208,13 @@ def test_a_user_or_port_in_the_inventory_wins_over_the_ssh_config(
     )
     run = facts(as_root)
     assert run.code == 1
-    (host,) = run.json()
+    (host,) = run.json()["hosts"]
     # The test's key is not root's on the target: the inventory's user (even when it is the
     # default's value) was the one tried, not the config's.
-    assert host["error"] == "h0: authentication failed (Authentication failed.)", host
+    assert host["error"].startswith(
+        f"authentication failed at root@{ADDRESS}:{hosts.target.port} (key {hosts.key}): the "
+        "server accepted none of the keys offered"
+    ), host
 
 
 def logins_on(host: LabHost) -> int:
@@ -228,7 +236,7 @@ def test_a_proxy_jump_from_the_ssh_config_checks_the_jump_hosts_key_too(
         )
     )
     assert run.code == 0, run.stderr
-    assert run.json()[0]["arch"] == "amd64"
+    assert run.json()["hosts"][0]["arch"] == "amd64"
     assert logins_on(hosts.jump) == logins + 1  # it did go through the jump host
 
     # known_hosts knows the target but not the jump host: Fabric would accept the jump
@@ -243,7 +251,7 @@ def test_a_proxy_jump_from_the_ssh_config_checks_the_jump_hosts_key_too(
         )
     )
     assert refused.code == 1
-    (host,) = refused.json()
+    (host,) = refused.json()["hosts"]
     assert f"unknown host key of [{ADDRESS}]:{hosts.jump.port}" in host["error"], host
 
 

@@ -292,6 +292,7 @@ def test_publish_templates_reads_the_templates_in_the_wheel(fleet: Installed) ->
             PROJECT,
             "--url",
             fake.url,
+            "--allow-http",  # the fake serves plain HTTP on loopback
             "--version",
             __version__,
             "--wheel",

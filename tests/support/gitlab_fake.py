@@ -48,6 +48,20 @@ Token scopes (api/users.md, api/runners.md, auth/tokens): creating a runner need
 `read_api`; `api` grants all. Set `fake.scopes = {...}` to model a token that lacks one: the
 endpoint then answers 403 `insufficient_scope`, as GitLab does. `None` (default) = all scopes.
 
+The token itself and the instance (what `archfleet doctor` asks):
+- `GET /api/v4/version` (doc/api/version.md; lib/api/version.rb): `{version, revision}` for an
+  authenticated request only (401 otherwise); the token needs `api`, `read_api` or
+  `read_user` (`allow_access_with_scope :read_user` beside the API's default scopes), else 403
+  `insufficient_scope`. `fake.version` sets what it says.
+- `GET /api/v4/personal_access_tokens/self` (doc/api/personal_access_tokens.md "Self-inform";
+  lib/api/personal_access_tokens/self_information.rb): the token's own details (`id`, `name`,
+  `revoked`, `created_at`, `description`, `scopes`, `user_id`, `last_used_at`, `active`,
+  `expires_at`) whatever its scopes (`allow_access_with_scope all_available_scopes`); 401 for
+  an unknown token like every endpoint; 400 "This endpoint requires token type to be a
+  personal access token" when `fake.token_type` is anything else (an OAuth or CI job token).
+  The scopes shown are `fake.scopes` (all scopes: `["api"]`); `fake.token_revoked`,
+  `fake.token_expires_at` model the rest.
+
 Every request is recorded so tests can assert what was (not) written.
 
     with GitLabFake(token="glpat-test", project="grp/templates") as fake:
@@ -332,6 +346,12 @@ class GitLabFake:
         self.polls: list[Poll] = []
         # None: the PRIVATE-TOKEN has every scope; else only these (see SCOPE_*).
         self.scopes: set[str] | None = None
+        # What GET /version says, and the kind and state of the PRIVATE-TOKEN for
+        # GET /personal_access_tokens/self (lib/api/personal_access_tokens/self_information.rb).
+        self.version = "17.11.2-ee"
+        self.token_type = "PersonalAccessToken"
+        self.token_revoked = False
+        self.token_expires_at: str | None = None
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -575,7 +595,34 @@ class GitLabFake:
             if method == "DELETE":
                 del self.runners[runner.id]
                 return 204, None
+        if path == ["version"] and method == "GET":
+            self._need_any_scope("api", SCOPE_READ, "read_user")
+            return 200, {"version": self.version, "revision": "6f2c8d1a"}
+        if path == ["personal_access_tokens", "self"] and method == "GET":
+            return 200, self._token_self()
         raise _HTTPError(404, f"404 {method} {'/'.join(path)} not implemented by the fake")
+
+    def _token_self(self) -> dict[str, Any]:
+        """Entities::PersonalAccessTokenWithLastUsedIps of the request's own token; any scope
+        may read it, but only a personal access token (400 `bad_request!` otherwise)."""
+        if self.token_type != "PersonalAccessToken":
+            raise _HTTPError(
+                400,
+                "400 Bad request - This endpoint requires token type to be a personal access token",
+            )
+        return {
+            "id": 9,
+            "name": "archfleet",
+            "revoked": self.token_revoked,
+            "created_at": "2026-01-05T10:00:00.000Z",
+            "description": "",
+            "scopes": sorted(self.scopes) if self.scopes is not None else ["api"],
+            "user_id": 1,
+            "last_used_at": None,
+            "active": not self.token_revoked,
+            "expires_at": self.token_expires_at,
+            "last_used_ips": [],
+        }
 
     def _new_runner(
         self, body: Any, *, group_id: int | None = None, project_ids: list[int] | None = None
@@ -674,6 +721,23 @@ class GitLabFake:
                 "error_description": "The request requires higher privileges than "
                 "provided by the access token.",
                 "scope": scope,
+            },
+        )
+
+    def _need_any_scope(self, *scopes: str) -> None:
+        """403 insufficient_scope unless the token has one of `scopes` (Grape's APIGuard
+        names them all, space-separated, in `scope`). The body is the top-level OAuth error
+        of lib/api/api_guard.rb (Rack::OAuth2 Bearer::Forbidden with `insufficient_scope`)."""
+        if self.scopes is None or any(scope in self.scopes for scope in scopes):
+            return
+        raise _HTTPError(
+            403,
+            "insufficient_scope",
+            body={
+                "error": "insufficient_scope",
+                "error_description": "The request requires higher privileges than "
+                "provided by the access token.",
+                "scope": " ".join(scopes),
             },
         )
 

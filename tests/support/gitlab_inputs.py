@@ -78,3 +78,99 @@ def input_errors(name: str, spec: Mapping[str, Any], value: Any = None) -> list[
         return []
     which = "default value" if value is None else "provided value"
     return [f"`{name}` input: {which} does not match required RegEx pattern"]
+
+
+# --- how GitLab writes an array input into a string, as a STAND-IN for tests ---------------------
+#
+# gitlabhq/gitlabhq lib/gitlab/ci/config/interpolation/template.rb, `get_block_value!`: a block
+# used inside a string (`inputs.platforms=$[[ inputs.platforms ]]`) becomes
+# `node.gsub(match[:block], block.value.to_s)`. For an Array, `to_s` is `inspect` (Ruby's
+# Array#inspect: each item's inspect, joined by ", "); the replacement is a plain String, so
+# gsub reads its backslash sequences (Ruby's rb_reg_regsub: `\\` one backslash, `\0` `\&` the
+# match, `` \` `` before it, `\'` after it, `\1`-`\9` and `\k<name>` groups, anything else kept).
+# Text-mode interpolation (text_template.rb) writes `value.to_json` instead: `json.dumps`.
+
+_RUBY_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\n": "\\n",
+    "\t": "\\t",
+    "\r": "\\r",
+    "\f": "\\f",
+    "\v": "\\v",
+    "\b": "\\b",
+    "\a": "\\a",
+    "\x1b": "\\e",
+}
+
+
+def ruby_inspect(value: object) -> str:
+    """Ruby's inspect of a YAML scalar or a list of them (String#inspect escapes `#` before `{`,
+    `$`, `@`, and other control characters as `\\xHH`)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(ruby_inspect(item) for item in value) + "]"
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if not isinstance(value, str):
+        raise TypeError(f"no Ruby inspect for {value!r}")
+    out: list[str] = []
+    for index, char in enumerate(value):
+        following = value[index + 1 : index + 2]
+        if char in _RUBY_ESCAPES:
+            out.append(_RUBY_ESCAPES[char])
+        elif char == "#" and following in ("{", "$", "@"):
+            out.append("\\#")
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\x{ord(char):02X}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def ruby_gsub_replacement(replacement: str, match: str, pre: str, post: str) -> str:
+    """The text Ruby's gsub inserts for a String `replacement` when the pattern (a String) matched
+    `match`, between `pre` and `post`."""
+    out: list[str] = []
+    index = 0
+    while index < len(replacement):
+        char = replacement[index]
+        if char != "\\" or index + 1 == len(replacement):
+            out.append(char)
+            index += 1
+            continue
+        nxt = replacement[index + 1]
+        if nxt == "\\":
+            out.append("\\")
+        elif nxt in ("0", "&"):
+            out.append(match)
+        elif nxt.isdigit():
+            pass  # a String pattern has no groups: empty
+        elif nxt == "`":
+            out.append(pre)
+        elif nxt == "'":
+            out.append(post)
+        elif nxt == "k" and replacement[index + 2 : index + 3] == "<":
+            end = replacement.find(">", index)
+            if end < 0:
+                out.append("\\k")
+            else:
+                index = end + 1
+                continue
+        else:
+            out.append("\\" + nxt)
+        index += 2
+    return "".join(out)
+
+
+def hash_mode_in_string(node: str, name: str, value: object) -> str:
+    """`node` with its `$[[ inputs.NAME ]]` block replaced as GitLab's hash-mode interpolation
+    does it inside a string (template.rb: `node.gsub(block, value.to_s)`)."""
+    block = f"$[[ inputs.{name} ]]"
+    at = node.index(block)
+    pre, post = node[:at], node[at + len(block) :]
+    text = value if isinstance(value, str) else ruby_inspect(value)
+    return pre + ruby_gsub_replacement(text, block, pre, post) + post

@@ -41,6 +41,23 @@ Failure answers of the node endpoints follow Jenkins core (jenkinsci/jenkins):
   AccessDeniedHandlerImpl.java, AccessDeniedException3.java). A test takes permissions away
   with `denied` (e.g. {"Configure"}).
 
+What `archfleet doctor` reads (additions; the rest above is unchanged):
+- `X-Jenkins: <version>` on every answer (`fake.version`): core/src/main/java/hudson/model/
+  Api.java `setHeaders` on API answers, hudson/Functions.java `advertiseHeaders` on the 403
+  an ANONYMOUS request gets from core/src/main/java/hudson/security/
+  HudsonAuthenticationEntryPoint.java ("Authentication required"). So a request without any
+  Authorization header is that 403 here; a wrong user or token is still the 401 above.
+- `GET /pluginManager/api/json?depth=1`: core/src/main/java/hudson/PluginManager.java
+  `getApi()` checks Overall/SystemRead (403 "<user> is missing the Overall/SystemRead
+  permission" when `denied` holds "SystemRead"); `getPlugins()` lists hudson/PluginWrapper
+  objects with `shortName`, `longName`, `version`, `active`, `enabled` (and more). The fake's
+  plugins are `fake.plugins` (short name -> (version, active)); the versions are examples.
+- `GET /credentials/store/system/domain/_/credential/<id>/api/json`: jenkinsci/credentials-plugin
+  CredentialsStoreAction.java, CredentialsWrapper (`id`, `displayName`, `typeName`,
+  `description`, `fullName`); 404 for an id the system store's global domain lacks. The fake's
+  credentials are `fake.credentials` (id -> typeName, e.g. "SSH Username with private key");
+  Credentials/View is needed (403 when `denied` holds "CredentialsView").
+
 Launching (only with `launch_on_create`): the SSH launcher's host key check is modelled from
 the ssh-agents plugin (src/main/java/hudson/plugins/sshslaves/verifiers/): a node with
 `ManuallyProvidedKeyVerificationStrategy` connects only when its stored key (algorithm and
@@ -74,6 +91,23 @@ STUBS = REPO / "tests" / "groovy" / "jenkins_stubs"
 CONSOLE = REPO / "tests" / "groovy" / "console_server.groovy"
 JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
 CRUMB_FIELD = "Jenkins-Crumb"
+SSH_KEY_TYPE = "SSH Username with private key"  # ssh-credentials' BasicSSHUserPrivateKey
+# Installed plugins of a controller set up as jenkins/README.md asks (versions: examples).
+DEFAULT_PLUGINS: dict[str, tuple[str, bool]] = {
+    "ssh-slaves": ("3.1031.v72c6b_883b_869", True),
+    "ssh-credentials": ("355.v9b_e5b_cde5003", True),
+    "credentials": ("1408.va_622a_b_f5b_1b_1", True),
+    "credentials-binding": ("687.v619cb_15e923f", True),
+    "pipeline-groovy-lib": ("752.vdddedf804e72", True),
+    "workflow-aggregator": ("608.v67378e9d3db_1", True),
+    "workflow-cps": ("4106.v7a_8a_8176d450", True),
+    "workflow-job": ("1520.v56d65e3b_4566", True),
+    "workflow-durable-task-step": ("1405.v1fcd4a_d00096", True),
+    "pipeline-milestone-step": ("119.vdfdc43fc3b_9a_", True),
+    "git": ("5.7.0", True),
+    "docker-workflow": ("611.v16e84da_6d3ff", True),
+    "lockable-resources": ("1327.ved786b_a_197e0", True),
+}
 
 
 @dataclass
@@ -112,6 +146,11 @@ class FakeJenkins:
     # The controller's ~/.ssh/known_hosts, as (address, port) -> "algorithm base64".
     known_hosts: dict[tuple[str, int], str] = field(default_factory=dict)
     launch_log: dict[str, str] = field(default_factory=dict)
+    # What doctor reads: the X-Jenkins version, the plugins (short name -> (version,
+    # active)), the system store's credentials (id -> typeName).
+    version: str = "2.516.3"
+    plugins: dict[str, tuple[str, bool]] = field(default_factory=lambda: dict(DEFAULT_PLUGINS))
+    credentials: dict[str, str] = field(default_factory=dict)
 
     def fail_once(self, method: str, path: str, status: int) -> None:
         """The next `method path` request answers `status` (and changes nothing)."""
@@ -245,6 +284,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", f"{content_type}; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Jenkins", self.jenkins.version)
         if status == 401:
             self.send_header("WWW-Authenticate", 'Basic realm="Jenkins"')
         self.end_headers()
@@ -266,6 +306,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.send_header("X-You-Are-Authenticated-As", self.jenkins.user)
         self.send_header("X-Required-Permission", f"hudson.model.Computer.{permission}")
+        self.send_header("X-Jenkins", self.jenkins.version)
         self.end_headers()
         self.wfile.write(data)
         return False
@@ -275,6 +316,10 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _authorised(self) -> bool:
+        if self.headers.get("Authorization") is None:
+            # HudsonAuthenticationEntryPoint: anonymous -> 403, with advertiseHeaders.
+            self._reply(403, "Authentication required", "text/html")
+            return False
         expected = base64.b64encode(f"{self.jenkins.user}:{self.jenkins.token}".encode()).decode()
         if self.headers.get("Authorization") != f"Basic {expected}":
             self._reply(401, "Invalid password/token for user")
@@ -314,6 +359,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, repr({"crumb": self.jenkins.crumb, "crumbRequestField": CRUMB_FIELD}))
         elif path in ("/api/python", "/api/json"):
             self._reply(200, json.dumps(self._jobs_json()), "application/json")
+        elif path == "/pluginManager/api/json":
+            self._plugins_get()
+        elif path.startswith("/credentials/store/system/domain/_/credential/"):
+            self._credential_get(path)
         elif path == "/computer" or path.startswith("/computer/"):
             self._computer_get(path)
         elif path.startswith("/job/"):
@@ -380,11 +429,73 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -------------------------------------------------------------- agent nodes
 
+    def _overall_permitted(self, permission: str, label: str = "") -> bool:
+        """A permission outside Computer's (PluginManager.getApi: Overall/SystemRead;
+        credentials: Credentials/View), or the 403 AccessDeniedHandlerImpl sends."""
+        if permission not in self.jenkins.denied:
+            return True
+        label = label or f"Overall/{permission}"
+        data = f"{self.jenkins.user} is missing the {label} permission".encode()
+        self._record(403)
+        self.send_response(403)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Jenkins", self.jenkins.version)
+        self.send_header("X-Required-Permission", f"hudson.model.Hudson.{permission}")
+        self.end_headers()
+        self.wfile.write(data)
+        return False
+
+    def _plugins_get(self) -> None:
+        if not self._overall_permitted("SystemRead"):
+            return
+        plugins = [
+            {
+                "active": active,
+                "bundled": False,
+                "deleted": False,
+                "dependencies": [],
+                "enabled": active,
+                "hasUpdate": False,
+                "longName": name,
+                "pinned": False,
+                "shortName": name,
+                "url": f"https://plugins.jenkins.io/{name}",
+                "version": version,
+            }
+            for name, (version, active) in sorted(self.jenkins.plugins.items())
+        ]
+        body = {"_class": "hudson.LocalPluginManager", "plugins": plugins}
+        self._reply(200, json.dumps(body), "application/json")
+
+    def _credential_get(self, path: str) -> None:
+        rest = path.removeprefix("/credentials/store/system/domain/_/credential/")
+        credential_id, _, tail = rest.partition("/")
+        credential_id = unquote(credential_id)
+        if "CredentialsView" in self.jenkins.denied:
+            self._overall_permitted("CredentialsView", "Credentials/View")
+            return
+        kind = self.jenkins.credentials.get(credential_id)
+        if kind is None or tail != "api/json":
+            self._reply(404, "Not Found")
+            return
+        body = {
+            "_class": "com.cloudbees.plugins.credentials.CredentialsStoreAction$CredentialsWrapper",
+            "description": "",
+            "displayName": f"{credential_id} (archfleet agents)",
+            "fingerprint": None,
+            "fullName": f"system/_/{credential_id}",
+            "id": credential_id,
+            "typeName": kind,
+        }
+        self._reply(200, json.dumps(body), "application/json")
+
     def _redirect(self, location: str) -> None:
         self._record(302)
         self.send_response(302)
         self.send_header("Location", location)
         self.send_header("Content-Length", "0")
+        self.send_header("X-Jenkins", self.jenkins.version)
         self.end_headers()
 
     def _computer(self, name: str) -> dict[str, Any]:

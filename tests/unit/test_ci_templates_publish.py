@@ -112,7 +112,7 @@ def test_actions_create_update_delete_only_managed_paths() -> None:
         "templates/retired.yml": b"old component\n",
         "image/archfleet-0.0.9-py3-none-any.whl": b"an older wheel",
         ".gitlab-ci.yml": b"test: {script: [x]}\n",
-        "LICENSE": b"Apache-2.0\n",
+        "NOTICE": b"ours\n",
         "docs/notes.md": b"ours\n",
     }
     actions = plan_actions(DESIRED, blobs(remote))
@@ -146,12 +146,12 @@ def test_text_goes_as_text_and_binary_as_base64() -> None:
 
 
 def test_unmanaged_desired_path_is_refused() -> None:
-    with pytest.raises(PublishError, match="LICENSE: not a path the publisher manages"):
-        plan_actions({"LICENSE": b"x"}, {})
+    with pytest.raises(PublishError, match="NOTICE: not a path the publisher manages"):
+        plan_actions({"NOTICE": b"x"}, {})
 
 
 def test_new_version_commits_and_tags_and_never_releases() -> None:
-    plan = plan_publish(__version__, DESIRED, state(branch_files={"LICENSE": b"x"}))
+    plan = plan_publish(__version__, DESIRED, state(branch_files={"NOTICE": b"x"}))
     assert [a.action for a in plan.actions] == ["create"] * len(DESIRED)
     assert plan.create_tag and plan.changes
     assert not hasattr(plan, "create_release")  # the tag pipeline releases, never the API
@@ -346,6 +346,7 @@ def test_published_files() -> None:
         COMPONENT_PATH,
         INCLUDE_PATH,
         "README.md",
+        "LICENSE",  # the catalog shows it with the component
         PROJECT_PIPELINE,
         *IMAGE_FILES,
         WHEEL.path,

@@ -432,8 +432,11 @@ def test_preflight_job_comes_first_and_gates_the_tool_jobs() -> None:
         preflight = rendered[f"{p}-preflight"]
         assert preflight["stage"] == PREFLIGHT_STAGE == ".pre"
         assert preflight["image"] == flavour.value("archfleet_image")
-        assert preflight["script"][-1] == "archfleet_preflight"
-        assert "rules" not in preflight  # in every pipeline the component's jobs are in
+        assert preflight["script"][1:] == ["archfleet_preflight", "archfleet_check_bases"]
+        # In every pipeline the component's jobs are in: only the rules input (as every job).
+        assert preflight["rules"] == (
+            ["$[[ inputs.rules ]]"] if flavour.component else [{"when": "on_success"}]
+        )
         gate = {"job": f"{p}-preflight", "optional": True, "artifacts": False}
         assert gate in rendered[f".{p}-merge"]["needs"]
         assert gate in rendered[f"{p}-verify"]["needs"]

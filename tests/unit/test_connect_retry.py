@@ -49,6 +49,7 @@ AFTER_KEX = Connection(Client(Transport(host_key=object())))  # the server's key
         paramiko.SSHException("Error reading SSH protocol banner"),
         paramiko.SSHException("Error reading SSH protocol banner[Errno 104] Connection reset"),
         paramiko.SSHException("Negotiation failed."),
+        paramiko.SSHException("No existing session"),
         EOFError(),
         ConnectionResetError(104, "Connection reset by peer"),
         BrokenPipeError(32, "Broken pipe"),

@@ -60,7 +60,7 @@ def test_limit() -> None:
                 tgas: [x]
             """,
             "fleet.yml:6: hosts[0]: unknown key(s) 'tgas' (expected one of: address, arch, "
-            "executors, labels, name, roles, ssh, tags)",
+            "executors, jenkins, labels, name, roles, ssh, tags); 'tgas': did you mean 'tags'?",
         ),
         (
             """
@@ -374,7 +374,7 @@ def test_jump_host_is_checked(tmp_path: Path) -> None:
         tmp_path,
         """
         ssh: {jump_host: "ci@bastion;id:22"}
-        hosts: [{name: a, address: h, roles: [jenkins-agent]}]
+        hosts: [{name: a, address: h, roles: [jenkins-agent], jenkins: {address: a.lan}}]
         jenkins: {url: https://j.example.com, credentials_id: c}
         """,
     )

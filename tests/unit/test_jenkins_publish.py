@@ -70,7 +70,10 @@ def test_library_fields_normalise_like_jenkins() -> None:
     [
         ({"name": "my lib"}, "library name 'my lib'"),
         ({"remote": ""}, "--library-repo is required"),
-        ({"remote": "https://bot:hunter2@git.example.com/a.git"}, "contains a password"),
+        ({"remote": "https://bot:hunter2@git.example.com/a.git"}, "contains credentials"),
+        # A token as the user name is still a secret in the URL.
+        ({"remote": "https://hunter2@git.example.com/a.git"}, "contains credentials"),
+        ({"remote": "ssh://git:hunter2@git.example.com/a.git"}, "contains credentials"),
         ({"library_path": "../etc"}, "without '..'"),
         ({"default_version": "main branch"}, "is not a branch or tag"),
     ],
@@ -80,6 +83,13 @@ def test_library_spec_refusals(kwargs: dict[str, str], fragment: str) -> None:
     with pytest.raises(PublishError, match=fragment.replace("(", r"\(")) as caught:
         LibrarySpec(**args)  # type: ignore[arg-type]
     assert "hunter2" not in str(caught.value)
+
+
+def test_ssh_user_names_are_fine_and_version_override_is_off_by_default() -> None:
+    spec = LibrarySpec(name="archfleet", remote="ssh://git@git.example.com/platform/a.git")
+    assert spec.fields()["allowVersionOverride"] is False
+    on = LibrarySpec(name="archfleet", remote=REMOTE, allow_version_override=True)
+    assert on.fields()["allowVersionOverride"] is True
 
 
 def test_plan_library() -> None:

@@ -36,10 +36,127 @@ ARM_V7 = {
     "tag": "arm-v7",
     "unames": ["armv7l", "armv8l"],
 }
-BUILD = {"BRANCH_NAME": "main", "TAG_NAME": None, "BUILD_TAG": "jenkins-Team/App-42"}
+COMMIT = "3f9c2a7be41d05c6e8a9b0c1d2e3f405a6b7c8d9"
+# A multibranch build of the primary branch (branch-api sets BRANCH_IS_PRIMARY).
+BUILD = {
+    "BRANCH_NAME": "main",
+    "BRANCH_IS_PRIMARY": "true",
+    "TAG_NAME": None,
+    "GIT_COMMIT": COMMIT,
+    "BUILD_TAG": "jenkins-Team/App-42",
+}
 
 # (request, expected value) or (request, {"error": fragment})
 CASES: dict[str, tuple[dict[str, Any], Any]] = {
+    # Default image tags, the GitLab component's (ci-templates/templates/multiarch.yml).
+    "ref-slug": (
+        {"target": "Config", "method": "refSlug", "args": ["Feature/ÄB_c--X-"]},
+        "feature--b-c--x",
+    ),
+    "ref-slug-long": (
+        {"target": "Config", "method": "refSlug", "args": ["a" * 62 + "/b"]},
+        "a" * 62,
+    ),
+    "ref-slug-none": ({"target": "Config", "method": "refSlug", "args": [None]}, None),
+    "short-sha": ({"target": "Config", "method": "shortSha", "args": [COMMIT.upper()]}, "3f9c2a7b"),
+    "short-sha-not-hex": ({"target": "Config", "method": "shortSha", "args": ["harness"]}, None),
+    "semver": (
+        {"target": "Config", "method": "semverTags", "args": ["v1.4.2+build.7"]},
+        ["1.4.2", "1.4", "1"],
+    ),
+    "semver-prerelease": (
+        {"target": "Config", "method": "semverTags", "args": ["v2.0.0-rc.1"]},
+        ["2.0.0-rc.1"],
+    ),
+    "semver-not": ({"target": "Config", "method": "semverTags", "args": ["release-7"]}, []),
+    "final-tags-after-checkout": (
+        {
+            "target": "Config",
+            "method": "finalTags",
+            "args": [
+                {
+                    "image": "r/app",
+                    "tagPlan": {
+                        "explicit": None,
+                        "imageTag": None,
+                        "slug": "v1-4-2",
+                        "latest": False,
+                        "semver": ["1.4.2", "1.4", "1"],
+                    },
+                },
+                COMMIT,
+            ],
+        },
+        {
+            "tags": ["3f9c2a7b", "v1-4-2", "1.4.2", "1.4", "1"],
+            "targets": ["r/app:3f9c2a7b", "r/app:v1-4-2", "r/app:1.4.2", "r/app:1.4", "r/app:1"],
+        },
+    ),
+    "final-tags-none": (
+        {
+            "target": "Config",
+            "method": "finalTags",
+            "args": [
+                {
+                    "image": "r/app",
+                    "tagPlan": {
+                        "explicit": None,
+                        "imageTag": None,
+                        "slug": None,
+                        "latest": False,
+                        "semver": [],
+                    },
+                },
+                None,
+            ],
+        },
+        {"error": "no image tag to write"},
+    ),
+    # buildx's side of the native guard: the first platform of each node is its own.
+    "builder-native": (
+        {
+            "target": "Platforms",
+            "method": "builderGuard",
+            "args": [
+                {"platform": "linux/arm64", "architecture": "arm64"},
+                "Name: multi\nDriver: docker-container\n\nNodes:\nName: multi0\n"
+                "Platforms: linux/amd64*, linux/arm64, linux/386\nName: multi1\n"
+                "Platforms: linux/arm64, linux/arm/v7, linux/arm/v6\n",
+            ],
+        },
+        None,
+    ),
+    "builder-emulated": (
+        {
+            "target": "Platforms",
+            "method": "builderGuard",
+            "args": [
+                {"platform": "linux/arm64", "architecture": "arm64"},
+                "Name: remote\nNodes:\nName: remote0\n"
+                "Platforms: linux/amd64, linux/amd64/v2, linux/arm64, linux/riscv64\n",
+            ],
+        },
+        "linux/arm64 must build natively, but buildx builder 'remote' runs on linux/amd64",
+    ),
+    "builder-arm-v7-on-arm64": (
+        {
+            "target": "Platforms",
+            "method": "builderGuard",
+            "args": [
+                {"platform": "linux/arm/v7", "architecture": "arm"},
+                "Name: b\nPlatforms: linux/arm64, linux/arm/v7\n",
+            ],
+        },
+        None,
+    ),
+    "builder-not-booted": (
+        {
+            "target": "Platforms",
+            "method": "builderGuard",
+            "args": [{"platform": "linux/arm64", "architecture": "arm64"}, "Name: b\nDriver: x\n"],
+        },
+        "buildx builder 'b' reported no platforms",
+    ),
     "normalise-aliases": (
         {"target": "Platforms", "method": "normalise", "args": ["Linux/x86_64"]},
         "linux/amd64",
@@ -204,6 +321,65 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
         {"target": "Tool", "method": "authKey", "args": ["127.0.0.1:5000"]},
         "127.0.0.1:5000",
     ),
+    # OCI annotations of the index (issue 16 item 4): a clone token never reaches the registry.
+    "source-url-userinfo": (
+        {
+            "target": "Config",
+            "method": "sourceUrl",
+            "args": ["https://ci-bot:tok@git.example.com/team/app.git"],
+        },
+        "https://git.example.com/team/app.git",
+    ),
+    "source-url-plain": (
+        {"target": "Config", "method": "sourceUrl", "args": ["https://git.example.com/a@b.git"]},
+        "https://git.example.com/a@b.git",
+    ),
+    "source-url-scp": (
+        {"target": "Config", "method": "sourceUrl", "args": ["git@github.com:team/app.git"]},
+        "ssh://github.com/team/app.git",
+    ),
+    "source-url-none": ({"target": "Config", "method": "sourceUrl", "args": [""]}, None),
+    "source-url-space": (
+        {"target": "Config", "method": "sourceUrl", "args": ["https://a b/c"]},
+        None,
+    ),
+    "annotation-env": (
+        {
+            "target": "Config",
+            "method": "annotationEnv",
+            "args": ["https://u:p@git.example.com/x.git", COMMIT.upper(), 1764732645123],
+        },
+        [
+            "AF_ANNOTATION_SOURCE=https://git.example.com/x.git",
+            f"AF_ANNOTATION_REVISION={COMMIT}",
+            "AF_ANNOTATION_CREATED_MILLIS=1764732645123",
+        ],
+    ),
+    "annotation-env-empty": (
+        {"target": "Config", "method": "annotationEnv", "args": [None, "not-a-sha", 0]},
+        [],
+    ),
+    "bases-problem": (
+        {
+            "target": "Tool",
+            "method": "basesProblem",
+            "args": [
+                "./Dockerfile",
+                "linux/amd64,linux/arm64",
+                "note: x\nerror: base example.com/b:1 (stage 0) does not offer linux/arm64 "
+                "(offers: linux/amd64)\n",
+            ],
+        },
+        "a base image of ./Dockerfile does not offer every platform of linux/amd64,linux/arm64 "
+        "(archfleet check-bases, before any build): base example.com/b:1 (stage 0) does not "
+        "offer linux/arm64 (offers: linux/amd64). Use a base that offers them, build fewer "
+        "platforms, or pass checkBases: false to skip this check",
+    ),
+    "bases-problem-no-lines": (
+        {"target": "Tool", "method": "basesProblem", "args": ["Dockerfile", "linux/amd64", "boom"]},
+        "archfleet check-bases failed on Dockerfile before any build (its output is above); "
+        "pass checkBases: false to skip the base image check",
+    ),
     "auth-key-docker-hub": (
         {"target": "Tool", "method": "authKey", "args": ["docker.io"]},
         "https://index.docker.io/v1/",
@@ -292,11 +468,11 @@ CONFIG_CASES: dict[str, dict[str, Any]] = {
     "defaults": config_request({"image": "registry.example.com/team/app"}),
     "tag-build": config_request(
         {"image": "registry.example.com/team/app:rc", "agentLabel": "linux && {arch}"},
-        {"BRANCH_NAME": None, "TAG_NAME": "v1.0.0", "BUILD_TAG": None},
+        {"BRANCH_NAME": "v1.0.0", "TAG_NAME": "v1.0.0", "BUILD_TAG": None},
     ),
     "feature-branch": config_request(
         {"image": "registry.example.com/team/app", "buildArgs": {"A": "1", "B": "x y"}},
-        {"BRANCH_NAME": "feature/x", "TAG_NAME": None, "BUILD_TAG": None},
+        {"BRANCH_NAME": "feature/x", "TAG_NAME": None, "BUILD_TAG": None, "GIT_COMMIT": COMMIT},
     ),
     "emulated-one-label": config_request(
         {"image": "r.example.com/app", "agentLabel": "linux", "allowEmulation": True}
@@ -314,6 +490,27 @@ CONFIG_CASES: dict[str, dict[str, Any]] = {
             "archfleetImageArgs": " --network host ",
             "archfleetImageCredentialsId": "pull",
         }
+    ),
+    "deprecated-tags": config_request(
+        {"image": "r.example.com/app", "tags": ["1.4.0", "latest"], "mainBranch": "main"},
+        {"BRANCH_NAME": "main", "TAG_NAME": None, "BUILD_TAG": None},
+    ),
+    "both-tag-arguments": config_request(
+        {"image": "r.example.com/app", "tags": ["a"], "imageTags": ["b"]}
+    ),
+    "image-tags-no-latest": config_request(
+        {"image": "r.example.com/app", "imageTags": ["stable"], "tagLatest": False}
+    ),
+    "not-primary": config_request(
+        {"image": "r.example.com/app"},
+        {"BRANCH_NAME": "main", "BRANCH_IS_PRIMARY": None, "TAG_NAME": None, "BUILD_TAG": None},
+    ),
+    "fallback-label": config_request(
+        {"image": "r.example.com/app", "allowEmulation": "qemu", "agentTimeout": 5}
+    ),
+    "bad-timeout": config_request({"image": "r.example.com/app", "agentTimeout": 0}),
+    "reserved-build-arg": config_request(
+        {"image": "r.example.com/app", "buildArgs": {"PATH": "/x"}}
     ),
     "tool-image-bad": config_request({"image": "r.example.com/app", "archfleetImage": "a b"}),
     "tool-image-args-alone": config_request(
@@ -339,25 +536,49 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
             {
                 "arches": [ARM64],
                 "targets": ["r/app:1"],
-                "mergeOut": ".archfleet/merge",
                 "platformList": "linux/arm64",
                 "archfleetImage": "r.example.com/platform/archfleet:0.1.0",
             },
             {"linux/arm64": DIGEST},
-            "/ws@tmp/archfleet-registry",
+            "/ws@tmp/archfleet-merge",
+            "/ws@tmp/archfleet-merge/registry",
         ],
     }
     requests["merge-env-missing"] = {
         "target": "Config",
         "method": "mergeEnv",
         "args": [
-            {"arches": [ARM64], "targets": ["r/app:1"], "mergeOut": ".archfleet/merge"},
+            {"arches": [ARM64], "targets": ["r/app:1"]},
             {"linux/amd64": DIGEST},
+            "/ws@tmp/archfleet-merge",
         ],
+    }
+    # workflow-cps saves the step's locals with Java serialization: JsonSlurper's LazyMap would
+    # fail there (NotSerializableException); parseTable hands back plain maps and lists.
+    requests["table-serializable"] = {
+        "target": "Platforms",
+        "method": "parseTable",
+        "args": ["@arches"],
+        "serialize": True,
+    }
+    requests["config-serializable"] = {
+        **config_request({"image": "r.example.com/a"}),
+        "serialize": True,
     }
     names = list(requests)
     answers = call_groovy([requests[n] for n in names], tmp_path_factory.mktemp("groovy-src"))
     return dict(zip(names, answers, strict=True))
+
+
+@pytest.mark.parametrize("name", ["table-serializable", "config-serializable"])
+def test_parsed_json_is_plain_and_serializable(
+    results: dict[str, dict[str, Any]], name: str
+) -> None:
+    answer = results[name]
+    assert "error" not in answer, answer
+    classes = set(answer["value"])
+    assert "java.util.LinkedHashMap" in classes and "java.util.ArrayList" in classes
+    assert not [c for c in classes if "Lazy" in c or "groovy.json" in c], classes
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -369,6 +590,8 @@ def test_pure_helpers(results: dict[str, dict[str, Any]], name: str) -> None:
         assert expected["error"] in answer["error"]
         # The library's own exception (sandbox-approved), turned into error() by vars/.
         assert answer["errorClass"] == "archfleet.LibraryError"
+    elif isinstance(expected, str) and name.startswith("builder-"):
+        assert expected in (answer.get("value") or ""), answer
     else:
         assert answer == {"value": expected}
 
@@ -399,7 +622,9 @@ def test_merge_in_the_image_gets_the_docker_config_not_the_agents_command(
     results: dict[str, dict[str, Any]],
 ) -> None:
     env = results["merge-env-image"]["value"]
-    assert env[-2:] == ["AF_ARCHFLEET=archfleet", "DOCKER_CONFIG=/ws@tmp/archfleet-registry"]
+    assert env[-2:] == ["AF_ARCHFLEET=archfleet", "DOCKER_CONFIG=/ws@tmp/archfleet-merge/registry"]
+    # The merge's files are outside the workspace.
+    assert "AF_OUT=/ws@tmp/archfleet-merge" in env
 
 
 def test_every_library_file_compiles_on_groovy_2_4(results: dict[str, dict[str, Any]]) -> None:
@@ -410,8 +635,10 @@ def test_every_library_file_compiles_on_groovy_2_4(results: dict[str, dict[str, 
 
 def test_defaults_push_on_main_with_arch_labels(results: dict[str, dict[str, Any]]) -> None:
     cfg = results["defaults"]["value"]
-    assert cfg["push"] is True and cfg["tags"] == ["latest"]
-    assert cfg["targets"] == ["registry.example.com/team/app:latest"]
+    # The GitLab component's defaults: short SHA, ref slug, latest on the primary branch.
+    assert cfg["push"] is True and cfg["tags"] == ["3f9c2a7b", "main", "latest"]
+    assert cfg["targets"] == [f"registry.example.com/team/app:{t}" for t in cfg["tags"]]
+    assert cfg["warnings"] == [] and cfg["lock"] is True and cfg["agentTimeout"] == 60
     assert [(a["platform"], a["label"]) for a in cfg["arches"]] == [
         ("linux/amd64", "amd64"),
         ("linux/arm64", "arm64"),
@@ -424,8 +651,9 @@ def test_defaults_push_on_main_with_arch_labels(results: dict[str, dict[str, Any
 
 def test_tag_build_and_tagged_image(results: dict[str, dict[str, Any]]) -> None:
     cfg = results["tag-build"]["value"]
-    # The image's own tag, and the default (the git tag) is not used once a tag is given.
-    assert cfg["push"] is True and cfg["tags"] == ["rc"]
+    # The image's own tag first, then the ref slug and the semver floats; no SHA (no commit
+    # known yet: finalTags adds it after checkout), no latest (a tag is no primary branch).
+    assert cfg["push"] is True and cfg["tags"] == ["rc", "v1-0-0", "1.0.0", "1.0", "1"]
     assert [a["label"] for a in cfg["arches"]] == ["linux && amd64", "linux && arm64"]
 
 
@@ -433,6 +661,34 @@ def test_feature_branch_builds_without_push(results: dict[str, dict[str, Any]]) 
     cfg = results["feature-branch"]["value"]
     assert cfg["push"] is False
     assert cfg["buildArgsText"] == "A=1\nB=x y\n"
+
+
+def test_old_tags_and_main_branch_still_work_with_a_warning(
+    results: dict[str, dict[str, Any]],
+) -> None:
+    cfg = results["deprecated-tags"]["value"]
+    assert cfg["tags"] == ["1.4.0", "latest"] and cfg["push"] is True and cfg["primary"] is True
+    warnings = "\n".join(cfg["warnings"])
+    assert "'tags' is deprecated, use 'imageTags'" in warnings
+    assert "mainBranch is deprecated" in warnings and "BRANCH_IS_PRIMARY" in warnings
+
+
+def test_image_tags_replace_the_defaults_and_latest_can_be_off(
+    results: dict[str, dict[str, Any]],
+) -> None:
+    assert results["image-tags-no-latest"]["value"]["tags"] == ["stable"]
+
+
+def test_a_branch_named_main_is_not_primary_unless_jenkins_says_so(
+    results: dict[str, dict[str, Any]],
+) -> None:
+    cfg = results["not-primary"]["value"]
+    assert cfg["push"] is False and "latest" not in cfg["tags"]
+
+
+def test_allow_emulation_names_a_fallback_label(results: dict[str, dict[str, Any]]) -> None:
+    cfg = results["fallback-label"]["value"]
+    assert (cfg["allowEmulation"], cfg["emulationLabel"], cfg["agentTimeout"]) == (True, "qemu", 5)
 
 
 def test_one_label_for_all_needs_emulation(results: dict[str, dict[str, Any]]) -> None:
@@ -444,6 +700,9 @@ def test_one_label_for_all_needs_emulation(results: dict[str, dict[str, Any]]) -
     ("name", "fragment"),
     [
         ("not-a-flag", "verify must be true or false, not 'yes'"),
+        ("both-tag-arguments", "pass imageTags only: tags is its old, deprecated name"),
+        ("bad-timeout", "agentTimeout must be a whole number from 1 to 10080, not '0'"),
+        ("reserved-build-arg", "build arg name 'PATH' is reserved"),
         ("build-arg-newline", "build arg A contains a line break"),
         ("duplicate-platform", "platform linux/arm64 is listed twice"),
         ("merge-env-missing", "no digest came back from the linux/arm64 build"),
@@ -466,3 +725,11 @@ def test_help_lists_every_argument_with_type_default_and_example(
     for argument, (_, kind, default) in zip(arguments, documented, strict=True):
         assert (kind, default) == (argument["type"], argument["default"]), argument["name"]
         assert f"e.g. {argument['name']}: {argument['example']}" in text, argument["name"]
+
+
+def test_help_text_survives_safe_html() -> None:
+    # Jenkins renders vars/*.txt with the configured markup formatter: under Safe HTML (OWASP
+    # Markup Formatter) anything in angle brackets is taken for a tag and dropped, so
+    # `List<String>` or `<tag>-<arch>` would vanish. Plain text is the same in both.
+    text = (LIBRARY / "vars" / "multiArchBuild.txt").read_text()
+    assert "<" not in text and ">" not in text

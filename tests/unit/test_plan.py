@@ -266,3 +266,48 @@ def test_daemonless_builders_need_skopeo_beside_them(
     if expected is not None:
         with pytest.raises(PlanError, match=f"{tool} with skopeo is missing"):
             plan_host(refused, refused.hosts[0], facts("x86_64", **present))
+
+
+def test_a_side_not_checked_plans_the_host_part_and_says_what_it_could_not_ask(
+    inventory: Inventory,
+) -> None:
+    """A dry run without tokens: gitlab-runner's binary, user and service and the agent's Java
+    are the host's and are planned; the runner and node are the servers' — one line each."""
+    host = inventory.hosts[1]
+    plan = plan_host(
+        inventory,
+        host,
+        facts("aarch64", os_id="debian", os_version="13"),
+        unchecked={"gitlab": "no token", "jenkins": "unreachable"},
+    )
+    assert [c.kind for c in plan.changes] == [
+        "install-builder",
+        "install-runner",
+        "ensure-runner-user",
+        "install-runner-service",
+        "gitlab-not-checked",
+        "install-java",
+        "jenkins-not-checked",
+    ]
+    gitlab = plan.changes[4]
+    assert str(gitlab).startswith("gitlab-not-checked: GitLab not checked (no token): ")
+    assert str(plan.changes[6]).startswith("jenkins-not-checked: Jenkins not checked (unreachable)")
+    assert plan.runner_tags == ("arm64", "native", "graviton")  # from the facts, as always
+
+
+def test_a_moved_launcher_endpoint_is_an_update_node(inventory: Inventory) -> None:
+    """A node whose SSH launcher points elsewhere than the host's jenkins endpoint (e.g. the
+    inventory now gives `jenkins.address` for an agent behind a bastion) is updated; the same
+    endpoint, or one a listing did not read (""), plans nothing."""
+    host = inventory.hosts[0]
+    current = facts("x86_64", runners=(RegisteredRunner("1", host.name, "abc"),), **PROVISIONED)
+    runner = RunnerState(1, host.name, ("amd64", "native"), run_untagged=False, locked=True)
+    same = node_state(host.name, ("amd64",), 2)
+    address, port = host.jenkins_endpoint
+    for node in (same, replace(same, launcher_host=address, launcher_port=port)):
+        plan = plan_host(inventory, host, current, runner=runner, node=node, host_key=HOST_KEY)
+        assert [c.kind for c in plan.changes] == []
+    moved = replace(same, launcher_host="10.99.0.1", launcher_port=port)
+    plan = plan_host(inventory, host, current, runner=runner, node=moved, host_key=HOST_KEY)
+    assert [c.kind for c in plan.changes] == ["update-node"]
+    assert f"launcher 10.99.0.1:{port} -> {address}:{port}" in plan.changes[0].detail

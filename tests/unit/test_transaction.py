@@ -50,10 +50,13 @@ def states(**held: str | None) -> dict[str, TagState]:
     return {tag: TagState(tag, value) for tag, value in tags.items()}
 
 
-def test_fresh_tags_are_all_written_children_first() -> None:
+def test_fresh_tags_are_all_written_index_first() -> None:
     writes = plan_writes(PLAN, states())
+    assert [w.tag for w in writes.writes] == ["v1", "v1-amd64", "v1-arm64"]
     assert [w.tag for w in writes.children] == ["v1-amd64", "v1-arm64"]
+    assert [w.target for w in writes.children] == ["v1", "v1"]
     assert [w.tag for w in writes.indexes] == ["v1"]
+    assert writes.targets == ("v1",)
     assert writes.indexes[0].digest == PLAN.digest and writes.indexes[0].before is None
     assert [(t, k) for t, _, k in writes.expected] == [
         ("v1", "index"),
@@ -74,8 +77,20 @@ def test_only_tags_that_differ_are_written_and_remember_what_they_held() -> None
     assert [(w.tag, w.before, w.digest) for w in writes.writes] == [
         ("v1-amd64", digest("e"), digest("a"))
     ]
-    # Every child tag can still be repaired by the read-back, written or not.
-    assert [w.tag for w in writes.every_child] == ["v1-amd64", "v1-arm64"]
+    assert writes.unchanged_children == ("v1-arm64",)
+
+
+def test_a_moving_index_puts_every_child_tag_even_unchanged_ones() -> None:
+    """The ordering argument (transaction.py) needs the writer of the index a target ends up
+    holding to PUT all its child tags after its index: one it skipped as "unchanged" could have
+    been moved by another writer between the snapshot and the index PUT."""
+    writes = plan_writes(PLAN, states(v1=digest("f"), v1_amd64=digest("a"), v1_arm64=digest("b")))
+    assert [(w.tag, w.before, w.digest) for w in writes.writes] == [
+        ("v1", digest("f"), PLAN.digest),
+        ("v1-amd64", digest("a"), digest("a")),
+        ("v1-arm64", digest("b"), digest("b")),
+    ]
+    assert writes.unchanged_children == ()
 
 
 def target_holding(raw: bytes, media_type: str) -> dict[str, TagState]:

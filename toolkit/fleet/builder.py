@@ -4,7 +4,7 @@ every value that comes from the inventory goes through shlex.quote."""
 
 from __future__ import annotations
 
-from .apt import APT_GET_FUNCTION
+from .apt import APT_GET_FUNCTION, FAILURE_MARKER
 
 # Per package manager: what provides each builder. buildah needs skopeo beside it to push by
 # digest (the templates and the Jenkins step copy the OCI layout with skopeo). umoci edits OCI
@@ -51,10 +51,16 @@ def install_builder_script(tool: str) -> str:
             f"if command -v {manager} >/dev/null 2>&1; then {_INSTALL[manager]} {packages[tool]}"
         )
     check = _CHECKS[tool]
+    # set -e stops at a failed dnf/yum/apk; apt_get ends the script itself (apt.py), with
+    # its cause in one FAILURE_MARKER line, as do the two failures below.
     return (
         "set -e\n"
         + APT_GET_FUNCTION
         + "\nel".join(branches)
-        + "\nelse echo 'no supported package manager (apt-get, dnf, yum, apk)' >&2; exit 3\nfi\n"
-        + f"{check} >/dev/null\n"
+        + f"\nelse echo '{FAILURE_MARKER}no supported package manager (apt-get, dnf, yum, apk) "
+        "on this host; fix: install the builder yourself and set builder.install: false' >&2; "
+        "exit 3\nfi\n"
+        + f"if ! {{ {check}; }} >/dev/null; then\n"
+        + f"  echo '{FAILURE_MARKER}the packages are installed but `{check}` fails' >&2\n"
+        + "  exit 4\nfi\n"
     )

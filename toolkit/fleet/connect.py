@@ -24,6 +24,7 @@ import logging
 import os
 import random
 import shlex
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,17 +65,33 @@ class HostConnection(Connection):  # type: ignore[misc]
     become: str | None = None
     login_user: str = ""
 
+    def open_gateway(self) -> object:
+        """Fabric's, but the jump host's channel to us is opened within connect_timeout:
+        paramiko waits up to an hour for it (Transport.open_channel's default), and a jump
+        host whose sshd is still trying to reach a dropped address answers only when its
+        own TCP connect gives up."""
+        gateway = self.gateway
+        if not isinstance(gateway, Connection):
+            return super().open_gateway()
+        gateway.open()
+        return gateway.transport.open_channel(
+            kind="direct-tcpip",
+            dest_addr=(self.host, int(self.port)),
+            src_addr=("", 0),
+            timeout=self.connect_timeout or None,
+        )
+
 
 def _jump(spec: str, settings: SshSettings, config: Config) -> Connection:
     user, _, rest = spec.rpartition("@")
     host, _, port = rest.partition(":")
-    gateway = Connection(
+    gateway = HostConnection(
         host,
         user=user or settings.user,
         port=int(port) if port else 22,
         config=config,
         forward_agent=False,
-        connect_timeout=int(settings.connect_timeout),
+        connect_timeout=settings.connect_timeout,
         connect_kwargs=_connect_kwargs(settings),
     )
     return gateway  # secured by connection_for, with every other hop
@@ -195,7 +212,7 @@ def _config(host: Host) -> Config:
     overrides = {
         "load_ssh_configs": settings.use_ssh_config,
         "run": {"hide": True, "warn": True, "in_stream": False},
-        "timeouts": {"connect": int(settings.connect_timeout)},
+        "timeouts": {"connect": settings.connect_timeout},
     }
     if not (settings.use_ssh_config and settings.ssh_config_file is not None):
         return Config(overrides=overrides)
@@ -227,7 +244,7 @@ def connection_for(host: Host) -> Connection:
         user=user,
         port=port,
         config=config,
-        connect_timeout=int(settings.connect_timeout),
+        connect_timeout=settings.connect_timeout,
         connect_kwargs=_connect_kwargs(settings),
         gateway=_jump(settings.jump_host, settings, config) if settings.jump_host else None,
         # Never the provisioning user's agent on a build host (its root could use it), even
@@ -249,8 +266,8 @@ def connection_for(host: Host) -> Connection:
 def connect(host: Host, *, attempts: int = CONNECT_ATTEMPTS) -> Connection:
     """An OPEN connection to `host`. A connection that sshd dropped before or during the key
     exchange (MaxStartups) is tried again, at most `attempts` times in all and only while the
-    host's connect_timeout has time left; any other failure is raised at once as ConnectError.
-    """
+    host's connect_timeout has time left; any other failure is raised at once as ConnectError,
+    naming the hop that failed: a jump host (its user, address and key) or the target."""
     if attempts < 1:
         raise ValueError(f"attempts must be at least 1, not {attempts}")
     deadline = time.monotonic() + host.ssh.connect_timeout
@@ -259,14 +276,15 @@ def connect(host: Host, *, attempts: int = CONNECT_ATTEMPTS) -> Connection:
         attempt += 1
         connection = connection_for(host)
         try:
-            connection.open()
-        except Exception as exc:  # classified below; nothing is swallowed
+            _open_hops(connection)
+        except _HopFailed as failed:
+            exc, hop = failed.cause, failed.hop
             # Classified before the discard, which forgets how far the transport got.
-            transient = _dropped_before_key_exchange(exc, connection)
+            transient = _dropped_before_key_exchange(exc, hop.connection)
             _discard(connection)
-            error = _connect_error(exc, host.name)
+            error = _connect_error(exc, host.name, hop=hop)
             if error is None:
-                raise
+                raise exc from None
             if not transient:
                 raise error from None
             delay = _backoff(attempt)
@@ -279,6 +297,80 @@ def connect(host: Host, *, attempts: int = CONNECT_ATTEMPTS) -> Connection:
             time.sleep(delay)
             continue
         return connection
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One SSH hop of a host's connection, as errors name it: a jump host or the target."""
+
+    connection: Connection
+    jump: bool
+    # The jump host's name where it is not its address (an ssh config alias, "bastion").
+    alias: str
+    key: str
+    # The hop this one is reached through (None: directly).
+    via: Hop | None = None
+
+    @property
+    def login(self) -> str:
+        return f"{self.connection.user}@{self.connection.host}:{self.connection.port}"
+
+    def __str__(self) -> str:
+        if self.jump:
+            if self.alias:
+                return f"jump host {self.alias} ({self.login}, key {self.key})"
+            return f"jump host {self.login} (key {self.key})"
+        return f"{self.login} (key {self.key})"
+
+
+class _HopFailed(Exception):
+    def __init__(self, hop: Hop, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.hop, self.cause = hop, cause
+
+
+def hops_of(connection: Connection) -> list[Hop]:
+    """The connection's hops, the target first, then each jump host out to the first one
+    dialled; a ProxyCommand (a string gateway) is no hop of ours and is not listed."""
+    chain: list[Connection] = [connection]
+    while isinstance(chain[-1].gateway, Connection):
+        chain.append(chain[-1].gateway)
+    hops: list[Hop] = []
+    via: Hop | None = None
+    for index, link in reversed(list(enumerate(chain))):
+        alias = str(getattr(link, "original_host", "") or "")
+        hop = Hop(
+            link,
+            jump=index > 0,
+            alias=alias if alias and alias != link.host else "",
+            key=_key_text(link),
+            via=via,
+        )
+        hops.insert(0, hop)
+        via = hop
+    return hops
+
+
+def _open_hops(connection: Connection) -> None:
+    """Open the first jump host, then each hop through the one before, then the target, so a
+    failure is known to belong to one hop (Fabric's own `open` opens them all in one call)."""
+    for hop in reversed(hops_of(connection)):
+        try:
+            hop.connection.open()
+        except Exception as exc:  # attributed, then classified by connect()
+            raise _HopFailed(hop, exc) from exc
+
+
+def _key_text(connection: Connection) -> str:
+    """The key(s) this hop offers — the inventory's ssh.key, else the ssh config's
+    IdentityFile (Fabric puts either into key_filename) — as a user would type them."""
+    given = connection.connect_kwargs.get("key_filename")
+    files = [given] if isinstance(given, str | Path) else list(given or [])
+    if not files:
+        return "from the ssh agent or ~/.ssh"
+    home = str(Path.home())
+    shown = ["~" + str(f)[len(home) :] if str(f).startswith(home + "/") else str(f) for f in files]
+    return ", ".join(shown)
 
 
 def _backoff(attempt: int) -> float:
@@ -301,8 +393,11 @@ def _dropped_before_key_exchange(exc: BaseException, connection: Connection) -> 
         return True
     if isinstance(exc, paramiko.SSHException):
         text = str(exc)
-        return text.startswith("Error reading SSH protocol banner") or text == (
-            "Negotiation failed."
+        # "No existing session": paramiko's client found the transport dead right after
+        # start_client — the same banner failure, raced (seen against a mute listener).
+        return text.startswith("Error reading SSH protocol banner") or text in (
+            "Negotiation failed.",
+            "No existing session",
         )
     return False
 
@@ -316,16 +411,29 @@ def _discard(connection: Connection) -> None:
         hop = hop.gateway
 
 
-def _connect_error(exc: BaseException, host: str) -> ConnectError | None:
-    """The SSH failure `exc` as a message a user can act on; None if it is no SSH failure."""
+def _connect_error(exc: BaseException, host: str, hop: Hop | None = None) -> ConnectError | None:
+    """The SSH failure `exc` as a message a user can act on, naming `hop` (the target or a jump
+    host: its user, address, port and key) where it is known; None if it is no SSH failure."""
+    where = f" {hop}" if hop is not None else ""
+    at = f" at{where}" if hop is not None else ""
     if isinstance(exc, ConnectError):
         return exc
     if isinstance(exc, paramiko.BadHostKeyException):
         return ConnectError(
-            f"{host}: host key mismatch ({exc.key.get_name()}); the known_hosts entry differs"
+            f"{host}: host key mismatch{at} ({exc.key.get_name()}); the known_hosts entry "
+            "differs — if the host was reinstalled, check its new key and replace the entry"
         )
     if isinstance(exc, paramiko.AuthenticationException):
-        return ConnectError(f"{host}: authentication failed ({exc})")
+        return ConnectError(
+            f"{host}: authentication failed{at or ' (key from the inventory)'}: the server "
+            f"accepted none of the keys offered ({exc})"
+        )
+    if isinstance(exc, paramiko.ChannelException) and hop is not None and hop.via is not None:
+        # sshd on the jump host could not open its TCP connection to the target.
+        return ConnectError(
+            f"{host}: {hop.via} cannot reach {hop.login} ({exc.text or exc}); check the "
+            "target's address and port as the jump host sees them"
+        )
     if isinstance(exc, paramiko.SSHException):
         text = str(exc)
         if "not found in known_hosts" in text:
@@ -333,16 +441,59 @@ def _connect_error(exc: BaseException, host: str) -> ConnectError | None:
             # host, which of the two it is matters.
             server = text.split("'")[1] if text.count("'") >= 2 else "the server"
             return ConnectError(
-                f"{host}: unknown host key of {server}; add it to the inventory's known_hosts "
-                "(ssh-keyscan, after checking its fingerprint), or let --accept-new-host-keys "
-                "record it"
+                f"{host}: unknown host key of {server}{at}; add it to the inventory's "
+                "known_hosts (ssh-keyscan, after checking its fingerprint), or let "
+                "--accept-new-host-keys record it"
             )
-        return ConnectError(f"{host}: SSH failed ({text})")
+        if hop is not None and (
+            # The banner's read timed out (a close or reset has EOFError or an errno there);
+            # "No existing session": paramiko's race on the same, seen with a mute listener.
+            (
+                text == "Error reading SSH protocol banner"
+                and isinstance(exc.__context__, TimeoutError)
+            )
+            or text == "No existing session"
+        ):
+            return ConnectError(
+                f"{host}: no SSH handshake with {hop} within "
+                f"{hop.connection.connect_timeout:g} s (something accepts TCP there but no "
+                "sshd answers, or sshd is overloaded)"
+            )
+        if text == "Timeout opening channel." and hop is not None and hop.via is not None:
+            return ConnectError(
+                f"{host}: {hop.via} did not reach {hop.login} within "
+                f"{hop.connection.connect_timeout:g} s"
+            )
+        if text == "Error reading SSH protocol banner" and isinstance(exc.__context__, EOFError):
+            text += ": the server closed the connection"
+        return ConnectError(f"{host}: SSH failed{at} ({text})")
     if isinstance(exc, EOFError):
-        return ConnectError(f"{host}: SSH failed (the server closed the connection)")
+        return ConnectError(f"{host}: SSH failed{at} (the server closed the connection)")
     if isinstance(exc, OSError):
-        return ConnectError(f"{host}: cannot connect ({exc.strerror or exc})")
+        if exc.filename is not None:  # the key file, read by paramiko after the TCP connect
+            return ConnectError(
+                f"{host}: cannot read key file {exc.filename}{at} ({exc.strerror or exc}); "
+                "fix ssh.key in the inventory"
+            )
+        return ConnectError(
+            f"{host}: cannot connect{' to' if where else ''}{where}: {_why(exc, hop)}"
+        )
     return None
+
+
+def _why(exc: OSError, hop: Hop | None) -> str:
+    """What a failed TCP connect means, in words (paramiko's NoValidConnectionsError wraps
+    the socket's errors per address: the first one says it)."""
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError) and exc.errors:
+        inner = next(iter(exc.errors.values()))
+        if isinstance(inner, OSError) and inner.strerror:
+            return str(inner.strerror)
+    if isinstance(exc, TimeoutError):
+        timeout = hop.connection.connect_timeout if hop is not None else None
+        return f"no answer within {timeout:g} s" if timeout else "timed out"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the address ({exc.strerror or exc})"
+    return str(exc.strerror or exc)
 
 
 @dataclass(frozen=True)

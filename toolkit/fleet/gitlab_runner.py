@@ -89,6 +89,7 @@ class GitLabRunners:
                 f"no GitLab token for {settings.url}: environment variable "
                 f"{settings.token_env} is not set and {where} gave none ({exc})"
             ) from None
+        client.timeout = timeout  # the config file's own timeout must not unbound our calls
         if not client.private_token:
             raise GitLabRunnerError(
                 f"no GitLab token for {settings.url}: environment variable "

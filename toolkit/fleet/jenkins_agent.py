@@ -10,6 +10,12 @@ by jenkins.host_key_verification); if that upload fails the node is deleted agai
 half-made node stays behind. An existing node is reconciled through its config.xml, keeping
 everything archfleet does not manage.
 
+Where the node's SSH launcher connects is `launcher_endpoint(host)`: the host's
+`jenkins.address`/`jenkins.port` when the inventory gives them (an agent that archfleet reaches
+through a jump host, which the controller cannot use), else its address and ssh.port.
+`agent_node()` gathers every value a node gets into one `AgentNode`, which both the API
+(`JenkinsNodes.ensure_node`) and Configuration as Code (toolkit/fleet/jenkins_casc.py) apply.
+
 The API token is handed to jenkinsapi and nowhere else: no message, repr or log line of this
 module contains it (errors say which environment variables to check instead).
 """
@@ -28,7 +34,7 @@ from jenkinsapi.custom_exceptions import JenkinsAPIException
 from jenkinsapi.jenkins import Jenkins
 from jenkinsapi.node import Node
 
-from ..inventory import JenkinsSettings
+from ..inventory import Host, JenkinsSettings
 from .errors import JenkinsAgentError
 from .jenkins_config import (
     MANAGED_DESCRIPTION,
@@ -44,11 +50,14 @@ from .plan import NodeState
 from .users import check_name, ensure_job_user_script
 
 __all__ = [
+    "AgentNode",
     "JenkinsAgentError",
     "JenkinsNodes",
     "NodeOutcome",
+    "agent_node",
     "check_node_name",
     "ensure_agent_user_script",
+    "launcher_endpoint",
     "node_config_xml",
 ]
 
@@ -66,6 +75,74 @@ def check_node_name(name: str) -> str:
             f"{''.join(sorted(_UNSAFE_NAME_CHARS))} (expected e.g. 'build-arm64-1')"
         )
     return name
+
+
+def launcher_endpoint(host: Host) -> tuple[str, int]:
+    """(host, port) the controller's SSH launcher connects to: hosts[].jenkins.address and
+    .port when given (the inventory refuses a jump-host agent without an address), else the
+    address and ssh.port archfleet itself uses (Host.jenkins_endpoint)."""
+    return host.jenkins_endpoint
+
+
+@dataclass(frozen=True)
+class AgentNode:
+    """Everything archfleet sets on one permanent agent, planned once: what
+    `JenkinsNodes.ensure_node` writes through the REST API and what jenkins-casc prints for a
+    controller managed as code."""
+
+    name: str
+    host: str  # the launcher's host: launcher_endpoint()
+    port: int
+    labels: tuple[str, ...]
+    executors: int
+    remote_root: str
+    credentials_id: str
+    host_key_verification: str  # jenkins.host_key_verification: manual | known_hosts
+    # (algorithm, base64): the key archfleet verified for the host (manual verification).
+    host_key: tuple[str, str] | None = None
+    description: str = MANAGED_DESCRIPTION
+
+    def config_xml(self) -> str:
+        """The node's config.xml (jenkins_config.node_config_xml); refuses what Jenkins could
+        not hold (NodeConfigError), so both ways of applying refuse the same values."""
+        check_node_name(self.name)
+        return node_config_xml(
+            self.name,
+            address=self.host,
+            port=self.port,
+            labels=self.labels,
+            executors=self.executors,
+            remote_root=self.remote_root,
+            credentials_id=self.credentials_id,
+            description=self.description,
+            host_key_verification=self.host_key_verification,
+            host_key=self.host_key,
+        )
+
+
+def agent_node(
+    host: Host,
+    jenkins: JenkinsSettings,
+    labels: Sequence[str],
+    *,
+    executors: int | None = None,
+    host_key: tuple[str, str] | None = None,
+) -> AgentNode:
+    """The node of `host`: `labels` as planned (plan.desired_agent_labels: detected arch
+    first), executors the host's own or jenkins.executors, the launcher at
+    `launcher_endpoint(host)`."""
+    address, port = launcher_endpoint(host)
+    return AgentNode(
+        name=host.name,
+        host=address,
+        port=port,
+        labels=tuple(labels),
+        executors=executors if executors is not None else host.executors or jenkins.executors,
+        remote_root=jenkins.remote_root,
+        credentials_id=jenkins.credentials_id,
+        host_key_verification=jenkins.host_key_verification,
+        host_key=host_key,
+    )
 
 
 @dataclass(frozen=True)
@@ -239,6 +316,8 @@ class JenkinsNodes:
             online=listing[name],
             host_key=config.host_key,
             host_key_strategy=config.host_key_strategy,
+            launcher_host=config.host,
+            launcher_port=config.port,
         )
 
     def is_online(self, name: str) -> bool:
@@ -422,6 +501,25 @@ class JenkinsNodes:
         if state is None:
             raise JenkinsAgentError(f"node {name!r} vanished from {self.url} while updating it")
         return NodeOutcome(name, "updated" if differences else "unchanged", differences, state)
+
+    def ensure_node(self, node: AgentNode) -> NodeOutcome:
+        """`ensure` with an `agent_node()`'s values (its launcher endpoint included)."""
+        if node.host_key_verification != self.host_key_verification:
+            raise JenkinsAgentError(
+                f"node {node.name!r}: planned with host key verification "
+                f"{node.host_key_verification!r}, but this client writes "
+                f"{self.host_key_verification!r} (one jenkins: section for both)"
+            )
+        return self.ensure(
+            node.name,
+            address=node.host,
+            port=node.port,
+            labels=node.labels,
+            executors=node.executors,
+            remote_root=node.remote_root,
+            credentials_id=node.credentials_id,
+            host_key=node.host_key,
+        )
 
     def delete(self, name: str) -> bool:
         """Delete node `name`; False if there was none."""

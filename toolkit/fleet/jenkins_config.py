@@ -74,9 +74,9 @@ RETENTION_ALWAYS = "hudson.slaves.RetentionStrategy$Always"
 MANAGED_DESCRIPTION = "managed by archfleet (provision-runners)"
 # XStream's alias and the class name: Jenkins writes the first and reads both.
 _ROOTS = ("slave", "hudson.slaves.DumbSlave")
-_LAUNCH_TIMEOUT_SECONDS = 60
-_MAX_RETRIES = 10
-_RETRY_WAIT_SECONDS = 15
+LAUNCH_TIMEOUT_SECONDS = 60
+MAX_RETRIES = 10
+RETRY_WAIT_SECONDS = 15
 # Characters XML 1.0 text cannot hold, plus CR (a parser turns it into LF).
 _NOT_XML = re.compile("[\x00-\x08\x0b-\x0d\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
@@ -243,9 +243,9 @@ def _launcher(
     _sub(launcher, "host", address)
     _sub(launcher, "port", str(port))
     _sub(launcher, "credentialsId", credentials_id)
-    _sub(launcher, "launchTimeoutSeconds", str(_LAUNCH_TIMEOUT_SECONDS))
-    _sub(launcher, "maxNumRetries", str(_MAX_RETRIES))
-    _sub(launcher, "retryWaitTime", str(_RETRY_WAIT_SECONDS))
+    _sub(launcher, "launchTimeoutSeconds", str(LAUNCH_TIMEOUT_SECONDS))
+    _sub(launcher, "maxNumRetries", str(MAX_RETRIES))
+    _sub(launcher, "retryWaitTime", str(RETRY_WAIT_SECONDS))
     launcher.append(_strategy_element(name, verification, host_key))
     _sub(launcher, "tcpNoDelay", "true")
     return launcher

@@ -385,5 +385,9 @@ def link(connection: Any, host: Host, *, timeout: float) -> None:
 
 def _check(result: CommandResult, host: Host, what: str) -> None:
     if not result.ok:
-        said = (result.stderr.strip() or result.stdout.strip())[-_TAIL:]
+        from .apt import failure_line  # apt's failure, classified by its cause (one line)
+
+        said = (
+            failure_line(result.stderr) or (result.stderr.strip() or result.stdout.strip())[-_TAIL:]
+        )
         raise MergeToolError(f"{host.name}: {what} failed (exit {result.exit_code}): {said}")

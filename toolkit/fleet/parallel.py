@@ -36,7 +36,8 @@ def for_each_host(
     on_done: Callable[[Outcome[T]], None] | None = None,
     meanwhile: Callable[[], None] | None = None,
 ) -> list[Outcome[T]]:
-    """Outcomes in inventory order; `expected` errors become the host's error message.
+    """Outcomes in inventory order; `expected` errors become the host's error message (without
+    the host's name in front: `own_message`).
 
     `meanwhile` runs in the calling thread once the hosts' work has started (e.g. setting up
     what the work waits for later); if it raises, the hosts' work is waited for and its
@@ -51,8 +52,16 @@ def for_each_host(
             try:
                 outcome: Outcome[T] = Outcome(host, value=future.result())
             except expected as exc:
-                outcome = Outcome(host, error=str(exc) or type(exc).__name__)
+                outcome = Outcome(host, error=own_message(host, exc))
             outcomes[host.name] = outcome
             if on_done is not None:
                 on_done(outcome)
     return [outcomes[host.name] for host in hosts]
+
+
+def own_message(host: Host, exc: BaseException) -> str:
+    """The error as the host's outcome carries it: the outcome names the host already, so a
+    message that starts with the host's name ("build-1: cannot connect …", as the fleet
+    modules' errors do, to stand alone) loses that prefix — no "build-1: build-1: …"."""
+    text = str(exc) or type(exc).__name__
+    return text.removeprefix(f"{host.name}: ")

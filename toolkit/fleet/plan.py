@@ -6,7 +6,7 @@ what is done, and an unchanged fleet plans nothing ("no change"), as in pyinfra.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..archmap import runner_tag
@@ -46,6 +46,11 @@ class NodeState:
     # see host_key_strategy, the class name in config.xml).
     host_key: str | None = None
     host_key_strategy: str = ""
+    # The SSH launcher's endpoint ("" / 0: not read, e.g. a fake's listing): compared with the
+    # host's jenkins_endpoint, so a new `jenkins.address` (an agent moved behind a bastion)
+    # plans an update-node.
+    launcher_host: str = ""
+    launcher_port: int = 0
 
 
 @dataclass(frozen=True)
@@ -345,17 +350,27 @@ def plan_jenkins(
     key_changed = server.host_key_strategy != strategy or (
         strategy == STRATEGIES["manual"] and key_given is not None and server.host_key != key_given
     )
+    endpoint = host.jenkins_endpoint
+    endpoint_changed = bool(server.launcher_host) and (
+        (server.launcher_host, server.launcher_port) != endpoint
+    )
     if (
         server.labels != labels
         or server.executors != executors
         or server.remote_root != jenkins.remote_root
         or server.credentials_id != jenkins.credentials_id
         or key_changed
+        or endpoint_changed
     ):
         detail = (
             f"node {host.name}: labels {' '.join(server.labels) or '-'} -> "
             f"{' '.join(labels)}, executors {server.executors} -> {executors}"
         )
+        if endpoint_changed:
+            detail += (
+                f", launcher {server.launcher_host}:{server.launcher_port} -> "
+                f"{endpoint[0]}:{endpoint[1]}"
+            )
         if key_changed:
             detail += f", host key check -> {jenkins.host_key_verification}"
             if key_given and server.host_key and server.host_key != key_given:
@@ -418,6 +433,22 @@ def plan_merge_tool(host: Host, facts: HostFacts, tool: ArchfleetSettings) -> li
     return changes
 
 
+# The marker changes of a server side that could not be asked (a dry run without its token, or
+# with the server unreachable): what the host needs is planned, the server's part is not.
+NOT_CHECKED_KINDS = {"gitlab": "gitlab-not-checked", "jenkins": "jenkins-not-checked"}
+
+
+def not_checked(side: str, reason: str) -> Change:
+    """The plan's line for a server side it could not ask: says so, and what it would decide."""
+    what = {
+        "gitlab": "GitLab not checked ({reason}): whether its runner exists, is registered on "
+        "the host and carries the tags is decided when GitLab can be asked",
+        "jenkins": "Jenkins not checked ({reason}): whether its node exists with these labels "
+        "is decided when Jenkins can be asked",
+    }[side]
+    return Change(NOT_CHECKED_KINDS[side], what.format(reason=reason), (("reason", reason),))
+
+
 def plan_host(
     inventory: Inventory,
     host: Host,
@@ -427,7 +458,12 @@ def plan_host(
     node: NodeState | None = None,
     rotate_token: bool = False,
     host_key: str | None = None,
+    unchecked: Mapping[str, str] | None = None,
 ) -> HostPlan:
+    """The host's ordered changes. `unchecked`: server sides ("gitlab", "jenkins") that could
+    not be asked, with why (e.g. "no token"): their host part is planned (gitlab-runner's
+    binary, user and service; Java for an agent), their server part is one not-checked line."""
+    unchecked = unchecked or {}
     check_native(host, facts)
     # The builder is for the hosts that build; a merge-tool-only host merges on the registry.
     builds = host.has_role("gitlab-runner") or host.has_role("jenkins-agent")
@@ -437,7 +473,11 @@ def plan_host(
         changes += plan_merge_tool(host, facts, inventory.archfleet)
     tags: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
-    if host.has_role("gitlab-runner") and inventory.gitlab:
+    if host.has_role("gitlab-runner") and inventory.gitlab and "gitlab" in unchecked:
+        changes += plan_runner_host(facts, inventory.gitlab, job_user_needs(inventory))
+        changes.append(not_checked("gitlab", unchecked["gitlab"]))
+        tags = desired_runner_tags(host, facts, inventory.gitlab)
+    elif host.has_role("gitlab-runner") and inventory.gitlab:
         gitlab_changes, tags = plan_gitlab(
             host,
             facts,
@@ -451,5 +491,9 @@ def plan_host(
         jenkins_changes, labels = plan_jenkins(
             host, facts, inventory.jenkins, node, host_key=host_key
         )
+        if "jenkins" in unchecked:
+            # Java is the host's; the node (create or update) is the server's, unknown.
+            jenkins_changes = [c for c in jenkins_changes if c.kind == "install-java"]
+            jenkins_changes.append(not_checked("jenkins", unchecked["jenkins"]))
         changes += jenkins_changes
     return HostPlan(host, facts, tuple(changes), tags, labels)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..inventory import Host, Inventory
 from . import builder, gitlab_host, merge_tool
+from .apt import failure_line
 from .connect import connect, run_script
 from .facts import HostFacts
 from .gather import read_facts
@@ -58,17 +59,26 @@ class ServerState:
 
 @dataclass(frozen=True)
 class Servers:
-    """The server sides in use; None = off (no section, or switched off for the lab)."""
+    """The server sides in use; None = off (no section, or switched off for the lab).
+    `unchecked`: sides a dry run could not ask — side ("gitlab", "jenkins") -> why ("no
+    token", "unreachable"); their host part is still planned (plan.plan_host)."""
 
     runners: GitLabRunners | None = None
     nodes: JenkinsNodes | None = None
+    unchecked: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def not_checked(self) -> dict[str, str]:
+        return dict(self.unchecked)
 
     def scoped(self, inventory: Inventory) -> Inventory:
-        """The inventory as far as the servers in use go: a side that is off plans nothing."""
+        """The inventory as far as the servers in use go: a side that is off plans nothing;
+        a side that is not checked plans its host part."""
+        unchecked = self.not_checked
         return replace(
             inventory,
-            gitlab=inventory.gitlab if self.runners else None,
-            jenkins=inventory.jenkins if self.nodes else None,
+            gitlab=inventory.gitlab if self.runners or "gitlab" in unchecked else None,
+            jenkins=inventory.jenkins if self.nodes or "jenkins" in unchecked else None,
         )
 
     def state_of(self, host: Host) -> ServerState:
@@ -164,6 +174,8 @@ class HostReport:
     # The archfleet command the host had before this run (facts: `archfleet --version`);
     # None: none, or it does not run.
     archfleet: str | None = None
+    # Server sides this (dry) run could not ask, and why: "gitlab" -> "no token".
+    not_checked: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -180,6 +192,7 @@ class HostReport:
             "runnerService": self.runner_service,
             "agentOnline": self.agent_online,
             "archfleet": self.archfleet,
+            "notChecked": self.not_checked,
         }
 
 
@@ -190,10 +203,16 @@ def provision_host(
     *,
     dry_run: bool = False,
     rotate_token: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> HostReport:
+    """Facts, plan and (unless `dry_run`) apply. `progress` hears each step as it starts
+    ("reading facts", then each change's detail), for the live per-host lines."""
+    say = progress or _quiet
     lookups = servers if isinstance(servers, ServerLookups) else ServerLookups.of(servers)
+    say("connecting")
     connection = connect(host)
     try:
+        say("reading facts")
         facts = read_facts(connection, host)
         sides = lookups.servers()
         state = lookups.state(host)
@@ -206,6 +225,7 @@ def provision_host(
             node=state.node,
             rotate_token=rotate_token,
             host_key=" ".join(host_key_of(connection) or ()) or None,
+            unchecked=_unchecked_for(sides, host),
         )
         report = HostReport(
             host.name,
@@ -216,6 +236,7 @@ def provision_host(
             runner_tags=plan.runner_tags,
             agent_labels=plan.agent_labels,
             archfleet=facts.archfleet,
+            not_checked=_unchecked_for(sides, host),
         )
         # Online as the servers saw it before this run: what runners-status reports.
         if sides.runners and host.has_role("gitlab-runner"):
@@ -224,10 +245,20 @@ def provision_host(
         if sides.nodes and host.has_role("jenkins-agent"):
             report.agent_online = bool(state.node and state.node.online)
         if not dry_run:
-            _apply(plan, connection, sides.scoped(inventory), sides, report)
+            _apply(plan, connection, sides.scoped(inventory), sides, report, say)
         return report
     finally:
         connection.close()
+
+
+def _quiet(message: str) -> None:
+    """No progress wanted (--json, library callers)."""
+
+
+def _unchecked_for(sides: Servers, host: Host) -> dict[str, str]:
+    """The not-checked sides that concern `host` (its roles)."""
+    roles = {"gitlab": "gitlab-runner", "jenkins": "jenkins-agent"}
+    return {side: why for side, why in sides.unchecked if host.has_role(roles[side])}
 
 
 def _runner_of(
@@ -247,9 +278,12 @@ def _runner_of(
 def _script(connection: Connection, host: Host, script: str, what: str) -> None:
     result = run_script(connection, script, timeout=host.ssh.command_timeout, host=host.name)
     if not result.ok:
+        # A script that knows why it failed says so in one line (apt.FAILURE_MARKER): that
+        # line, not the tail of apt's chatter.
+        cause = failure_line(result.stderr)
         raise ApplyError(
             f"{host.name}: {what} failed (exit {result.exit_code}): "
-            f"{(result.stderr or result.stdout).strip()[-400:]}"
+            f"{cause or (result.stderr or result.stdout).strip()[-400:]}"
         )
 
 
@@ -281,11 +315,14 @@ def _apply(
     inventory: Inventory,
     servers: Servers,
     report: HostReport,
+    say: Callable[[str], None] | None = None,
 ) -> None:
     for change in plan.changes:
         apply = _APPLIERS.get(change.kind)
         if apply is None:
             raise ApplyError(f"{plan.host.name}: no code applies a {change.kind!r} change")
+        if say is not None:
+            say(f"{change.kind}: {change.detail}")
         node = apply(_Step(change, plan, connection, inventory, servers))
         report.applied.append(str(change))
         if node is not None:
@@ -416,7 +453,7 @@ def _link_merge_tool(step: _Step) -> None:
 
 def _ensure_node(step: _Step) -> NodeOutcome:
     assert step.servers.nodes is not None and step.inventory.jenkins is not None
-    from .jenkins_agent import ensure_agent_user_script
+    from .jenkins_agent import agent_node, ensure_agent_user_script
 
     jenkins = step.inventory.jenkins
     groups, _ = job_user_needs(step.inventory)
@@ -429,17 +466,17 @@ def _ensure_node(step: _Step) -> NodeOutcome:
         ),
         f"preparing user {jenkins.agent_user} and {jenkins.remote_root}",
     )
-    # The state `ensure` returns was read (one GET) after the node was saved.
-    return step.servers.nodes.ensure(
-        step.host.name,
-        address=step.host.address,
-        port=step.host.ssh.port,
-        labels=step.plan.agent_labels,
+    # The state `ensure_node` returns was read (one GET) after the node was saved. The node's
+    # launcher endpoint is the host's `jenkins.address` where one is given (an agent behind a
+    # bastion), the same value `jenkins-casc` prints.
+    node = agent_node(
+        step.host,
+        jenkins,
+        step.plan.agent_labels,
         executors=int(step.change.arg("executors")),
-        remote_root=jenkins.remote_root,
-        credentials_id=jenkins.credentials_id,
         host_key=host_key_of(step.connection),
     )
+    return step.servers.nodes.ensure_node(node)
 
 
 _APPLIERS: dict[str, Callable[[_Step], NodeOutcome | None]] = {
@@ -532,6 +569,14 @@ def deprovision_host(
         if nodes and host.has_role("jenkins-agent") and state.node:
             steps.append((f"delete-node: {host.name} on Jenkins", lambda: nodes.delete(host.name)))
         report.planned = [what for what, _ in steps]
+        report.not_checked = _unchecked_for(sides, host)
+        for side, why in report.not_checked.items():
+            # Shown, never run: a dry run that could not ask the server says so.
+            server, what = ("GitLab", "runner") if side == "gitlab" else ("Jenkins", "node")
+            report.planned.append(
+                f"{side}-not-checked: {server} not checked ({why}): its {what} for "
+                f"{host.name}, if any, would be removed"
+            )
         if not dry_run:
             for what, step in steps:
                 step()

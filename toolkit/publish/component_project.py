@@ -32,6 +32,8 @@ PROJECT_PIPELINE_SOURCE = "project/gitlab-ci.yml"
 PROJECT_PIPELINE = ".gitlab-ci.yml"
 IMAGE_DIR = "image"
 IMAGE_FILES = (f"{IMAGE_DIR}/Containerfile", f"{IMAGE_DIR}/requirements.txt")
+# The license the catalog shows with the component (archfleet's, Apache-2.0).
+LICENSE_PATH = "LICENSE"
 
 _PLACEHOLDER = re.compile(r"@[A-Z][A-Z0-9_]*@")
 # A wheel file name (the binary distribution format spec): name-version(-build)?-py-abi-platform.
@@ -152,7 +154,7 @@ def project_files(root: Path, wheel: ToolWheel, tool_image: str) -> dict[str, by
     files[PROJECT_PIPELINE] = render_project_pipeline(
         _read_text(source), wheel, where=str(source)
     ).encode("utf-8")
-    for relative in IMAGE_FILES:
+    for relative in (*IMAGE_FILES, LICENSE_PATH):
         files[relative] = _read_text(root / relative).encode("utf-8")
     files[wheel.path] = wheel.data
     return files

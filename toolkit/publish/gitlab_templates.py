@@ -36,15 +36,19 @@ from gitlab import exceptions as gl_errors
 
 from .. import __version__
 from ..ci_templates import COMPONENT, INCLUDE_PATH, render_tool_image_default
-from .component_project import PROJECT_PIPELINE, ToolWheel, project_files
+from .component_project import LICENSE_PATH, PROJECT_PIPELINE, ToolWheel, project_files
 
 MANAGED_DIRS = ("templates/", "include/", "image/")
-MANAGED_FILES = ("README.md", PROJECT_PIPELINE)
+# The catalog shows a project's README and LICENSE (doc/ci/components/_index.md, "Directory
+# structure": README.md, LICENSE.md or LICENSE, templates/).
+MANAGED_FILES = ("README.md", LICENSE_PATH, PROJECT_PIPELINE)
 # The CI/CD catalog takes semantic versions without a `v`.
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
 )
-_TIMEOUT_SECONDS = 30
+# Seconds for one request (connect and each read): a server that does not answer in that time
+# is reported, not waited for.
+_TIMEOUT_SECONDS = 10
 
 ActionKind = Literal["create", "update", "delete"]
 
@@ -193,8 +197,46 @@ def server_host(url: str) -> str:
     """`https://gitlab.example.com:8443/` -> `gitlab.example.com:8443` (CI_SERVER_FQDN)."""
     parsed = urlparse(url)
     if not parsed.scheme or not parsed.netloc:
-        raise PublishError(f"--url {url!r}: expected the GitLab base URL, e.g. https://gitlab.com")
+        raise PublishError(
+            f"--url {url!r}: expected the GitLab base URL, e.g. https://gitlab.example.com"
+        )
     return parsed.netloc
+
+
+def check_server_url(url: str, *, allow_http: bool = False) -> str:
+    """The GitLab base URL the token may go to: https (http only when told, for a lab), no
+    credentials, query or fragment in it. There is no default server: a token meant for an
+    internal GitLab must never travel to gitlab.com because a flag was forgotten."""
+    if not url:
+        raise PublishError(
+            "no GitLab URL: pass --url https://gitlab.example.com (or run where CI_SERVER_URL "
+            "is set); there is no default server, so the token goes nowhere by accident"
+        )
+    parsed = urlparse(url)
+    server_host(url)
+    if parsed.scheme not in ("https", "http"):
+        raise PublishError(f"--url {url!r}: expected an https:// URL")
+    if parsed.scheme == "http" and not allow_http:
+        raise PublishError(
+            f"--url {url!r}: plain http would send the token unencrypted; use https, or pass "
+            "--allow-http for a lab server"
+        )
+    if parsed.username or parsed.password or parsed.query or parsed.fragment:
+        raise PublishError(
+            f"--url: expected only scheme, host, port and path (no credentials, query or "
+            f"fragment) in {parsed.scheme}://{parsed.hostname}…"
+        )
+    return url.rstrip("/")
+
+
+def network_reason(exc: Exception) -> str:
+    """One line from a requests error (its text nests the whole connection pool's story)."""
+    text = str(exc)
+    for pattern in (r"\[Errno -?\d+\] [^'\")]+", r"[Rr]ead timed out[^'\")]*", r"timed out"):
+        found = re.search(pattern, text)
+        if found:
+            return found.group(0).rstrip(". ")
+    return type(exc).__name__
 
 
 def include_snippet(host: str, project: str, version: str) -> str:
@@ -218,8 +260,16 @@ def release_url(web_url: str, version: str) -> str:
 
 
 def connect(url: str, token: str) -> gitlab.Gitlab:
+    """A client bound to `url`: bounded timeouts, no retry loop on an unreachable server (python-
+    gitlab's retry_transient_errors retries connection errors up to 10 times with back-off: the
+    1 m 43 s hang of issue 17), and `keep_base_url`, so a `Link: next` header that names another
+    host is not followed with the token."""
     return gitlab.Gitlab(
-        url, private_token=token, timeout=_TIMEOUT_SECONDS, retry_transient_errors=True
+        url,
+        private_token=token,
+        timeout=_TIMEOUT_SECONDS,
+        retry_transient_errors=False,
+        keep_base_url=True,
     )
 
 

@@ -86,14 +86,22 @@ def _check_name(kind: str, value: str) -> str:
 
 
 def check_remote(remote: str) -> str:
-    """A git URL Jenkins can clone; credentials in it are refused (use a Jenkins credential)."""
+    """A git URL Jenkins can clone; credentials in it are refused (use a Jenkins credential).
+
+    An http(s) URL with any userinfo is refused: `https://TOKEN@host/repo.git` carries a token as
+    its user name, and Jenkins would store it in plain text in the library's and the job's
+    configuration. For ssh:// a user name is the login (`git@`), only a password is refused.
+    """
     if not remote:
         raise PublishError("--library-repo is required: the git URL of the library repository")
     parts = urlsplit(remote)
-    if parts.scheme in ("http", "https", "ssh", "git") and parts.password is not None:
+    web = parts.scheme in ("http", "https")
+    if (web and "@" in parts.netloc) or (
+        parts.scheme in ("ssh", "git") and parts.password is not None
+    ):
         raise PublishError(
-            "the repository URL contains a password; store it as a Jenkins credential and pass "
-            "its id with --library-credentials-id"
+            "the repository URL contains credentials (user info before '@'); store them as a "
+            "Jenkins credential and pass its id with --library-credentials-id"
         )
     if any(ch.isspace() for ch in remote):
         raise PublishError(f"repository URL {remote!r} contains whitespace")
@@ -120,7 +128,9 @@ class LibrarySpec:
     library_path: str = "jenkins/"
     credentials_id: str = ""
     implicit: bool = False
-    allow_version_override: bool = True
+    # Off by default: with it, any `@Library('archfleet@<branch>')` loads that branch's code as a
+    # trusted library, outside the sandbox, so whoever can push a branch runs code as Jenkins.
+    allow_version_override: bool = False
 
     def __post_init__(self) -> None:
         _check_name("library name", self.name)

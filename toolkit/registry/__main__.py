@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from .commands import merge_command, verify_command
 from .flags import MERGE_HELP, VERIFY_HELP
+from .tool_commands import TOOL_COMMANDS, add_parsers, run_parsed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,17 +34,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help=MERGE_HELP["child-tags"],
     )
+    merge.add_argument("--annotation", action="append", default=[], help=MERGE_HELP["annotation"])
+    merge.add_argument("--append", action="store_true", help=MERGE_HELP["append"])
+    merge.add_argument("--replace", action="store_true", help=MERGE_HELP["replace"])
     verify = commands.add_parser("verify-manifest", help="check a multi-arch tag")
     verify.add_argument("--target", default="", help=VERIFY_HELP["target"])
     verify.add_argument("--platforms", default="", help=VERIFY_HELP["platforms"])
     verify.add_argument("--insecure", action="store_true", help=VERIFY_HELP["insecure"])
     verify.add_argument("--check-binaries", action="store_true", help=VERIFY_HELP["check-binaries"])
     verify.add_argument("--json", "-j", action="store_true", help=VERIFY_HELP["json"])
+    add_parsers(commands)  # check-bases, inspect-manifest
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in TOOL_COMMANDS:
+        return run_parsed(args)
     if args.command == "merge-manifest":
         return merge_command(
             args.target,
@@ -53,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             json=args.json,
             attestations=args.attestations,
             child_tags=args.child_tags,
+            annotations=args.annotation,
+            append=args.append,
+            replace=args.replace,
         )
     return verify_command(
         args.target,

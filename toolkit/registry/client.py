@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import urllib3
@@ -238,7 +239,7 @@ class RegistryClient:
         url: str,
         *,
         headers: dict[str, str],
-        body: bytes | None = None,
+        body: bytes | BinaryIO | None = None,
         stream: bool = False,
         already_done: Callable[[], bool] | None = None,
         kind: str = "registry",
@@ -607,16 +608,20 @@ class RegistryClient:
         _verify(raw, digest, where)
         return raw
 
-    def download_blob(self, repository: str, digest: str, destination: Path) -> None:
+    def download_blob(
+        self, repository: str, digest: str, destination: Path, *, max_bytes: int | None = None
+    ) -> None:
         """Stream a (layer) blob to a file, hashing as it goes; the file is removed on mismatch.
 
-        The body is read after `_send` returns, so a connection cut mid-body is retried here.
+        With `max_bytes` (a descriptor's size), reading stops one byte past it: a server cannot
+        make us store more than the manifest said. The body is read after `_send` returns, so a
+        connection cut mid-body is retried here.
         """
         where = f"{self.registry}/{repository}@{digest}"
         _checked_digest(digest, where)
         for attempt in range(1, self.retry.attempts + 1):
             try:
-                self._download_once(repository, digest, destination, where)
+                self._download_once(repository, digest, destination, where, max_bytes)
                 return
             except HTTPError as exc:
                 destination.unlink(missing_ok=True)
@@ -627,12 +632,22 @@ class RegistryClient:
                 self.stats.count("retries")
                 self._sleep(self.retry.delay(attempt, None))
 
-    def _download_once(self, repository: str, digest: str, destination: Path, where: str) -> None:
+    def _download_once(
+        self, repository: str, digest: str, destination: Path, where: str, max_bytes: int | None
+    ) -> None:
         hasher = digests.hasher(digest, where=where)
         response = self._fetch(repository, f"blobs/{digest}", where, "blob", stream=True)
+        written = 0
         try:
             with destination.open("wb") as out:
                 for chunk in response.stream(1 << 20):
+                    written += len(chunk)
+                    if max_bytes is not None and written > max_bytes:
+                        destination.unlink(missing_ok=True)
+                        raise TooLargeError(
+                            f"GET blob {where}: longer than {_size(max_bytes)}, the size its "
+                            "descriptor gives; stopped reading there"
+                        )
                     hasher.update(chunk)
                     out.write(chunk)
         finally:
@@ -708,6 +723,50 @@ class RegistryClient:
             return
         if response is not None:
             response.release_conn()
+
+    def upload_blob(self, repository: str, digest: str, size: int, source: Path) -> None:
+        """Push a blob from a file: POST an upload, then PUT its bytes to the `Location` the
+        registry names, `?digest=` given so the registry checks them too (distribution-spec,
+        "Pushing a blob monolithically", POST then PUT). Streamed from the file, never held
+        whole. Credentials go to the `Location` only on the registry's own scheme/host/port.
+        """
+        where = f"upload {digest} to {self.registry}/{repository}"
+        _checked_digest(digest, where)
+        response = self._request(
+            "POST",
+            repository,
+            "blobs/uploads/",
+            scopes=[push_scope(repository)],
+            body=b"",
+            headers={"Content-Length": "0"},
+            already_done=lambda: self.blob_exists(repository, digest),
+        )
+        if response is None:
+            return
+        _raise_for(response, where)
+        location = response.headers.get("Location", "")
+        if response.status != 202 or not location:
+            raise RegistryError(f"{where}: HTTP {response.status} without an upload location")
+        url = urljoin(f"{self.base_url}/v2/{repository}/blobs/uploads/", location)
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise RegistryError(f"{where}: upload location {location!r} is not an http(s) URL")
+        url += ("&" if urlsplit(url).query else "?") + urlencode({"digest": digest})
+        headers = self._auth_only(repository) if self._same_origin(url) else {}
+        headers.update({"Content-Type": "application/octet-stream", "Content-Length": str(size)})
+        with source.open("rb") as body:
+
+            def already_done() -> bool:
+                # Asked before every re-send: if the blob is not there, the body goes again
+                # from its first byte.
+                if self.blob_exists(repository, digest):
+                    return True
+                body.seek(0)
+                return False
+
+            put = self._send("PUT", url, headers=headers, body=body, already_done=already_done)
+        if put is None:
+            return
+        _raise_for(put, where)
 
     def _auth_only(self, repository: str) -> dict[str, str]:
         header = self._auth_header(frozenset([push_scope(repository)]))

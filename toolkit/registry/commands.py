@@ -4,15 +4,18 @@ with the flags and help text defined once here."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from .. import report
+from .annotations import parse_annotations
 from .auth import CredentialsError
 from .client import RegistryClient, RegistryError
 from .engine import MergeOptions, merge_manifest, parse_targets
 from .manifest import ManifestError, Platform
 from .merge import MergeError, SourceSpec
 from .reference import ReferenceError, parse_reference
+from .transaction import MergeInterrupted
 
 USER_ERRORS = (MergeError, RegistryError, ReferenceError, ManifestError, CredentialsError)
 
@@ -26,19 +29,35 @@ def merge_command(
     json: bool = False,
     attestations: str = "keep",
     child_tags: bool = True,
+    annotations: Sequence[str] = (),
+    append: bool = False,
+    replace: bool = False,
 ) -> int:
     try:
         if attestations not in ("keep", "strip"):
             raise MergeError(f"--attestations must be keep or strip, not {attestations!r}")
+        if replace and not append:
+            raise MergeError("--replace only means something with --append")
         parsed = parse_targets(targets)
         specs = [SourceSpec.parse(text, target=parsed[0]) for text in sources]
+        checked = parse_annotations(annotations)
         options = MergeOptions(
             attestations="keep" if attestations == "keep" else "strip",
             child_tags=child_tags,
             dry_run=dry_run,
+            annotations=checked.values,
+            append=append,
+            replace=replace,
         )
         client = RegistryClient(parsed[0].registry, insecure=insecure)
         result = merge_manifest(client, parsed, specs, options)
+        result.plan = dataclasses.replace(
+            result.plan, warnings=(*checked.warnings, *result.plan.warnings)
+        )
+    except MergeInterrupted as exc:
+        # Rolled back; exit as a shell reports a process the signal ended (143, 130).
+        report.error(str(exc))
+        return 128 + exc.signum
     except USER_ERRORS as exc:
         report.error(str(exc))
         return 1
@@ -47,6 +66,12 @@ def merge_command(
     else:
         report.merge_summary(result)
         report.emit_value(result.plan.digest)
+    if result.late_signal is not None:
+        report.error(
+            "interrupted by a signal after every write of the merge had landed; the merge "
+            "stands as written (above)"
+        )
+        return 128 + result.late_signal
     return 0
 
 

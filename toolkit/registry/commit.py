@@ -1,5 +1,6 @@
 """The I/O of a merge's transaction (transaction.py says what and why): snapshot the tags,
-write them in two rounds, roll back on a failed write, read back and repair child tags.
+write the index then the child tags, roll back on a failed write or a signal, read the
+targets back and, having lost one to another writer, make our child tags agree with it.
 
 Every round is one batch of parallel requests (parallel.py), so a round costs one round trip
 of latency whatever N is.
@@ -11,11 +12,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .client import FetchedManifest, RegistryClient, RegistryError
-from .merge import MergePlan
+from .manifest import ImageIndex, ManifestError, parse_manifest
+from .merge import MergePlan, child_tag_suffix
 from .parallel import attempt_all, ordered_map
+from .signals import write_phase
 from .transaction import (
     ConcurrentWriteError,
     Conflict,
+    Interrupted,
+    MergeInterrupted,
     PartialWriteError,
     TagFate,
     TagState,
@@ -24,10 +29,10 @@ from .transaction import (
     tags_to_read,
 )
 
-# Read back, repair child tags, read back again: at most this many reads in all. Each repair
-# means another writer moved a child tag between our PUT and our read-back; a writer that
-# keeps doing so is reported rather than fought.
-READ_BACK_ROUNDS = 3
+# Repair towards the index a target holds, read the target again: at most this many rounds.
+# Each further round means yet another writer's index landed meanwhile; one that keeps
+# doing so is reported rather than fought.
+SETTLE_ROUNDS = 5
 
 
 def snapshot_reads(
@@ -53,8 +58,9 @@ def snapshot_reads(
 @dataclass
 class Committed:
     written: list[TagWrite]
-    # Child tags the read-back found moved by another writer (to the digest given) and put back.
-    repaired: dict[str, str | None]
+    # SIGTERM/SIGINT that came after every write had landed (during the read-back): the merge
+    # stands, and the caller exits 128 + this number.
+    late_signal: int | None = None
 
 
 def commit(
@@ -64,21 +70,75 @@ def commit(
     before: Mapping[str, TagState],
     workers: int,
 ) -> Committed:
-    """Write `writes` (child tags, then indexes), roll back on failure, read back; returns what
-    was written and which child tags had to be repaired."""
+    """Write `writes` (indexes, then child tags), roll back on a failure or a signal, read the
+    targets back."""
+    known = _known(writes, before)
     sent: list[TagWrite] = []
-    for batch in (writes.children, writes.indexes):
-        if not batch:
+    with write_phase() as phase:
+        try:
+            for batch in (writes.indexes, writes.children):
+                if not batch:
+                    continue
+                # A PUT that failed or was interrupted may still have taken effect: all are
+                # "sent", and the rollback reads each back before deciding.
+                sent.extend(batch)
+                outcomes = attempt_all(_put(client, repository), batch, workers)
+                failed = [o.error for o in outcomes if o.error is not None]
+                if failed:
+                    with phase.defer():
+                        fates, notes = _roll_back(client, repository, sent, before, known, workers)
+                    raise PartialWriteError(
+                        _name(client, repository), failed[0], fates, notes
+                    ) from failed[0]
+            if sent:
+                with phase.defer():
+                    read_back(client, repository, writes, sent, known, workers)
+        except Interrupted as stop:
+            with phase.defer():
+                fates, notes = _roll_back(client, repository, sent, before, known, workers)
+            raise MergeInterrupted(_name(client, repository), stop, fates, notes) from None
+        late = phase.pending()
+    return Committed(sent, late.signum if late else None)
+
+
+def _known(writes: WritePlan, before: Mapping[str, TagState]) -> dict[str, FetchedManifest]:
+    """Manifests whose bytes this merge has in hand, by digest: no GET needed to PUT them."""
+    known = {w.digest: FetchedManifest(w.raw, w.media_type, w.digest) for w in writes.writes}
+    known.update({s.digest: s.manifest for s in before.values() if s.manifest and s.digest})
+    return known
+
+
+def _roll_back(
+    client: RegistryClient,
+    repository: str,
+    sent: Sequence[TagWrite],
+    before: Mapping[str, TagState],
+    known: Mapping[str, FetchedManifest],
+    workers: int,
+) -> tuple[list[TagFate], list[str]]:
+    """`rollback`, then for a target another writer holds now: our child tags made to agree
+    with its index (the rollback leaves every tag alone once it sees another writer)."""
+    fates = rollback(client, repository, sent, before, workers)
+    fate = {f.tag: f for f in fates}
+    notes: list[str] = []
+    for write in sent:
+        if write.kind != "index" or fate[write.tag].fate != "moved by another writer":
             continue
-        outcomes = attempt_all(_put(client, repository), batch, workers)
-        # A PUT that failed may still have taken effect (a dropped answer): all are "sent".
-        sent.extend(batch)
-        failed = [o.error for o in outcomes if o.error is not None]
-        if failed:
-            fates = rollback(client, repository, sent, before, workers)
-            raise PartialWriteError(_name(client, repository), failed[0], fates) from failed[0]
-    repaired = read_back(client, repository, writes, workers) if sent else {}
-    return Committed(sent, repaired)
+        ours = {
+            w.tag: w.digest
+            for w in sent
+            if w.kind == "child" and w.target == write.tag and fate[w.tag].fate == "left"
+        }
+        if not ours:
+            continue
+        try:
+            holder = client.head_manifest(repository, write.tag)
+        except RegistryError as exc:
+            notes.append(f"reading {write.tag} again to repair its child tags failed: {exc}")
+            continue
+        more, _ = settle(client, repository, write.tag, holder, write.digest, ours, known, workers)
+        notes += more
+    return fates, notes
 
 
 def _name(client: RegistryClient, repository: str) -> str:
@@ -183,79 +243,130 @@ def _restore(
 
 
 def read_back(
-    client: RegistryClient, repository: str, writes: WritePlan, workers: int
-) -> dict[str, str | None]:
-    """Read every tag of the merge back; repair child tags another writer moved while our index
-    holds the targets; fail if a target holds another index. Returns the repaired child tags
-    and what each held before the repair."""
-    tags = [tag for tag, _, _ in writes.expected]
-    puts = {w.tag: w for w in writes.every_child}
-    # What each repaired child tag held before we repaired it: put back if we lose a target.
-    displaced: dict[str, str | None] = {}
-    found: list[str | None] = []
-    for attempt in range(1, READ_BACK_ROUNDS + 1):
-        try:
-            found = ordered_map(_head(client, repository), tags, workers)
-        except RegistryError as exc:
-            raise RegistryError(
-                f"the merge was written to {_name(client, repository)}, but reading it back "
-                f"failed: {exc}"
-            ) from exc
-        conflicts = _conflicts(writes, found)
-        moved_targets = [c for c in conflicts if c.kind == "index"]
-        if moved_targets:
-            notes = _undo_repairs(client, repository, writes, displaced, workers)
-            raise ConcurrentWriteError(_name(client, repository), moved_targets, notes)
-        if not conflicts:
-            return dict(displaced)
-        if attempt == READ_BACK_ROUNDS:
-            break
-        # Our index holds every target, but a child tag points elsewhere: another writer's
-        # child-tag PUT landed after ours. Put ours back, so the children agree with the index.
-        for conflict in conflicts:
-            displaced.setdefault(conflict.tag, conflict.found)
-        put = [puts[c.tag] for c in conflicts]
-        ordered_map(_put(client, repository), put, workers)
-    raise ConcurrentWriteError(
-        _name(client, repository),
-        _conflicts(writes, found),
-        [f"child tags kept changing after {READ_BACK_ROUNDS} reads; another writer is at work"],
-    )
-
-
-def _conflicts(writes: WritePlan, found: Sequence[str | None]) -> list[Conflict]:
-    return [
-        Conflict(tag, kind, expected, now)
-        for (tag, expected, kind), now in zip(writes.expected, found, strict=True)
-        if now != expected
-    ]
-
-
-def _undo_repairs(
     client: RegistryClient,
     repository: str,
     writes: WritePlan,
-    displaced: Mapping[str, str | None],
+    sent: Sequence[TagWrite],
+    known: Mapping[str, FetchedManifest],
     workers: int,
-) -> list[str]:
-    """We lost a target after repairing child tags: give the repaired tags back to what the
-    other writer had put there (if they still hold ours), so they agree with its index."""
-    if not displaced:
-        return []
-    puts = {w.tag: w for w in writes.every_child}
-    repaired = [
-        TagWrite(tag, "child", puts[tag].raw, puts[tag].media_type, puts[tag].digest, was)
-        for tag, was in displaced.items()
+) -> None:
+    """One HEAD per target. A target that holds another index: another writer's index PUT came
+    after ours. Make the child tags we wrote agree with its index (`settle`) and fail, naming
+    the index that holds it; never roll back over the other writer."""
+    targets = list(writes.targets)
+    try:
+        found = ordered_map(_head(client, repository), targets, workers)
+    except RegistryError as exc:
+        raise RegistryError(
+            f"the merge was written to {_name(client, repository)}, but reading it back "
+            f"failed: {exc}"
+        ) from exc
+    conflicts: list[Conflict] = []
+    notes: list[str] = []
+    for target, holder in zip(targets, found, strict=True):
+        if holder == writes.digest:
+            continue
+        ours = {w.tag: w.digest for w in sent if w.kind == "child" and w.target == target}
+        if ours:
+            more, holder = settle(
+                client, repository, target, holder, writes.digest, ours, known, workers
+            )
+            notes += more
+        conflicts.append(Conflict(target, "index", writes.digest, holder))
+    if conflicts:
+        raise ConcurrentWriteError(_name(client, repository), conflicts, notes)
+
+
+def settle(
+    client: RegistryClient,
+    repository: str,
+    target: str,
+    holder: str | None,
+    aimed: str,
+    ours: Mapping[str, str],
+    known: Mapping[str, FetchedManifest],
+    workers: int,
+) -> tuple[list[str], str | None]:
+    """Make the child tags in `ours` (tag -> the digest we last PUT there) agree with the index
+    `target` holds (`holder`, read after those PUTs), then read `target` again; repeat until it
+    holds the index we last repaired towards. Returns notes for the error message and the
+    index the target holds at the end. Never raises: what could not be repaired is said."""
+    notes: list[str] = []
+    wrote = dict(ours)
+    repaired: dict[str, str] = {}
+    unmapped: list[str] = []
+    name = f"{_name(client, repository)}:{target}"
+    try:
+        for _ in range(SETTLE_ROUNDS):
+            if holder == aimed:
+                break
+            mapped = _child_tags_of(client, repository, target, holder, known)
+            if mapped is None:
+                notes.append(
+                    f"{name} holds {holder or 'nothing'}, which is not an index whose "
+                    f"children map to child tags: {', '.join(sorted(wrote))} left as they are"
+                )
+                return notes, holder
+            fix = {t: mapped[t] for t in wrote if t in mapped and mapped[t] != wrote[t]}
+            unmapped = [t for t in wrote if t not in mapped and t not in repaired]
+            needed = [d for d in dict.fromkeys(fix.values()) if d not in known]
+            fetched = ordered_map(lambda d: client.get_manifest(repository, d), needed, workers)
+            bytes_of = {**known, **{f.digest: f for f in fetched}}
+            puts = [(tag, bytes_of[digest]) for tag, digest in fix.items()]
+            ordered_map(
+                lambda put: client.put_manifest(repository, put[0], put[1].raw, put[1].media_type),
+                puts,
+                workers,
+            )
+            wrote.update(fix)
+            repaired.update(fix)
+            assert holder is not None  # _child_tags_of maps no index out of nothing
+            aimed = holder
+            holder = client.head_manifest(repository, target)
+        if holder != aimed:
+            notes.append(
+                f"{name} kept changing after {SETTLE_ROUNDS} repairs of its child tags; "
+                "another writer is at work"
+            )
+    except (RegistryError, ManifestError) as exc:
+        notes.append(f"repairing the child tags of {name} failed: {exc}")
+    notes += [
+        f"child tag {t} repaired: it points at {d}, as the index {name} holds lists"
+        for t, d in sorted(repaired.items())
     ]
-    states = {w.tag: TagState(w.tag, w.before) for w in repaired}
-    fates = rollback(client, repository, repaired, states, workers)
-    wording = {
-        "restored": "given back to the other writer's image",
-        "never moved": "already back to the other writer's image",
-        "removed": "removed again (the other writer had deleted it)",
-    }
-    return [
-        f"this merge had repaired child tag {f.tag}; "
-        + wording.get(f.fate, f"NOT given back: {f.detail}")
-        for f in fates
-    ]
+    if unmapped:
+        notes.append(
+            f"child tags {', '.join(sorted(unmapped))} still point at this merge's images: the "
+            f"index {name} holds has no such platform"
+        )
+    return notes, holder
+
+
+def _child_tags_of(
+    client: RegistryClient,
+    repository: str,
+    target: str,
+    holder: str | None,
+    known: Mapping[str, FetchedManifest],
+) -> dict[str, str] | None:
+    """`{child tag: child digest}` for the index `holder`, named as this merge names them
+    (`<target>-<platform>`, merge.child_tag_suffix); None if `holder` is not an index whose
+    platform children map to distinct child tags (deleted, a single image, not parseable)."""
+    if holder is None:
+        return None
+    fetched = known.get(holder) or client.get_manifest(repository, holder)
+    try:
+        parsed = parse_manifest(fetched.raw, fetched.media_type, where=f"{target}@{holder}")
+    except ValueError:  # ManifestError, or a platform no normalisation accepts
+        return None
+    if not isinstance(parsed, ImageIndex):
+        return None
+    mapped: dict[str, str] = {}
+    for entry in parsed.manifests:
+        if entry.is_attestation or entry.platform is None or entry.platform.is_unknown:
+            continue
+        tag = f"{target}-{child_tag_suffix(entry.platform)}"
+        if tag in mapped:
+            return None
+        mapped[tag] = entry.digest
+    return mapped

@@ -1,6 +1,6 @@
 """The merge, with its I/O: read every source, plan (merge.py), then write as one transaction
-(transaction.py, commit.py) — child tags first, the index last, rolled back on failure and read
-back after.
+(transaction.py, commit.py) — the index first, then the child tags, rolled back on failure and
+the targets read back after.
 
 Requests go out in rounds of parallel requests (parallel.py, at most `workers` at a time), so
 a merge costs round trips of latency, not requests. For N same-repository image sources, T
@@ -9,29 +9,41 @@ targets and child tags on (C = N*T child tags):
   round 1  N manifest GETs
   round 2  N config GETs
   round 3  T target GETs + C child-tag HEADs (the snapshot a rollback restores)
-  round 4  C child-tag PUTs
-  round 5  T index PUTs
-  round 6  T + C HEADs: the read-back that catches another writer
+  round 4  T index PUTs
+  round 5  C child-tag PUTs
+  round 6  T HEADs: the read-back that catches another writer (transaction.py says why the
+           targets alone are enough)
 
-2N + 3 requests for one target without child tags, 5N + 3 with them (one read-back HEAD per
-child tag: N more than a target-only read-back, which cannot see another writer's child tags).
-An identical re-run stops after round 3: 3N + 1, nothing written. Index sources add a round
-for their children's manifests; attestations they list are read (one GET each) in round 3 and
-must match their descriptor's size and media type, since the index we write copies those
-descriptors. Cross-repository children add a round of blob mounts and one of manifest PUTs by
-digest before round 4. Everything is read and checked before the first write, so a bad
-source changes nothing and copies nothing.
+2N + 3 requests for one target without child tags, 4N + 3 with them. An identical re-run
+stops after round 3: 3N + 1, nothing written. A merge that finds another writer's index at
+the read-back costs more: a GET of that index, GETs of its children it does not have, PUTs of
+the child tags to repair and a HEAD per repair round. Index sources add a round for their
+children's manifests; attestations they list are read (one GET each) in round 3 and must match
+their descriptor's size and media type, since the index we write copies those descriptors.
+Cross-repository children add a round of blob mounts and one of manifest PUTs by digest before
+round 4. Children in another registry add, per blob the target repository lacks, a HEAD, a
+streamed GET from their registry (into a temporary file, at most the descriptor's size,
+digest-checked) and a POST + PUT upload to the target (at most COPY_WORKERS at once); each
+registry gets its own client and credentials. `--append` adds one round first (the target's
+GET); the index it holds is then read as one more source: its children and their configs,
+so the entries kept are checked again. Everything is read and checked before the first
+write, so a bad source changes nothing and copies nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 from . import digest as digests
-from .client import FetchedManifest, RegistryClient, RegistryError
+from .auth import resolve_credentials
+from .client import DigestMismatchError, FetchedManifest, RegistryClient, RegistryError
 from .commit import commit, snapshot_reads
 from .manifest import (
     IMAGE_MANIFEST_TYPES,
@@ -57,6 +69,8 @@ from .reference import Reference, ReferenceError, parse_reference
 from .transaction import TagState, plan_writes
 
 T = TypeVar("T")
+# Blobs copied from another registry at once: layer transfers, bandwidth-bound.
+COPY_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,12 @@ class MergeOptions:
     dry_run: bool = False
     # Requests in flight at once (parallel.py); 1 sends them one after another.
     workers: int = DEFAULT_WORKERS
+    # Index annotations (annotations.py validated them), in the order given.
+    annotations: tuple[tuple[str, str], ...] = ()
+    # Keep the entries of the index the (first) target holds and add the sources to them.
+    append: bool = False
+    # With append: a source whose platform the index has (another image) replaces that entry.
+    replace: bool = False
 
 
 @dataclass
@@ -76,10 +96,14 @@ class MergeResult:
     index_unchanged: list[str] = field(default_factory=list)
     child_tags_written: list[str] = field(default_factory=list)
     child_tags_unchanged: list[str] = field(default_factory=list)
-    # Child tags another writer had moved after our PUT, put back by the read-back.
-    child_tags_repaired: list[str] = field(default_factory=list)
+    # SIGTERM/SIGINT received after every write had landed: the merge stands, the process
+    # exits 128 + this number all the same (the job was cancelled).
+    late_signal: int | None = None
     manifests_copied: list[str] = field(default_factory=list)
     blobs_mounted: int = 0
+    # Blobs streamed from another registry (where a cross-repository mount cannot work).
+    blobs_copied: int = 0
+    bytes_copied: int = 0
     registry_requests: int = 0
 
     @property
@@ -106,9 +130,10 @@ class MergeResult:
             "indexUnchanged": self.index_unchanged,
             "childTagsWritten": self.child_tags_written,
             "childTagsUnchanged": self.child_tags_unchanged,
-            "childTagsRepaired": self.child_tags_repaired,
             "manifestsCopied": self.manifests_copied,
             "blobsMounted": self.blobs_mounted,
+            "blobsCopied": self.blobs_copied,
+            "bytesCopied": self.bytes_copied,
             "registryRequests": self.registry_requests,
             "warnings": list(plan.warnings),
             "index": plan.index.decode(),
@@ -247,6 +272,7 @@ def _resolved(image: _Image, config: bytes) -> ResolvedImage:
     return ResolvedImage(
         source=image.spec,
         repository=image.repository,
+        registry=image.spec.reference.registry,
         digest=image.fetched.digest,
         media_type=image.fetched.media_type,
         size=len(image.fetched.raw),
@@ -259,15 +285,24 @@ def _resolved(image: _Image, config: bytes) -> ResolvedImage:
 
 
 def resolve_sources(
-    client: RegistryClient, specs: Sequence[SourceSpec], workers: int = DEFAULT_WORKERS
+    client: RegistryClient,
+    specs: Sequence[SourceSpec],
+    workers: int = DEFAULT_WORKERS,
+    clients: Mapping[str, RegistryClient] | None = None,
 ) -> list[ResolvedSource]:
     """Read every source in rounds of parallel requests: their manifests, the children of index
     sources, then every image's config. An error names the first failing source in input
-    order, whatever order the answers came in."""
+    order, whatever order the answers came in. A source on another registry than `client`'s
+    is read with `clients[its registry]`."""
+    others = clients or {}
+
+    def on(spec: SourceSpec) -> RegistryClient:
+        return others.get(spec.reference.registry, client)
+
     fetched = _run(
         [
             _for_source(
-                s, partial(client.get_manifest, s.reference.repository, s.reference.reference)
+                s, partial(on(s).get_manifest, s.reference.repository, s.reference.reference)
             )
             for s in specs
         ],
@@ -279,7 +314,9 @@ def resolve_sources(
         [
             _for_source(
                 source.spec,
-                partial(client.get_manifest, source.spec.reference.repository, entry.digest),
+                partial(
+                    on(source.spec).get_manifest, source.spec.reference.repository, entry.digest
+                ),
             )
             for source, entry in pending
         ],
@@ -292,7 +329,7 @@ def resolve_sources(
         [
             _for_source(
                 image.spec,
-                partial(client.get_blob, image.repository, image.manifest.config.digest),
+                partial(on(image.spec).get_blob, image.repository, image.manifest.config.digest),
             )
             for image in images
         ],
@@ -328,6 +365,8 @@ class _Copy:
     media_type: str
     raw: bytes
     manifest: ImageManifest
+    # The registry it comes from ("" or the target's: blobs are mounted, not copied).
+    from_registry: str = ""
 
 
 @dataclass
@@ -342,6 +381,7 @@ def _last_reads(
     plan: MergePlan,
     sources: Sequence[ResolvedSource],
     workers: int,
+    clients: Mapping[str, RegistryClient],
 ) -> _LastReads:
     """One round, right before the first write: what every tag of the merge holds now (the
     snapshot), the attestations the index will list, and which children of other repositories
@@ -352,18 +392,26 @@ def _last_reads(
     attestation_reads = [
         _for_source(
             spec_of[a.digest],
-            partial(client.get_manifest, spec_of[a.digest].reference.repository, a.digest),
+            partial(
+                clients.get(spec_of[a.digest].reference.registry, client).get_manifest,
+                spec_of[a.digest].reference.repository,
+                a.digest,
+            ),
         )
         for a in plan.attestations
     ]
-    foreign = [c for c in plan.children if c.repository != repository]
+    foreign = [
+        c
+        for c in plan.children
+        if c.repository != repository or c.registry not in ("", client.registry)
+    ]
     presence = [partial(client.head_manifest, repository, c.digest) for c in foreign]
     answers: list[Any] = _run([*snapshot, *attestation_reads, *presence], workers)
     tags = answers[: len(snapshot)]
     attestations = answers[len(snapshot) : len(snapshot) + len(attestation_reads)]
     present = answers[len(snapshot) + len(attestation_reads) :]
     copies = [
-        _Copy(c.repository, c.digest, c.media_type, c.raw_manifest, c.manifest)
+        _Copy(c.repository, c.digest, c.media_type, c.raw_manifest, c.manifest, c.registry)
         for c, here in zip(foreign, present, strict=True)
         if here != c.digest
     ]
@@ -377,7 +425,7 @@ def _last_reads(
             raise MergeError(f"{where} is not an image manifest")
         _check_digests(parsed, where)
         checked.append(fetched)
-        if spec.reference.repository != repository:
+        if (spec.reference.registry, spec.reference.repository) != (client.registry, repository):
             copies.append(
                 _Copy(
                     spec.reference.repository,
@@ -385,6 +433,7 @@ def _last_reads(
                     fetched.media_type,
                     fetched.raw,
                     parsed,
+                    spec.reference.registry,
                 )
             )
     return _LastReads({state.tag: state for state in tags}, checked, copies)
@@ -396,24 +445,76 @@ def _bring_over(
     copies: Sequence[_Copy],
     result: MergeResult,
     workers: int,
+    clients: Mapping[str, RegistryClient],
 ) -> None:
-    """Make manifests of other repositories exist in the target repository: mount their blobs
-    (one round; no bytes pass through us), then PUT them by digest (one round)."""
+    """Make manifests of other repositories exist in the target repository: their blobs first
+    (one round: mounted within the registry, no bytes through us; streamed from another
+    registry, see _copy_blob), then the manifests PUT by digest (one round)."""
     if not copies:
         return
-    mounts = list(
+    blobs = list(
         dict.fromkeys(
-            (copy.from_repository, blob.digest)
+            (copy.from_registry or client.registry, copy.from_repository, blob.digest, blob.size)
             for copy in copies
             for blob in (copy.manifest.config, *copy.manifest.layers)
         )
     )
+    mounts = [(repo, digest) for registry, repo, digest, _ in blobs if registry == client.registry]
+    crossing = [b for b in blobs if b[0] != client.registry]
     ordered_map(lambda m: client.mount_blob(repository, m[1], m[0]), mounts, workers)
     result.blobs_mounted += len(mounts)
+    # Layer transfers, not small requests: fewer at once, as pullers do for bandwidth.
+    copied = ordered_map(
+        lambda b: _copy_blob(clients[b[0]], b[1], client, repository, b[2], b[3]),
+        crossing,
+        min(workers, COPY_WORKERS),
+    )
+    result.blobs_copied += sum(1 for n in copied if n)
+    result.bytes_copied += sum(copied)
     ordered_map(
         lambda c: client.put_manifest(repository, c.digest, c.raw, c.media_type), copies, workers
     )
     result.manifests_copied.extend(c.digest for c in copies)
+
+
+def _copy_blob(
+    source: RegistryClient,
+    from_repository: str,
+    target: RegistryClient,
+    repository: str,
+    digest: str,
+    size: int,
+) -> int:
+    """One blob from another registry: skipped if the target has it; otherwise streamed to a
+    temporary file (at most `size` bytes, the descriptor's, and checked against its digest
+    before anything is sent), then uploaded from that file. Returns the bytes copied."""
+    if target.blob_exists(repository, digest):
+        return 0
+    with tempfile.TemporaryDirectory(prefix="archfleet-blob-") as scratch:
+        path = Path(scratch) / "blob"
+        source.download_blob(from_repository, digest, path, max_bytes=size)
+        got = path.stat().st_size
+        if got != size:
+            raise DigestMismatchError(
+                f"{source.registry}/{from_repository}@{digest}: {got} bytes, its descriptor "
+                f"says {size}"
+            )
+        target.upload_blob(repository, digest, size, path)
+    return size
+
+
+def other_registry_client(registry: str, *, insecure: bool) -> RegistryClient:
+    """A client for a source registry that is not the target's. Its credentials are that
+    host's only: `auths` in docker's config.json for it, or CI_REGISTRY_USER/PASSWORD when it
+    is CI_REGISTRY (auth.resolve_credentials). REGISTRY_USER/REGISTRY_PASSWORD name the
+    target's credentials and are never sent to another host."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REGISTRY_USER", "REGISTRY_PASSWORD")}
+    return RegistryClient(
+        registry,
+        insecure=insecure,
+        credentials=resolve_credentials(registry, env=env),
+        use_env_credentials=False,
+    )
 
 
 def merge_manifest(
@@ -421,23 +522,49 @@ def merge_manifest(
     targets: Sequence[Reference],
     sources: Sequence[SourceSpec],
     options: MergeOptions | None = None,
+    clients: Mapping[str, RegistryClient] | None = None,
 ) -> MergeResult:
-    """Merge `sources` into one index under every target tag, as one transaction."""
+    """Merge `sources` into one index under every target tag, as one transaction.
+
+    `client` talks to the targets' registry; a source on another registry is read with
+    `clients[registry]` (made by `other_registry_client` when not given) and its blobs are
+    copied into the target repository before any tag moves."""
     options = options or MergeOptions()
     workers = max(1, options.workers)
-    start = client.stats.registry
+    others = dict(clients or {})
+    insecure = client.base_url.startswith("http://")
     for spec in sources:
-        if spec.reference.registry != client.registry:
-            raise MergeError(
-                f"source {spec.text!r} is on {spec.reference.registry}, the target on "
-                f"{client.registry}: sources must be in the target's registry"
-            )
-    resolved = resolve_sources(client, sources, workers)
+        registry = spec.reference.registry
+        if registry != client.registry and registry not in others:
+            others[registry] = other_registry_client(registry, insecure=insecure)
+    everyone = [client, *others.values()]
+    start = sum(c.stats.registry for c in everyone)
+    base_spec, current = _append_base(client, targets, options)
+    resolved = resolve_sources(
+        client, [base_spec, *sources] if base_spec else list(sources), workers, others
+    )
+    base = resolved.pop(0) if base_spec else None
+    annotations = {**_index_annotations(current), **dict(options.annotations)}
     plan = plan_merge(
-        targets, resolved, attestations=options.attestations, child_tags=options.child_tags
+        targets,
+        resolved,
+        attestations=options.attestations,
+        child_tags=options.child_tags,
+        annotations=tuple(annotations.items()),
+        base=base,
+        replace=options.replace,
     )
     repository = plan.targets[0].repository
-    reads = _last_reads(client, plan, resolved, workers)
+    reads = _last_reads(client, plan, resolved, workers, others)
+    if current is not None:
+        first = plan.targets[0]
+        assert first.tag is not None
+        now = reads.tags[first.tag].digest
+        if now != current.digest:
+            raise MergeError(
+                f"--append: {first} moved from {current.digest} to {now or 'nothing'} while "
+                "this merge read it (another writer); nothing was written: run it again"
+            )
     writes = plan_writes(plan, reads.tags)
     plan = replace(plan, warnings=plan.warnings + writes.warnings)
     result = MergeResult(
@@ -448,19 +575,44 @@ def merge_manifest(
     )
     if not options.dry_run:
         # Nothing is copied before every source, attestation and tag has been read.
-        _bring_over(client, repository, reads.copies, result, workers)
+        _bring_over(client, repository, reads.copies, result, workers, others)
         committed = commit(client, repository, writes, reads.tags, workers)
-        result.child_tags_repaired = list(committed.repaired)
-        if committed.repaired:
-            moved = ", ".join(
-                f"{t} (to {was or 'nothing'})" for t, was in committed.repaired.items()
-            )
-            note = (
-                f"another writer moved child tags after this merge wrote them: {moved}; they "
-                "were put back to this merge's children, which the target's index lists"
-            )
-            result.plan = replace(plan, warnings=(*plan.warnings, note))
+        result.late_signal = committed.late_signal
     result.index_written = [w.tag for w in writes.indexes]
     result.child_tags_written = [w.tag for w in writes.children]
-    result.registry_requests = client.stats.registry - start
+    result.registry_requests = sum(c.stats.registry for c in everyone) - start
     return result
+
+
+def _append_base(
+    client: RegistryClient, targets: Sequence[Reference], options: MergeOptions
+) -> tuple[SourceSpec | None, FetchedManifest | None]:
+    """With --append: what the first target holds now, as a source read and checked like any
+    other (its children's manifests and configs: the entries kept are re-verified). None when
+    the tag does not exist yet: an append to nothing is a plain merge."""
+    if not options.append or not targets or targets[0].tag is None or targets[0].digest:
+        return None, None
+    first = targets[0]
+    assert first.tag is not None
+    current = client.get_tag(first.repository, first.tag)
+    if current is None:
+        return None, None
+    spec = SourceSpec(
+        f"{first} (what it holds, --append)",
+        Reference(first.registry, first.repository, digest=current.digest),
+        None,
+    )
+    return spec, current
+
+
+def _index_annotations(current: FetchedManifest | None) -> dict[str, str]:
+    """The annotations of the index --append starts from (kept; --annotation overrides)."""
+    if current is None:
+        return {}
+    try:
+        found = json.loads(current.raw).get("annotations") or {}
+    except (ValueError, AttributeError):
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {str(k): str(v) for k, v in found.items() if isinstance(v, str)}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import replace as replace_field
 from typing import Literal
 
 from .manifest import (
@@ -73,6 +74,8 @@ class ResolvedImage:
     # What an index source's descriptor claimed, if the image came out of an index.
     claimed_platform: Platform | None = None
     annotations: tuple[tuple[str, str], ...] = ()
+    # The registry it was read from ("" = the target's).
+    registry: str = ""
 
     def descriptor(self) -> Descriptor:
         return Descriptor(
@@ -152,11 +155,28 @@ def plan_merge(
     *,
     attestations: AttestationMode = "keep",
     child_tags: bool = True,
+    annotations: Sequence[tuple[str, str]] = (),
+    base: ResolvedSource | None = None,
+    replace: bool = False,
 ) -> MergePlan:
+    """The index of `sources` (after `base`'s images, with --append), with `annotations` on it.
+
+    With `base` (the index the target holds, read and checked like any source): its entries
+    are kept first, in their order; a source giving a platform `base` has with the *same*
+    image is dropped (so a re-run of an append writes nothing); with another image it is an
+    error unless `replace`, and then the new image takes the old entry's place (its
+    attestations go with it)."""
     if not targets:
         raise MergeError("no target given")
     if not sources:
         raise MergeError("no source given: pass at least one --source")
+    appended: list[str] = []
+    # With --append, the old index's order: a replacing image takes its old entry's place.
+    place = {image.platform: i for i, image in enumerate(base.images)} if base else {}
+    if base is not None:
+        base, added, appended = _append(base, sources, replace=replace)
+        # Every entry of the old index replaced: nothing of it is left to keep.
+        sources = [base, *added] if base.images else added
     first = targets[0]
     for target in targets:
         if target.digest or not target.tag:
@@ -189,18 +209,24 @@ def plan_merge(
                 f"{ignored.platform or 'none'}, not an image platform nor an attestation)"
             )
 
+    children.sort(key=lambda child: place.get(child.platform, len(place)))  # stable
     kept = _attestations(sources, children, attestations)
     descriptors = [child.descriptor() for child in children] + list(kept)
     media_types = {d.media_type for d in descriptors}
     # A Docker manifest list may only hold Docker manifests; anything OCI makes it an OCI index.
     media_type = DOCKER_LIST if media_types == {DOCKER_MANIFEST} else OCI_INDEX
-    index = canonical_json(
-        {
-            "schemaVersion": 2,
-            "mediaType": media_type,
-            "manifests": [d.to_json() for d in descriptors],
-        }
-    )
+    if annotations:
+        # Docker's manifest list has no annotations field (manifest-v2-2.md): OCI then.
+        media_type = OCI_INDEX
+    body: dict[str, object] = {
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "manifests": [d.to_json() for d in descriptors],
+    }
+    if annotations:
+        body["annotations"] = dict(annotations)
+    index = canonical_json(body)
+    warnings += appended
     tags = _child_tags(targets, children) if child_tags else ()
     return MergePlan(
         targets=tuple(targets),
@@ -284,3 +310,49 @@ def _child_tags(
                 ChildTag(name, target.tag, child.digest, child.media_type, child.raw_manifest)
             )
     return tuple(tags)
+
+
+def _append(
+    base: ResolvedSource, sources: Sequence[ResolvedSource], *, replace: bool
+) -> tuple[ResolvedSource, list[ResolvedSource], list[str]]:
+    """(base without replaced entries, sources without images base already has, notes)."""
+    held = {image.platform: image for image in select_images(base)}
+    notes: list[str] = []
+    replaced: set[str] = set()
+    kept_sources: list[ResolvedSource] = []
+    for source in sources:
+        images = []
+        dropped: set[str] = set()
+        for image in select_images(source):
+            old = held.get(image.platform)
+            if old is None:
+                images.append(image)
+            elif old.digest == image.digest:
+                dropped.add(image.digest)  # already in the index: kept where it is
+                continue
+            elif not replace:
+                raise MergeError(
+                    f"source {source.spec.text!r}: --append: the index the target holds "
+                    f"already has {image.platform} ({old.digest}); this source gives "
+                    f"{image.digest}. Pass --replace to replace that entry"
+                )
+            else:
+                replaced.add(old.digest)
+                notes.append(f"--append --replace: {image.platform} {old.digest} -> {image.digest}")
+                images.append(image)
+        if images:
+            # Attestations of an image the index already has stay with its old entry.
+            attestations = tuple(
+                a for a in source.attestations if a.annotations.get(REFERENCE_DIGEST) not in dropped
+            )
+            kept_sources.append(
+                replace_field(source, images=tuple(images), attestations=attestations)
+            )
+    kept_base = replace_field(
+        base,
+        images=tuple(i for i in base.images if i.digest not in replaced),
+        attestations=tuple(
+            a for a in base.attestations if a.annotations.get(REFERENCE_DIGEST) not in replaced
+        ),
+    )
+    return kept_base, kept_sources, notes

@@ -6,22 +6,40 @@ I/O):
 
 1. **Snapshot.** Right before the first write, every tag the merge will write is read: targets
    with a GET (their bytes are what a rollback puts back), child tags with a HEAD.
-2. **Write, children first.** All child tags in one round, then the index under every target.
-   So the index a reader finds under a target always has its children tagged — the new index
-   is never visible before its children are — and the window in which the *old* index's
-   children have lost their child tag is the one round trip between the two rounds. Child tags
-   matter: distribution's `garbage-collect --delete-untagged` deletes every manifest no tag
-   points at, index children included (registry/storage/garbagecollect.go, v2.8.2: Lookup of
-   the digest's tags, no look at indexes).
+2. **Write, index first.** The index under every target in one round, then the child tags in
+   one round. A target whose index is written gets *all* its child tags PUT, changed or not
+   (see 4 for why); a target whose index is already right gets only the child tags that
+   differ. An identical re-run writes nothing.
 3. **On a failed write, roll back** every tag whose PUT was sent (a PUT that failed may still
-   have taken effect): a tag that held a manifest gets those bytes PUT back; a tag that did not
-   exist is deleted as a tag (OCI distribution-spec v1.1 "Deleting tags"), which distribution
-   2.8 refuses — then the error says it is left. A tag that holds neither our digest nor its
-   old one was moved by someone else and is left alone.
-4. **Read back** every target and child tag. A target that holds another index means another
-   writer came after us: fail, naming it; never roll back over another writer. A child tag
-   moved while our index holds the target is put back (the holder of the target repairs its
-   children), so child tags agree with the index the target holds.
+   have taken effect), indexes first: a tag that held a manifest gets those bytes PUT back; a
+   tag that did not exist is deleted as a tag (OCI distribution-spec v1.1 "Deleting tags"),
+   which distribution 2.8 refuses — then the error says it is left. A tag that holds neither
+   our digest nor its old one was moved by someone else and is left alone.
+4. **Read back the targets only** (one HEAD each). A target that holds our index: done. A target
+   that holds another index means another writer's index PUT came after ours: this merge has
+   lost. It never rolls back over the other writer; it makes the child tags it wrote agree with
+   the index the target now holds (read it, map its children to `<tag>-<platform>` names, PUT
+   those that differ), reads the target again, and repeats until the target holds the index
+   it repaired towards; then it fails, naming that index.
+
+   Why that keeps every child tag in agreement with the index the target ends up holding (H,
+   PUT last, at time t_H): H's writer PUTs all of H's child tags after t_H. Take the last PUT
+   to any of those child tags; its writer reads the target after it, hence after t_H, and
+   finds H. If that PUT aimed at another index, its writer repairs towards H, a later PUT —
+   a contradiction; so the last PUT aimed at H and carries H's child. (Which is also why a
+   target whose index is written gets every child tag PUT: a writer that skipped an
+   "unchanged" child tag could not rely on it after another writer's PUT in between.)
+
+   Between the index PUT and the child-tag PUTs (one round trip) the new index's children
+   may have no tag of their own yet. The tagged index protects them where garbage is
+   collected while the registry takes writes: GitLab's registry (metadata database,
+   `manifest_references` rows for every index child) and Harbor (its `artifact_reference`
+   graph). distribution's `garbage-collect --delete-untagged` keeps a tagged index's
+   children only from v3 on (registry/storage/garbagecollect.go, `unmarkReferencedManifest`,
+   the fix of issue #3178; not in 2.8.x) — but distribution's collection is offline ("the
+   registry in read-only mode or not running at all", its GC docs), so no merge writes while
+   it runs, and what it meets is the finished state, with every child tag in place.
+   The rollback (3) keeps the same order: the index goes back first, then the child tags.
 """
 
 from __future__ import annotations
@@ -57,23 +75,29 @@ class TagWrite:
     media_type: str
     digest: str
     before: str | None
+    # The target tag a child tag belongs to ("" for an index).
+    target: str = ""
 
 
 @dataclass(frozen=True)
 class WritePlan:
-    children: tuple[TagWrite, ...]  # first round
-    indexes: tuple[TagWrite, ...]  # second round, after every child tag is in place
+    indexes: tuple[TagWrite, ...]  # first round
+    children: tuple[TagWrite, ...]  # second round, after every index is in place
     unchanged_children: tuple[str, ...]
     unchanged_indexes: tuple[str, ...]
     # Every tag of the merge and the digest it must hold once the merge is done.
     expected: tuple[tuple[str, str, TagKind], ...]
     warnings: tuple[str, ...]
-    # The PUT of every child tag, written or not: a read-back may have to repair any of them.
-    every_child: tuple[TagWrite, ...] = ()
+    # The index digest every target must hold.
+    digest: str = ""
 
     @property
     def writes(self) -> tuple[TagWrite, ...]:
-        return self.children + self.indexes
+        return self.indexes + self.children
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(tag for tag, _, kind in self.expected if kind == "index")
 
 
 def tags_to_read(plan: MergePlan) -> tuple[list[str], list[str]]:
@@ -83,14 +107,10 @@ def tags_to_read(plan: MergePlan) -> tuple[list[str], list[str]]:
 
 
 def plan_writes(plan: MergePlan, before: Mapping[str, TagState]) -> WritePlan:
-    """The writes that turn `before` into the merge's result; a tag already right is skipped,
-    so an identical re-run writes nothing."""
-    every_child = [
-        TagWrite(c.tag, "child", c.raw_manifest, c.media_type, c.digest, before[c.tag].digest)
-        for c in plan.child_tags
-    ]
-    children = [w for w in every_child if w.before != w.digest]
-    unchanged_children = [w.tag for w in every_child if w.before == w.digest]
+    """The writes that turn `before` into the merge's result. A target whose index changes gets
+    every child tag PUT (the ordering argument in this module's docstring needs it); where the
+    index is already right only differing child tags are, so an identical re-run writes
+    nothing."""
     indexes: list[TagWrite] = []
     unchanged_indexes: list[str] = []
     for tag in tags_to_read(plan)[0]:
@@ -99,18 +119,29 @@ def plan_writes(plan: MergePlan, before: Mapping[str, TagState]) -> WritePlan:
             unchanged_indexes.append(tag)
             continue
         indexes.append(TagWrite(tag, "index", plan.index, plan.media_type, plan.digest, was))
+    moving = {w.tag for w in indexes}
+    children: list[TagWrite] = []
+    unchanged_children: list[str] = []
+    for c in plan.child_tags:
+        was = before[c.tag].digest
+        if c.target_tag in moving or was != c.digest:
+            children.append(
+                TagWrite(c.tag, "child", c.raw_manifest, c.media_type, c.digest, was, c.target_tag)
+            )
+        else:
+            unchanged_children.append(c.tag)
     expected: list[tuple[str, str, TagKind]] = [
         (t, plan.digest, "index") for t in tags_to_read(plan)[0]
     ]
     expected += [(c.tag, c.digest, "child") for c in plan.child_tags]
     return WritePlan(
-        tuple(children),
         tuple(indexes),
+        tuple(children),
         tuple(unchanged_children),
         tuple(unchanged_indexes),
         tuple(expected),
         tuple(overwrite_warnings(plan, before)),
-        tuple(every_child),
+        plan.digest,
     )
 
 
@@ -191,7 +222,13 @@ def describe_fates(fates: Sequence[TagFate]) -> str:
 class PartialWriteError(RegistryError):
     """A write of the merge failed; the message says what was rolled back and what was not."""
 
-    def __init__(self, repository: str, cause: BaseException, fates: Sequence[TagFate]) -> None:
+    def __init__(
+        self,
+        repository: str,
+        cause: BaseException,
+        fates: Sequence[TagFate],
+        notes: Sequence[str] = (),
+    ) -> None:
         self.cause = cause
         self.fates = tuple(fates)
         if all(f.fate == "never moved" for f in fates):
@@ -201,7 +238,9 @@ class PartialWriteError(RegistryError):
         else:
             verdict = "it was rolled back, but some tags could NOT be put back (listed below)"
         super().__init__(
-            f"{cause}\nthe merge into {repository} failed; {verdict}:\n  " + describe_fates(fates)
+            f"{cause}\nthe merge into {repository} failed; {verdict}:\n  "
+            + describe_fates(fates)
+            + "".join(f"\n  {note}" for note in notes)
         )
 
 
@@ -236,3 +275,27 @@ class ConcurrentWriteError(RegistryError):
             + "\n  ".join([*lines, *notes])
             + "\n(serialise merges to one tag: GitLab resource_group, Jenkins lock/milestone)"
         )
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT during the merge's writes (signals.py). A BaseException, like
+    KeyboardInterrupt, so no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum: int, name: str) -> None:
+        super().__init__(f"interrupted by {name} while writing (a cancelled CI job sends it)")
+        self.signum = signum
+
+
+class MergeInterrupted(PartialWriteError):
+    """The merge was stopped by a signal during its writes and rolled back; the process exits
+    128 + the signal's number (143 for SIGTERM, 130 for SIGINT), as a shell reports it."""
+
+    def __init__(
+        self,
+        repository: str,
+        cause: Interrupted,
+        fates: Sequence[TagFate],
+        notes: Sequence[str] = (),
+    ) -> None:
+        super().__init__(repository, cause, fates, notes)
+        self.signum = cause.signum

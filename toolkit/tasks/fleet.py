@@ -8,6 +8,7 @@ deprovision-runners leaves it installed: it removes registrations, not tools."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 COMMON_HELP = {
     "inventory": "The fleet file (YAML).",
-    "limit": "Only these hosts: name,name.",
+    "limit": "Only these hosts: names or globs, comma-separated (build-1,arm64-*).",
     "workers": "Hosts handled at once (default 8).",
     "json": "Print the result as JSON on stdout.",
     "accept-new-host-keys": "Accept the SSH key of a host that the inventory's known_hosts has "
@@ -41,17 +42,42 @@ SERVER_HELP = {
 }
 
 
-def _load(inventory: str, limit: str, accept_new_host_keys: bool) -> Inventory:
+def load_fleet(inventory: str, limit: str, accept_new_host_keys: bool) -> Inventory:
+    """The inventory every fleet task (and doctor) works on: loaded and checked (each problem
+    printed, exit 1), narrowed by --limit, with --accept-new-host-keys applied."""
     from ..inventory import InventoryError, load
 
     try:
         fleet = load(inventory)
-        fleet = fleet.limited(limit.split(",")) if limit else fleet
     except InventoryError as exc:
         for problem in exc.problems:
             report.error(problem)
         raise Exit(code=1) from None
+    for warning in fleet.warnings:  # e.g. a key file that does not exist (yet)
+        report.note(f"warning: {warning}")
+    if limit:
+        try:
+            names = limit_names([h.name for h in fleet.hosts], limit)
+        except ValueError as exc:
+            report.error(f"{fleet.path}: {exc}")
+            raise Exit(code=1) from None
+        fleet = fleet.limited(names)
     return _accepting_new_host_keys(fleet) if accept_new_host_keys else fleet
+
+
+def limit_names(hosts: Sequence[str], limit: str) -> list[str]:
+    """The host names `--limit` selects, in inventory order: comma-separated names or shell
+    globs (fnmatch, case-sensitive: `arm64-*`, `build-[12]`). A pattern that selects no host
+    is an error naming it and the hosts there are (a typo must not quietly shrink the run)."""
+    patterns = [p.strip() for p in limit.split(",") if p.strip()]
+    if not patterns:
+        raise ValueError(f"--limit {limit!r} names no host")
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(h, p) for h in hosts)]
+    if unmatched:
+        raise ValueError(
+            f"--limit {', '.join(unmatched)} matches no host (hosts: {', '.join(hosts)})"
+        )
+    return [h for h in hosts if any(fnmatch.fnmatchcase(h, p) for p in patterns)]
 
 
 def _accepting_new_host_keys(fleet: Inventory) -> Inventory:
@@ -74,7 +100,18 @@ def _accepting_new_host_keys(fleet: Inventory) -> Inventory:
     )
 
 
-def _servers(fleet: Inventory, *, no_gitlab: bool, no_jenkins: bool) -> Servers:
+# Seconds per request to GitLab or Jenkins (connect, and each wait for data): a server that
+# does not answer ends a command in seconds, in one line.
+SERVER_TIMEOUT = 15
+
+
+def _servers(
+    fleet: Inventory, *, no_gitlab: bool, no_jenkins: bool, dry_run: bool = False
+) -> Servers:
+    """The server sides in use, each asked ONCE here (GitLab lists its runners, Jenkins its
+    nodes), so an unreachable server or a refused token is one line, not one per host.
+    Without --dry-run that line is an error (exit 1). With --dry-run it is a note, and the
+    side is planned as far as the hosts go and marked "not checked (why)"."""
     from ..fleet.errors import GitLabRunnerError, JenkinsAgentError
     from ..fleet.provision import Servers
 
@@ -82,23 +119,55 @@ def _servers(fleet: Inventory, *, no_gitlab: bool, no_jenkins: bool) -> Servers:
     # python-gitlab and jenkinsapi are imported only for a side that is on.
     runners: GitLabRunners | None = None
     nodes: JenkinsNodes | None = None
-    try:
-        if fleet.gitlab and "gitlab-runner" in wants and not no_gitlab:
+    unchecked: list[tuple[str, str]] = []
+
+    def cannot(side: str, exc: Exception) -> None:
+        if not dry_run:
+            report.error(str(exc))
+            raise Exit(code=1)
+        why = _why_not_checked(str(exc))
+        unchecked.append((side, why))
+        report.note(f"{side_name[side]} side not checked ({why}): {exc}")
+
+    side_name = {"gitlab": "GitLab", "jenkins": "Jenkins"}
+    if fleet.gitlab and "gitlab-runner" in wants and not no_gitlab:
+        try:
             from ..fleet.gitlab_runner import GitLabRunners
 
-            runners = GitLabRunners.from_settings(fleet.gitlab, os.environ)
-        if fleet.jenkins and "jenkins-agent" in wants and not no_jenkins:
+            runners = GitLabRunners.from_settings(fleet.gitlab, os.environ, timeout=SERVER_TIMEOUT)
+            # One listing of the scope's runners, cached for every host's lookup: a GitLab
+            # that cannot be reached or refuses the token says so here, once. (A name no
+            # runner has: `find` lists, and looks at no runner's details.)
+            runners.find("\x00archfleet: listing the runners once")
+        except GitLabRunnerError as exc:
+            runners = None
+            cannot("gitlab", exc)
+    if fleet.jenkins and "jenkins-agent" in wants and not no_jenkins:
+        try:
             from ..fleet.jenkins_agent import JenkinsNodes
 
-            nodes = JenkinsNodes.from_settings(fleet.jenkins, os.environ)
-    except (GitLabRunnerError, JenkinsAgentError) as exc:
-        report.error(str(exc))
-        raise Exit(code=1) from None
-    if runners is None and "gitlab-runner" in wants:
+            # Lists the nodes once (its check that Jenkins answers and takes the credentials).
+            nodes = JenkinsNodes.from_settings(fleet.jenkins, os.environ, timeout=SERVER_TIMEOUT)
+        except JenkinsAgentError as exc:
+            nodes = None
+            cannot("jenkins", exc)
+    checked_off = dict(unchecked)
+    if runners is None and "gitlab-runner" in wants and "gitlab" not in checked_off:
         report.note("GitLab side off: no runner is created, registered or checked on GitLab")
-    if nodes is None and "jenkins-agent" in wants:
+    if nodes is None and "jenkins-agent" in wants and "jenkins" not in checked_off:
         report.note("Jenkins side off: no agent node is created or checked on Jenkins")
-    return Servers(runners, nodes)
+    return Servers(runners, nodes, tuple(unchecked))
+
+
+def _why_not_checked(message: str) -> str:
+    """Why a side could not be asked, in two or three words for the tables."""
+    if "no GitLab token" in message or "needs a user and an API token" in message:
+        return "no token"
+    if "cannot reach" in message:
+        return "unreachable"
+    if "refused" in message or "HTTP 401" in message or "HTTP 403" in message:
+        return "token refused"
+    return "server error"
 
 
 def _run_hosts(
@@ -129,6 +198,7 @@ def _run_with_servers(
     *,
     no_gitlab: bool,
     no_jenkins: bool,
+    dry_run: bool = False,
 ) -> tuple[Any, Servers]:
     """Run `work` per host while the server sides are set up and looked up (ServerLookups):
     the hosts connect and read their facts meanwhile, and wait for the servers only where
@@ -140,7 +210,9 @@ def _run_with_servers(
 
         def set_up() -> None:
             try:
-                servers = _servers(fleet, no_gitlab=no_gitlab, no_jenkins=no_jenkins)
+                servers = _servers(
+                    fleet, no_gitlab=no_gitlab, no_jenkins=no_jenkins, dry_run=dry_run
+                )
             except BaseException:
                 lookups.fail()
                 raise
@@ -172,10 +244,14 @@ def fleet_facts(
     from ..fleet.gather import gather_facts
 
     outcomes = _run_hosts(
-        _load(inventory, limit, accept_new_host_keys), gather_facts, workers, json
+        load_fleet(inventory, limit, accept_new_host_keys), gather_facts, workers, json
     )
     if json:
-        report.emit_json([report.facts_json(o.host.name, o.value, o.error) for o in outcomes])
+        report.emit_json(
+            report.fleet_json(
+                "fleet-facts", [report.facts_json(o.host.name, o.value, o.error) for o in outcomes]
+            )
+        )
     else:
         report.facts_table(outcomes)
     if not all(o.ok for o in outcomes):
@@ -207,18 +283,30 @@ def provision_runners(
     Plan, then apply; --dry-run prints the plan."""
     from ..fleet.provision import provision_host
 
-    fleet = _load(inventory, limit, accept_new_host_keys)
-    outcomes, _ = _run_with_servers(
+    fleet = load_fleet(inventory, limit, accept_new_host_keys)
+    outcomes, servers = _run_with_servers(
         fleet,
         lambda host, servers: provision_host(
-            fleet, host, servers, dry_run=dry_run, rotate_token=rotate_token
+            fleet,
+            host,
+            servers,
+            dry_run=dry_run,
+            rotate_token=rotate_token,
+            progress=None if json else report.step_printer(host.name),
         ),
         workers,
         json,
         no_gitlab=no_gitlab,
         no_jenkins=no_jenkins,
+        dry_run=dry_run,
     )
-    _finish("provision" if not dry_run else "plan (dry run)", outcomes, json)
+    _finish(
+        "provision" if not dry_run else "plan (dry run)",
+        outcomes,
+        json,
+        command="provision-runners",
+        servers=servers,
+    )
 
 
 @task(help={**COMMON_HELP, **SERVER_HELP})
@@ -237,7 +325,7 @@ def runners_status(
     Exit 1 when a host fails or an arch the inventory has gets no online runner or agent."""
     from ..fleet.provision import status_host
 
-    fleet = _load(inventory, limit, accept_new_host_keys)
+    fleet = load_fleet(inventory, limit, accept_new_host_keys)
     outcomes, servers = _run_with_servers(
         fleet,
         lambda host, servers: status_host(fleet, host, servers),
@@ -255,7 +343,7 @@ def runners_status(
         servers.runners.online_by_tag(tags) if servers.runners else None,
         servers.nodes.online_by_label() if servers.nodes else None,
     )
-    _finish("status", outcomes, json, arches=arches)
+    _finish("status", outcomes, json, arches=arches, command="runners-status", servers=servers)
     if not all(ready is not False for sides in arches.values() for ready in sides.values()):
         raise Exit(code=1)
 
@@ -321,18 +409,19 @@ def deprovision_runners(
     Asks first on a terminal; elsewhere needs --yes (or --dry-run)."""
     from ..fleet.provision import deprovision_host
 
-    fleet = _load(inventory, limit, accept_new_host_keys)
+    fleet = load_fleet(inventory, limit, accept_new_host_keys)
     if not dry_run and not yes:
         _confirm_deprovision(fleet, no_gitlab=no_gitlab, no_jenkins=no_jenkins)
-    outcomes, _ = _run_with_servers(
+    outcomes, servers = _run_with_servers(
         fleet,
         lambda host, servers: deprovision_host(fleet, host, servers, dry_run=dry_run),
         workers,
         json,
         no_gitlab=no_gitlab,
         no_jenkins=no_jenkins,
+        dry_run=dry_run,
     )
-    _finish("deprovision", outcomes, json)
+    _finish("deprovision", outcomes, json, command="deprovision-runners", servers=servers)
 
 
 def _confirm_deprovision(fleet: Inventory, *, no_gitlab: bool, no_jenkins: bool) -> None:
@@ -357,23 +446,48 @@ def _confirm_deprovision(fleet: Inventory, *, no_gitlab: bool, no_jenkins: bool)
 
 
 def _finish(
-    what: str, outcomes: Any, json: bool, arches: dict[str, dict[str, bool | None]] | None = None
+    what: str,
+    outcomes: Any,
+    json: bool,
+    arches: dict[str, dict[str, bool | None]] | None = None,
+    *,
+    command: str = "",
+    servers: Servers | None = None,
 ) -> None:
+    """The result: the per-host table on stdout (or JSON there, the shape every fleet task
+    shares: report.fleet_json); exit 1 unless every host succeeded."""
     states = what != "deprovision"  # its reports carry no before-run server state
     if json:
-        data: dict[str, Any] = {
-            "hosts": [
-                {**o.value.to_json(), **(report.server_states_json(o) if states else {})}
-                if o.value
-                else {"host": o.host.name, "error": o.error}
-                for o in outcomes
-            ],
-            "ok": all(o.ok for o in outcomes),
-        }
+        hosts = [
+            {
+                "host": o.host.name,
+                "ok": True,
+                "error": None,
+                **o.value.to_json(),
+                **(report.server_states_json(o) if states else {}),
+            }
+            if o.value
+            else {"host": o.host.name, "ok": False, "error": o.error}
+            for o in outcomes
+        ]
+        extra: dict[str, Any] = {}
+        if servers is not None:
+            extra["servers"] = _servers_json(servers)
         if arches is not None:
-            data["arches"] = arches
-        report.emit_json(data)
+            extra["arches"] = arches
+        report.emit_json(report.fleet_json(command, hosts, **extra))
     else:
         report.fleet_summary(what, outcomes, arches, server_states=states)
     if not all(o.ok for o in outcomes):
         raise Exit(code=1)
+
+
+def _servers_json(servers: Servers) -> dict[str, Any]:
+    """Each side: "on" (asked), "off" (left out) or "not-checked" (a dry run could not ask;
+    `notChecked` says why)."""
+    unchecked = servers.not_checked
+    sides: dict[str, Any] = {}
+    for side, on in (("gitlab", servers.runners), ("jenkins", servers.nodes)):
+        sides[side] = "not-checked" if side in unchecked else ("on" if on else "off")
+    sides["notChecked"] = unchecked
+    return sides

@@ -9,7 +9,7 @@ from invoke.tasks import task
 from ..registry.flags import MERGE_HELP, VERIFY_HELP
 
 
-@task(iterable=["target", "source"], help=MERGE_HELP)
+@task(iterable=["target", "source", "annotation"], help=MERGE_HELP)
 def merge_manifest(
     c: Context,
     target: list[str],
@@ -19,6 +19,9 @@ def merge_manifest(
     json: bool = False,
     attestations: str = "keep",
     child_tags: bool = True,
+    annotation: list[str] | None = None,
+    append: bool = False,
+    replace: bool = False,
 ) -> None:
     """Merge per-arch images (by digest) into one multi-arch index under the target tag(s)."""
     from ..registry.commands import merge_command  # the client loads only when it is used
@@ -31,6 +34,9 @@ def merge_manifest(
         json=json,
         attestations=attestations,
         child_tags=child_tags,
+        annotations=annotation or [],
+        append=append,
+        replace=replace,
     )
     if code:
         raise Exit(code=code)

@@ -29,6 +29,9 @@ DEFAULT_JOB = "archfleet-multiarch-example"
         "job": f"Name of the example Pipeline job (default {DEFAULT_JOB}).",
         "job-script-path": "Jenkinsfile the example job runs, in the library repository "
         "(default jenkins/Jenkinsfile.example).",
+        "allow-version-override": "Let pipelines pick another version with "
+        "@Library('NAME@VERSION') (default off: that code runs as a trusted library, outside "
+        "the Groovy sandbox, so anyone who can push a branch could run code as Jenkins).",
         "skip-job": "Register the library only; no example job.",
         "dry-run": "Read Jenkins and print the plan; write nothing.",
         "json": "Print the result as JSON on stdout.",
@@ -42,6 +45,7 @@ def publish_jenkins_library(
     library_version: str = "main",
     library_path: str = "jenkins/",
     library_credentials_id: str = "",
+    allow_version_override: bool = False,
     job: str = DEFAULT_JOB,
     job_script_path: str = "jenkins/Jenkinsfile.example",
     skip_job: bool = False,
@@ -68,6 +72,7 @@ def publish_jenkins_library(
             default_version=library_version,
             library_path=library_path,
             credentials_id=library_credentials_id,
+            allow_version_override=allow_version_override,
         )
         example = None
         if not skip_job:

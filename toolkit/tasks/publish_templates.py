@@ -11,7 +11,6 @@ from invoke.tasks import task
 
 from .. import __version__, report
 
-DEFAULT_URL = "https://gitlab.com"
 DEFAULT_TOKEN_ENV = "GITLAB_TOKEN"  # noqa: S105 -- the variable's name, not a token
 
 
@@ -21,7 +20,8 @@ DEFAULT_TOKEN_ENV = "GITLAB_TOKEN"  # noqa: S105 -- the variable's name, not a t
         "version": f"Version to publish: this archfleet's, {__version__} (the git tag).",
         "wheel": f"The archfleet {__version__} wheel (archfleet-{__version__}-py3-none-any.whl) "
         "the project's tag pipeline builds the tool image from; committed under image/.",
-        "url": "GitLab base URL (default: $CI_SERVER_URL, else https://gitlab.com).",
+        "url": "GitLab base URL, https://... (required unless $CI_SERVER_URL is set).",
+        "allow-http": "Accept an http:// --url (a lab server): the token travels unencrypted.",
         "branch": "Branch to commit to (default: the project's default branch).",
         "token-env": "Environment variable holding the access token (api scope; default "
         "GITLAB_TOKEN). The token is never printed.",
@@ -36,6 +36,7 @@ def publish_templates(
     version: str = "",
     wheel: str = "",
     url: str = "",
+    allow_http: bool = False,
     branch: str = "",
     token_env: str = DEFAULT_TOKEN_ENV,
     source: str = "",
@@ -45,17 +46,22 @@ def publish_templates(
     """Put ci-templates/ in a GitLab project: one commit and a version tag; its pipeline
     builds the tool image and creates the catalog release."""
     # Imported here: every `archfleet` start loads this module; python-gitlab is slow to import.
+    from requests import RequestException
+
     from ..ci_templates import TemplateError, default_root
     from ..publish.component_project import ProjectFilesError, read_wheel
     from ..publish.gitlab_templates import (
         GitLabProject,
         PublishError,
+        check_server_url,
         check_version,
         connect,
+        network_reason,
         publish,
         server_host,
     )
 
+    base_url = ""
     try:
         if not project:
             raise PublishError("--project is required: the templates project, GROUP/PROJECT")
@@ -68,7 +74,9 @@ def publish_templates(
                 f"dist/archfleet-{__version__}-py3-none-any.whl), or pass the released wheel"
             )
         tool_wheel = read_wheel(Path(wheel))
-        base_url = url or os.environ.get("CI_SERVER_URL") or DEFAULT_URL
+        base_url = check_server_url(
+            url or os.environ.get("CI_SERVER_URL", ""), allow_http=allow_http
+        )
         host = server_host(base_url)
         token = os.environ.get(token_env, "")
         if not token:
@@ -83,6 +91,10 @@ def publish_templates(
         )
     except (PublishError, TemplateError, ProjectFilesError) as exc:
         report.error(str(exc))
+        raise Exit(code=1) from None
+    except RequestException as exc:
+        # Unreachable, refused, timed out: one line naming the server, no traceback.
+        report.error(f"GitLab at {base_url} is unreachable: {network_reason(exc)}")
         raise Exit(code=1) from None
     if json:
         report.emit_json(result.to_json())

@@ -1,15 +1,17 @@
-#!/bin/sh
+set +x  # Jenkins runs a script without a shebang as `sh -xe`: no trace (it would echo secrets).
 # archfleet multiArchBuild: build ONE platform on this agent and push it BY DIGEST.
 #
 # No tag is written here: the image lands in the registry under its digest only, and the merge
 # stage writes the tags once every platform has built. Inputs come from the environment (set by
 # vars/multiArchBuild.groovy with withEnv; REGISTRY_USER/REGISTRY_PASSWORD by withCredentials):
 #   AF_BUILDER buildx|buildah   AF_PLATFORM linux/arm64   AF_IMAGE registry/team/app
-#   AF_REGISTRY registry        AF_CONTEXT  AF_DOCKERFILE  AF_OUT (work dir, in the workspace)
-#   AF_LOCAL_REF (buildah: local name)  AF_PUSH 1|0  AF_INSECURE 1|0
+#   AF_REGISTRY registry        AF_CONTEXT  AF_DOCKERFILE
+#   AF_OUT work dir OUTSIDE the workspace (pwd(tmp: true)/archfleet-<arch>: never in the build
+#          context)   AF_LOCAL_REF (buildah: local name)  AF_PUSH 1|0  AF_INSECURE 1|0
 #   $AF_OUT/build-args: one NAME=VALUE per line
 # Output: $AF_OUT/digest (buildah) or $AF_OUT/metadata.json (buildx).
-# The shebang matters: Jenkins runs a script that has one as is, without `sh -x` tracing.
+# No shebang on purpose: durable-task runs a script that has one by exec'ing the file, which
+# fails on a noexec workspace; without one it runs `sh -xe script.sh` (hence the `set +x`).
 set -eu
 
 out="$AF_OUT"
@@ -20,11 +22,22 @@ if [ "${AF_INSECURE:-0}" = 1 ]; then
     tls_verify=false
 fi
 
-# Positional parameters hold the --build-arg flags: values may contain spaces.
+# Build args from the file, into this script's environment; the builder gets `--build-arg NAME`
+# only and reads the value from its environment (buildah and docker both do), so no value ever
+# stands on a command line (`ps` shows those to every user of the machine).
 set --
 if [ -s "$out/build-args" ]; then
     while IFS= read -r build_arg || [ -n "$build_arg" ]; do
-        [ -n "$build_arg" ] && set -- "$@" --build-arg "$build_arg"
+        [ -n "$build_arg" ] || continue
+        name=${build_arg%%=*}
+        case "$name" in
+        '' | [0-9]* | *[!A-Za-z0-9_]*)
+            echo "archfleet: bad build arg name in $out/build-args: '$name'" >&2
+            exit 2
+            ;;
+        esac
+        export "$name=${build_arg#*=}"
+        set -- "$@" --build-arg "$name"
     done < "$out/build-args"
 fi
 

@@ -1,4 +1,4 @@
-#!/bin/sh
+set +xe  # Jenkins runs a script without a shebang as `sh -xe`: no trace, and no -e (exit codes are read).
 # archfleet multiArchBuild preflight: is archfleet where the merge will run, and which version?
 #
 # Runs where merge.sh runs (on the merge agent, or in archfleetImage there) BEFORE any platform

@@ -1,4 +1,4 @@
-#!/bin/sh
+set +x  # Jenkins runs a script without a shebang as `sh -xe`: no trace.
 # archfleet multiArchBuild: the push credentials for a merge that runs in archfleetImage, as a
 # private docker config ($AF_DOCKER_CONFIG/config.json, `auths`) that archfleet reads through
 # DOCKER_CONFIG.

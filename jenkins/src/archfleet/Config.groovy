@@ -16,7 +16,7 @@ class Config implements Serializable {
     static final List<Map<String, String>> ARGUMENTS = Collections.unmodifiableList([
         [name: 'image', type: 'String (required)', default: '-',
          example: "'registry.example.com/team/app'"],
-        [name: 'platforms', type: 'List<String>', default: "['linux/amd64', 'linux/arm64']",
+        [name: 'platforms', type: 'List of String', default: "['linux/amd64', 'linux/arm64']",
          example: "['linux/amd64', 'linux/arm64', 'linux/arm/v7']"],
         [name: 'context', type: 'String', default: "'.'", example: "'app'"],
         [name: 'dockerfile', type: 'String', default: "context + '/Dockerfile'",
@@ -26,20 +26,33 @@ class Config implements Serializable {
         [name: 'mergeLabel', type: 'String', default: 'the first platform\'s label',
          example: "'linux && amd64'"],
         [name: 'builder', type: "'buildx' or 'buildah'", default: "'buildx'", example: "'buildah'"],
-        [name: 'buildArgs', type: 'Map<String, String>', default: '[:]',
+        [name: 'buildArgs', type: 'Map of String to String', default: '[:]',
          example: "[VERSION: '1.4.0']"],
-        [name: 'tags', type: 'List<String>', default: "[env.TAG_NAME] on a tag build, else ['latest']",
-         example: "['1.4.0', 'latest']"],
+        [name: 'imageTags', type: 'List of String',
+         default: 'the short commit SHA and the branch or tag slug', example: "['1.4.0', 'stable']"],
+        [name: 'tagLatest', type: 'Boolean', default: 'true (latest on the primary branch)',
+         example: 'false'],
+        [name: 'tagSemver', type: 'Boolean', default: 'true (X.Y.Z, X.Y, X on a tag vX.Y.Z)',
+         example: 'false'],
+        [name: 'tags', type: 'List of String', default: 'deprecated: use imageTags',
+         example: "['1.4.0']"],
         [name: 'credentialsId', type: 'String', default: 'none (anonymous push)',
          example: "'registry-push'"],
-        [name: 'push', type: 'Boolean', default: 'true on mainBranch or a tag build, else false',
+        [name: 'push', type: 'Boolean', default: 'true on the primary branch or a tag build, else false',
          example: 'true'],
-        [name: 'mainBranch', type: 'String', default: "'main'", example: "'master'"],
-        [name: 'allowEmulation', type: 'Boolean', default: 'false', example: 'true'],
+        [name: 'mainBranch', type: 'String', default: 'deprecated: env.BRANCH_IS_PRIMARY decides',
+         example: "'master'"],
+        [name: 'allowEmulation', type: 'Boolean or String (a fallback label)', default: 'false',
+         example: "'qemu-builders'"],
+        [name: 'agentTimeout', type: 'Integer (minutes)', default: '60', example: '120'],
+        [name: 'agentRetries', type: 'Integer', default: '1', example: '0'],
+        [name: 'lock', type: 'Boolean', default: 'true (when Lockable Resources is installed)',
+         example: 'false'],
         [name: 'verify', type: 'Boolean', default: 'true', example: 'false'],
         [name: 'checkBinaries', type: 'Boolean', default: 'true', example: 'false'],
         [name: 'insecure', type: 'Boolean', default: 'false', example: 'true'],
         [name: 'childTags', type: 'Boolean', default: 'true', example: 'false'],
+        [name: 'checkBases', type: 'Boolean', default: 'true (when the build pushes)', example: 'false'],
         [name: 'archfleet', type: 'String',
          default: '\'archfleet\' (without archfleetImage: $ARCHFLEET on the agent first)',
          example: "'/opt/archfleet/bin/archfleet'"],
@@ -52,18 +65,23 @@ class Config implements Serializable {
         [name: 'scm', type: 'SCM', default: 'scm (the job\'s own)',
          example: '[$class: \'GitSCM\', userRemoteConfigs: [[url: \'https://git.example.com/app.git\']]]'],
         [name: 'failFast', type: 'Boolean', default: 'true', example: 'false'],
-    ])  // not .asImmutable(): the sandbox approves only its Map form
-
-    static final String WORK_DIR = '.archfleet'
+    ])  // Collections.unmodifiableList: the sandbox approves asImmutable for Maps only
 
     private static final String HOST = /(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?/
     private static final String COMPONENT = /[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*/
     private static final String TAG = /[A-Za-z0-9_][A-Za-z0-9._-]{0,127}/
     private static final String BUILD_ARG = /[A-Za-z_][A-Za-z0-9_]*/
+    // Build args reach the builder through its environment (`--build-arg NAME` takes the value
+    // from there, off the command line): names the scripts or the shell need are refused.
+    private static final List<String> RESERVED_BUILD_ARGS = Collections.unmodifiableList(
+        ['PATH', 'HOME', 'IFS', 'PWD', 'SHELL', 'TMPDIR', 'DOCKER_CONFIG', 'DOCKER_HOST',
+         'REGISTRY_USER', 'REGISTRY_PASSWORD', 'BUILDAH_ISOLATION', 'CONTAINERS_STORAGE_CONF'])
+    private static final int MAX_AGENT_TIMEOUT = 7 * 24 * 60
 
     /**
      * args: what the pipeline passed; archesJson: resources/archfleet/arches.json;
-     * build: BRANCH_NAME, TAG_NAME and BUILD_TAG of this run (null when unset).
+     * build: BRANCH_NAME, BRANCH_IS_PRIMARY, TAG_NAME, GIT_COMMIT and BUILD_TAG of this run
+     * (null when unset). The result's `warnings` are for the step to echo.
      */
     @NonCPS
     static Map parse(Map args, String archesJson, Map build) {
@@ -79,20 +97,42 @@ class Config implements Serializable {
         }
         Map table = Platforms.parseTable(archesJson)
 
+        List<String> warnings = []
         Map image = parseImage(args.image)
-        List<String> tags = stringList(args, 'tags', [])
-        if (image.tag && !(image.tag in tags)) {
-            tags = [image.tag] + tags
+        String tagsArgument = 'imageTags'
+        if (args.tags != null) {
+            if (args.imageTags != null) {
+                throw new LibraryError("pass imageTags only: tags is its old, deprecated name")
+            }
+            tagsArgument = 'tags'
+            warnings << ("multiArchBuild: WARNING: the argument 'tags' is deprecated, use 'imageTags' " +
+                "(the GitLab component's image_tags); 'latest' is now added on the primary branch " +
+                'unless tagLatest: false').toString()
         }
-        if (!tags) {
-            tags = build.TAG_NAME ? [build.TAG_NAME.toString()] : ['latest']
-        }
-        for (String tag : tags) {
+        List<String> explicitTags = stringList(args, tagsArgument, null)
+        for (String tag : (explicitTags ?: []) + (image.tag ? [image.tag] : [])) {
             if (!(tag ==~ TAG)) {
                 throw new LibraryError(
                     "tag '${tag}' is not a valid tag (letters, digits, '_', '.', '-'; at most 128; not starting with '.' or '-')")
             }
         }
+        boolean primary
+        if (args.mainBranch != null) {
+            String mainBranch = string(args, 'mainBranch', null)
+            primary = build.BRANCH_NAME == mainBranch && !build.TAG_NAME
+            warnings << ("multiArchBuild: WARNING: mainBranch is deprecated: in a multibranch job " +
+                'Jenkins marks the primary branch itself (env.BRANCH_IS_PRIMARY)').toString()
+        } else {
+            primary = build.BRANCH_IS_PRIMARY?.toString() == 'true' && !build.TAG_NAME
+        }
+        String tag = build.TAG_NAME ? build.TAG_NAME.toString() : null
+        Map tagPlan = [
+            explicit: explicitTags,
+            imageTag: image.tag,
+            slug    : refSlug(tag ?: build.BRANCH_NAME),
+            latest  : flag(args, 'tagLatest', true) && primary,
+            semver  : flag(args, 'tagSemver', true) && tag ? semverTags(tag) : [],
+        ]
 
         List<String> requested = args.containsKey('platforms') ? stringList(args, 'platforms', null)
             : ['linux/amd64', 'linux/arm64']
@@ -100,7 +140,15 @@ class Config implements Serializable {
             throw new LibraryError(
                 "platforms is empty: list at least one, e.g. platforms: ['linux/amd64', 'linux/arm64']")
         }
-        boolean allowEmulation = flag(args, 'allowEmulation', false)
+        Object emulation = args.allowEmulation
+        String emulationLabel = null
+        boolean allowEmulation
+        if (emulation instanceof CharSequence) {
+            emulationLabel = string(args, 'allowEmulation', null)
+            allowEmulation = true
+        } else {
+            allowEmulation = flag(args, 'allowEmulation', false)
+        }
         Object pattern = args.containsKey('agentLabel') ? args.agentLabel : table.defaultTagPattern
         String buildId = localName(build.BUILD_TAG)
         List<Map> arches = []
@@ -118,7 +166,6 @@ class Config implements Serializable {
                     "or pass allowEmulation: true")
             }
             labelOwner[arch.label] = arch.platform
-            arch.out = "${WORK_DIR}/${arch.tag}".toString()
             arch.localRef = "localhost/archfleet-build:${buildId}-${arch.tag}".toString()
             arches << arch
         }
@@ -130,21 +177,24 @@ class Config implements Serializable {
         String context = string(args, 'context', '.')
         String dockerfile = string(args, 'dockerfile', "${context}/Dockerfile".toString())
         Map<String, String> buildArgs = buildArgMap(args.buildArgs)
-        String mainBranch = string(args, 'mainBranch', 'main')
         Object push = args.push
         if (push != null && !(push instanceof Boolean)) {
             throw new LibraryError("push must be true or false, not '${push}'")
         }
-        boolean pushing = push != null ? push : (build.TAG_NAME || build.BRANCH_NAME == mainBranch)
+        boolean pushing = push != null ? push : (tag != null || primary)
         String credentialsId = args.credentialsId == null ? null : string(args, 'credentialsId', null)
         String archfleet = args.archfleet == null ? null : string(args, 'archfleet', null)
         Map tool = toolImage(args)
 
+        List<String> tags = releaseTags(tagPlan, build.GIT_COMMIT)
         return [
             image         : image.repository,
             registry      : image.registry,
+            tagPlan       : tagPlan,
             tags          : tags,
-            targets       : tags.collect { String tag -> "${image.repository}:${tag}".toString() },
+            targets       : targetsOf(image.repository, tags),
+            warnings      : warnings,
+            primary       : primary,
             arches        : arches,
             platformList  : arches.collect { Map a -> a.platform }.join(','),
             builder       : builder,
@@ -154,12 +204,17 @@ class Config implements Serializable {
             buildArgsText : buildArgs.collect { String k, String v -> "${k}=${v}\n".toString() }.join(''),
             credentialsId : credentialsId,
             push          : pushing,
-            mainBranch    : mainBranch,
             allowEmulation: allowEmulation,
+            emulationLabel: emulationLabel,
+            agentTimeout  : count(args, 'agentTimeout', 60, 1, MAX_AGENT_TIMEOUT),
+            agentRetries  : count(args, 'agentRetries', 1, 0, 10),
+            lock          : flag(args, 'lock', true),
+            lockResource  : "archfleet ${image.repository}".toString(),
             verify        : flag(args, 'verify', true),
             checkBinaries : flag(args, 'checkBinaries', true),
             insecure      : flag(args, 'insecure', false),
             childTags     : flag(args, 'childTags', true),
+            checkBases    : flag(args, 'checkBases', true),
             archfleet     : archfleet,
             archfleetImage: tool.image,
             archfleetImageArgs: tool.args,
@@ -170,13 +225,108 @@ class Config implements Serializable {
             scm           : args.scm,
             failFast      : flag(args, 'failFast', true),
             mergeLabel    : string(args, 'mergeLabel', arches[0].label),
-            mergeOut      : "${WORK_DIR}/merge".toString(),
         ]
+    }
+
+    /**
+     * The tags the merge writes, as the GitLab component chooses them (ci-templates/templates/
+     * multiarch.yml archfleet_release_tags): image_tags (default the short commit SHA and the
+     * ref slug; empty ones skipped), `latest` on the primary branch, the semver floats of a
+     * version tag; the image's own ':tag' first; each once. `commit` may be null (not known
+     * before checkout): then no SHA tag.
+     */
+    @NonCPS
+    static List<String> releaseTags(Map tagPlan, Object commit) {
+        List<String> tags = []
+        if (tagPlan.imageTag) {
+            tags << tagPlan.imageTag.toString()
+        }
+        if (tagPlan.explicit != null) {
+            tags.addAll((List<String>) tagPlan.explicit)
+        } else {
+            String sha = shortSha(commit)
+            if (sha) {
+                tags << sha
+            }
+            if (tagPlan.slug) {
+                tags << tagPlan.slug.toString()
+            }
+        }
+        if (tagPlan.latest) {
+            tags << 'latest'
+        }
+        tags.addAll((List<String>) tagPlan.semver)
+        List<String> unique = []
+        for (String tag : tags) {
+            if (!(tag in unique)) {
+                unique << tag
+            }
+        }
+        return unique
+    }
+
+    @NonCPS
+    static List<String> targetsOf(Object repository, List<String> tags) {
+        List<String> targets = []
+        for (String tag : tags) {
+            targets << "${repository}:${tag}".toString()
+        }
+        return targets
+    }
+
+    /**
+     * The tags and references of the merge once the commit is known (checkout's GIT_COMMIT);
+     * fails when there is no tag at all to write.
+     */
+    @NonCPS
+    static Map finalTags(Map cfg, Object commit) {
+        List<String> tags = releaseTags((Map) cfg.tagPlan, commit)
+        if (!tags) {
+            throw new LibraryError('no image tag to write: no commit SHA (checkout: false and no ' +
+                'env.GIT_COMMIT) and no branch or tag name (not a multibranch job); pass imageTags, ' +
+                "e.g. imageTags: ${exampleOf('imageTags')}")
+        }
+        return [tags: tags, targets: targetsOf(cfg.image, tags)]
+    }
+
+    /** GitLab's CI_COMMIT_SHORT_SHA: the first 8 hex digits of the commit; null if none. */
+    @NonCPS
+    static String shortSha(Object commit) {
+        String text = commit == null ? '' : commit.toString().trim().toLowerCase()
+        return text ==~ /[0-9a-f]{8,64}/ ? text.substring(0, 8) : null
+    }
+
+    /**
+     * GitLab's CI_COMMIT_REF_SLUG: lower case, every character but 0-9 and a-z replaced by
+     * '-', at most 63 characters, no '-' at either end (null when nothing is left).
+     */
+    @NonCPS
+    static String refSlug(Object ref) {
+        String text = ref == null ? '' : ref.toString().toLowerCase().replaceAll(/[^0-9a-z]/, '-')
+        text = text.length() > 63 ? text.substring(0, 63) : text
+        text = text.replaceAll(/^-+/, '').replaceAll(/-+$/, '')
+        return text ? text : null
+    }
+
+    /** v1.4.2 -> 1.4.2, 1.4, 1; v2.0.0-rc.1 -> 2.0.0-rc.1 only; anything else -> nothing. */
+    @NonCPS
+    static List<String> semverTags(String gitTag) {
+        String version = gitTag.startsWith('v') ? gitTag.substring(1) : gitTag
+        int plus = version.indexOf('+')
+        version = plus >= 0 ? version.substring(0, plus) : version
+        def match = (version =~ /^((0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*))(-[0-9A-Za-z.-]+)?$/)
+        if (!match.matches()) {
+            return []
+        }
+        if (match.group(5)) {
+            return [version]
+        }
+        return [match.group(1), "${match.group(2)}.${match.group(3)}".toString(), match.group(2)]
     }
 
     /** withEnv entries for one platform's build script (resources/archfleet/build.sh). */
     @NonCPS
-    static List<String> buildEnv(Map cfg, Map arch) {
+    static List<String> buildEnv(Map cfg, Map arch, String work) {
         return [
             "AF_PLATFORM=${arch.platform}",
             "AF_TAG_SUFFIX=${arch.tag}",
@@ -185,7 +335,7 @@ class Config implements Serializable {
             "AF_REGISTRY=${cfg.registry}",
             "AF_CONTEXT=${cfg.context}",
             "AF_DOCKERFILE=${cfg.dockerfile}",
-            "AF_OUT=${arch.out}",
+            "AF_OUT=${work}",
             "AF_LOCAL_REF=${arch.localRef}",
             "AF_PUSH=${cfg.push ? 1 : 0}",
             "AF_INSECURE=${cfg.insecure ? 1 : 0}",
@@ -193,12 +343,82 @@ class Config implements Serializable {
     }
 
     /**
-     * withEnv entries for the merge script (resources/archfleet/merge.sh). dockerConfig: the
+     * withEnv entries for resources/archfleet/check-bases.sh in the preflight: `work` holds the
+     * build-args file (values reach archfleet through its environment, as they reach the
+     * builder); dockerConfig: the private docker config with the image registry's login, or null.
+     */
+    @NonCPS
+    static List<String> checkBasesEnv(Map cfg, String work, String dockerConfig = null) {
+        List<String> env = [
+            "AF_OUT=${work}",
+            "AF_PLATFORMS=${cfg.platformList}",
+            "AF_DOCKERFILE=${cfg.dockerfile}",
+            "AF_INSECURE=${cfg.insecure ? 1 : 0}",
+        ].collect { Object entry -> entry.toString() }
+        env.addAll(Tool.commandEnv(cfg))
+        if (dockerConfig != null) {
+            env << "DOCKER_CONFIG=${dockerConfig}".toString()
+        }
+        return env
+    }
+
+    /**
+     * The OCI annotations of the index (org.opencontainers.image.source, .revision, .created),
+     * as merge.sh's environment; an unknown value is left out. `url`: the checkout's GIT_URL
+     * (its userinfo removed: a token in a clone URL must not land in the registry); `commit`:
+     * the full commit; `startMillis`: currentBuild.startTimeInMillis (merge.sh turns it into
+     * RFC 3339 UTC with `date -u`: no date formatting class in the sandbox needed).
+     */
+    @NonCPS
+    static List<String> annotationEnv(Object url, Object commit, Object startMillis) {
+        List<String> env = []
+        String source = sourceUrl(url)
+        if (source) {
+            env << "AF_ANNOTATION_SOURCE=${source}".toString()
+        }
+        String revision = commit == null ? '' : commit.toString().trim().toLowerCase()
+        if (revision ==~ /[0-9a-f]{7,64}/) {
+            env << "AF_ANNOTATION_REVISION=${revision}".toString()
+        }
+        String millis = startMillis == null ? '' : startMillis.toString().trim()
+        if (millis ==~ /[1-9][0-9]{0,15}/) {
+            env << "AF_ANNOTATION_CREATED_MILLIS=${millis}".toString()
+        }
+        return env
+    }
+
+    /**
+     * A clone URL without its userinfo ('https://user:token@host/x.git' -> 'https://host/x.git';
+     * scp-like 'git@host:team/x.git' -> 'ssh://host/team/x.git'); null when empty or not a
+     * URL, or it holds a line break or a space.
+     */
+    @NonCPS
+    static String sourceUrl(Object url) {
+        String text = url == null ? '' : url.toString().trim()
+        if (!(text ==~ /\S+/)) {
+            return null
+        }
+        def full = (text =~ /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)(?:[^\/@]*@)?(.+)$/)
+        if (full.matches()) {
+            return "${full.group(1)}${full.group(2)}".toString()
+        }
+        def scp = (text =~ /^(?:[^\/@:]+@)?([A-Za-z0-9.-]+):(?!\/\/)(.+)$/)
+        if (scp.matches()) {
+            String path = scp.group(2)
+            return "ssh://${scp.group(1)}/${path.startsWith('/') ? path.substring(1) : path}".toString()
+        }
+        return null
+    }
+
+    /**
+     * withEnv entries for the merge script (resources/archfleet/merge.sh); `work` is its
+     * directory outside the workspace (pwd(tmp: true)). dockerConfig: the
      * directory of the private docker config holding the push login, for a merge in
      * archfleetImage (null otherwise: the login comes as REGISTRY_USER/REGISTRY_PASSWORD).
      */
     @NonCPS
-    static List<String> mergeEnv(Map cfg, Map digests, String dockerConfig = null) {
+    static List<String> mergeEnv(Map cfg, Map digests, String work, String dockerConfig = null,
+            List<String> annotations = []) {
         List<String> sources = []
         for (Map arch : (List<Map>) cfg.arches) {
             Object digest = digests[arch.platform]
@@ -208,7 +428,7 @@ class Config implements Serializable {
             sources << Digests.source(arch.platform.toString(), digest.toString())
         }
         List<String> env = [
-            "AF_OUT=${cfg.mergeOut}",
+            "AF_OUT=${work}",
             "AF_TARGETS=${((List) cfg.targets).join(' ')}",
             "AF_SOURCES=${sources.join(' ')}",
             "AF_PLATFORMS=${cfg.platformList}",
@@ -217,6 +437,7 @@ class Config implements Serializable {
             "AF_VERIFY=${cfg.verify ? 1 : 0}",
             "AF_CHECK_BINARIES=${cfg.checkBinaries ? 1 : 0}",
         ].collect { Object entry -> entry.toString() }
+        env.addAll(annotations ?: [])
         env.addAll(Tool.commandEnv(cfg))
         if (dockerConfig != null) {
             env << "DOCKER_CONFIG=${dockerConfig}".toString()
@@ -302,6 +523,10 @@ class Config implements Serializable {
             if (!(name ==~ BUILD_ARG)) {
                 throw new LibraryError("build arg name '${name}' must match ${BUILD_ARG}")
             }
+            if (name in RESERVED_BUILD_ARGS || name.startsWith('AF_')) {
+                throw new LibraryError("build arg name '${name}' is reserved (the build scripts use it); " +
+                    "rename it in the Dockerfile's ARG and in buildArgs")
+            }
             String text = raw == null ? '' : raw.toString()
             if (text.contains('\n') || text.contains('\r')) {
                 throw new LibraryError("build arg ${name} contains a line break")
@@ -339,6 +564,18 @@ class Config implements Serializable {
     }
 
     @NonCPS
+    private static int count(Map args, String name, int fallback, int least, int most) {
+        Object value = args[name]
+        if (value == null) {
+            return fallback
+        }
+        if (!(value instanceof Integer) || (Integer) value < least || (Integer) value > most) {
+            throw new LibraryError("${name} must be a whole number from ${least} to ${most}, not '${value}'")
+        }
+        return (Integer) value
+    }
+
+    @NonCPS
     private static boolean flag(Map args, String name, boolean fallback) {
         Object value = args[name]
         if (value == null) {
@@ -360,6 +597,8 @@ class Config implements Serializable {
     private static String localName(Object buildTag) {
         String text = (buildTag ?: 'local').toString().toLowerCase().replaceAll(/[^a-z0-9_.-]+/, '-')
         text = text.replaceAll(/^[.-]+/, '')
-        return (text ?: 'local').take(100)
+        text = text ?: 'local'
+        // substring, not take(): the whitelist lists take(CharSequence, int) under DefaultGroovyMethods only.
+        return text.length() > 100 ? text.substring(0, 100) : text
     }
 }

@@ -1,7 +1,7 @@
 package archfleet
 
 import com.cloudbees.groovy.cps.NonCPS
-import groovy.json.JsonSlurperClassic
+import groovy.json.JsonSlurper
 
 /** Digests as builders write them: a digest file (buildah --digestfile) or buildx metadata. */
 class Digests implements Serializable {
@@ -21,7 +21,7 @@ class Digests implements Serializable {
         if (trimmed.startsWith('{')) {
             Object metadata
             try {
-                metadata = new JsonSlurperClassic().parseText(trimmed)
+                metadata = new JsonSlurper().parseText(trimmed)
             } catch (Exception e) {
                 throw new LibraryError("${what}: buildx metadata is not JSON (${e.message})")
             }

@@ -1,7 +1,7 @@
 package archfleet
 
 import com.cloudbees.groovy.cps.NonCPS
-import groovy.json.JsonSlurperClassic
+import groovy.json.JsonSlurper
 
 /**
  * Platform names, agent labels and the native guard.
@@ -19,15 +19,39 @@ class Platforms implements Serializable {
     ]
     private static final List<String> PLACEHOLDERS = ['arch', 'os', 'architecture', 'variant']
 
-    /** arches.json text -> its map; fails loudly if the resource is not what we generate. */
+    /**
+     * arches.json text -> its map; fails loudly if the resource is not what we generate.
+     * JsonSlurper (sandbox-approved, unlike JsonSlurperClassic) gives LazyMaps, which are not
+     * Serializable: the result is copied into plain maps and lists before the CPS step keeps it.
+     */
     @NonCPS
     static Map parseTable(String json) {
-        Object table = new JsonSlurperClassic().parseText(json)
+        Object table = plain(new JsonSlurper().parseText(json))
         if (!(table instanceof Map) || !(table.platforms instanceof Map) || !table.defaultTagPattern) {
             throw new LibraryError(
                 'archfleet/arches.json is not the table toolkit.archmap.export() writes')
         }
         return (Map) table
+    }
+
+    /** A JsonSlurper result as LinkedHashMaps and ArrayLists (Serializable, unlike LazyMap). */
+    @NonCPS
+    static Object plain(Object value) {
+        if (value instanceof Map) {
+            Map copy = [:]  // a literal: `new LinkedHashMap()` is not sandbox-approved
+            for (Object key : ((Map) value).keySet()) {
+                copy.put(key.toString(), plain(((Map) value).get(key)))
+            }
+            return copy
+        }
+        if (value instanceof List) {
+            List copy = []
+            for (Object item : (List) value) {
+                copy.add(plain(item))
+            }
+            return copy
+        }
+        return value
     }
 
     /** 'linux/arm64/v8' -> 'linux/arm64', 'Linux/x86_64' -> 'linux/amd64'. */
@@ -42,7 +66,8 @@ class Platforms implements Serializable {
             throw new LibraryError(
                 "invalid platform '${text}': expected OS/ARCH or OS/ARCH/VARIANT, e.g. linux/arm64")
         }
-        String arch = ARCH_ALIASES.get(parts[1], parts[1])
+        // getOrDefault: Groovy's get(key, default) would insert the default into this shared map.
+        String arch = ARCH_ALIASES.getOrDefault(parts[1], parts[1])
         String variant = parts.size() == 3 ? parts[2] : ''
         if (arch == 'arm64' && variant == 'v8') {
             variant = ''
@@ -103,7 +128,9 @@ class Platforms implements Serializable {
             Map byPlatform = (Map) pattern
             Object label = byPlatform.containsKey(arch.platform) ? byPlatform.get(arch.platform)
                 : byPlatform.find { Object key, Object value ->
-                    key instanceof CharSequence && normalise(key) == arch.platform
+                    // Qualified: an unqualified static call from a closure goes through
+                    // invokeMethod, which the sandbox rejects.
+                    key instanceof CharSequence && Platforms.normalise(key) == arch.platform
                 }?.value
             if (!(label instanceof CharSequence) || !label.toString().trim()) {
                 throw new LibraryError(
@@ -153,5 +180,45 @@ class Platforms implements Serializable {
         return "${arch.platform} must build natively, on a machine whose uname -m is " +
             "${((List) arch.unames).join(' or ')}, but ${where} (label '${label}') reports " +
             "'${seen}', ${what}"
+    }
+
+    /**
+     * The buildx side of the native guard: null when a node of the builder `docker buildx
+     * inspect --bootstrap` describes runs `arch` natively, otherwise what is wrong. BuildKit
+     * lists a worker's platforms native first, then those it can emulate (binfmt/QEMU), so the
+     * first entry of each node's `Platforms:` line is that machine's own (a '*' marks a
+     * platform set by configuration). arm/v7 and arm/v6 also count as native on an arm64 node
+     * (AArch32, as the uname guard accepts armv8l).
+     */
+    @NonCPS
+    static String builderGuard(Map arch, String inspect) {
+        List<String> natives = []
+        String builder = null
+        for (String line : (inspect ?: '').readLines()) {
+            String text = line.trim()
+            if (builder == null && text.startsWith('Name:')) {
+                builder = text.substring(5).trim()
+            }
+            if (!text.startsWith('Platforms:')) {
+                continue
+            }
+            String first = text.substring(10).split(',')[0].replaceAll(/\*/, '').trim()
+            if (first) {
+                natives << Platforms.normalise(first)
+            }
+        }
+        String name = builder ? "buildx builder '${builder}'" : 'the buildx builder'
+        if (!natives) {
+            return "${name} reported no platforms (docker buildx inspect --bootstrap printed no 'Platforms:' line)"
+        }
+        if (arch.platform in natives) {
+            return null
+        }
+        if (arch.architecture == 'arm' && 'linux/arm64' in natives) {
+            return null
+        }
+        return "${arch.platform} must build natively, but ${name} runs on ${natives.join(', ')} " +
+            '(its first platform per node; the others it only emulates): a remote builder or ' +
+            'DOCKER_HOST builds on another machine than the agent'
     }
 }

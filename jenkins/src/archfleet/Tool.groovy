@@ -150,4 +150,26 @@ class Tool implements Serializable {
     static String authKey(String registry) {
         return registry in DOCKER_HUB_HOSTS ? DOCKER_HUB_AUTH_KEY : registry
     }
+
+    /**
+     * The preflight's error when `archfleet check-bases` failed: each `error: ...` line it wrote
+     * to stderr (each names a base and the platform it lacks), and what to do.
+     */
+    @NonCPS
+    static String basesProblem(String dockerfile, String platforms, String stderr) {
+        List<String> problems = []
+        for (String line : (stderr ?: '').readLines()) {
+            String text = line.trim()
+            if (text.startsWith('error: ')) {
+                problems << text.substring('error: '.length())
+            }
+        }
+        if (!problems) {
+            return "archfleet check-bases failed on ${dockerfile} before any build (its output is above); " +
+                'pass checkBases: false to skip the base image check'
+        }
+        return "a base image of ${dockerfile} does not offer every platform of ${platforms} " +
+            "(archfleet check-bases, before any build): ${shorten(problems.join('; '))}. Use a base that " +
+            'offers them, build fewer platforms, or pass checkBases: false to skip this check'
+    }
 }

@@ -1,0 +1,14 @@
+"""`archfleet doctor`: one preflight over the inventory, its hosts and its servers.
+
+Every kind of check has a module of its own, and in each the evaluation is pure — a probe's
+findings (a frozen dataclass) in, `Check` rows out — while `probe.py` holds all the I/O (SSH,
+HTTP) and `run.py` wires the two together:
+
+    checks.py    the Check row (check, target, status ok/warn/blocker, detail, fix), exit code
+    host.py      SSH reachability (naming the hop), sudo, arch, builder, merge tool
+    gitlab.py    GitLab reachable, its version (>= 16.11), the token's own scopes
+    jenkins.py   Jenkins reachable, its version, plugins, the agents' SSH credentials id
+    probe.py     the I/O: one SSH command per host (the facts script), bounded HTTP GETs
+    run.py       hosts in parallel, the servers meanwhile; the rows in a stable order
+    output.py    the table and the JSON
+"""

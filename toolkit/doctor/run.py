@@ -1,0 +1,86 @@
+"""One doctor run: every host probed in parallel (toolkit/fleet/parallel.py), the servers
+probed meanwhile in the calling thread, then every finding evaluated (pure) into rows:
+the hosts in inventory order, then GitLab, then Jenkins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from ..fleet.connect import ConnectError
+from ..fleet.facts import FactsError
+from ..fleet.parallel import Outcome, for_each_host
+from ..inventory import Inventory
+from .checks import Check, blocker, redacted
+from .gitlab import evaluate_gitlab
+from .host import HostProbe, evaluate_host
+from .jenkins import evaluate_jenkins
+from .probe import probe_gitlab, probe_host, probe_jenkins
+
+
+def server_checks(
+    fleet: Inventory,
+    env: Mapping[str, str],
+    *,
+    timeout: float,
+    gitlab: bool = True,
+    jenkins: bool = True,
+) -> tuple[list[Check], list[str]]:
+    """The GitLab and Jenkins rows, and the tokens that were used (to scrub)."""
+    roles = {role for host in fleet.hosts for role in host.roles}
+    checks: list[Check] = []
+    tokens: list[str] = []
+    if fleet.gitlab is not None and gitlab:
+        probe, token = probe_gitlab(fleet.gitlab, env, timeout=timeout)
+        tokens.append(token or "")
+        checks += evaluate_gitlab(fleet.gitlab, probe, provisions_runners="gitlab-runner" in roles)
+    if fleet.jenkins is not None and jenkins:
+        has_agents = "jenkins-agent" in roles
+        jprobe, token = probe_jenkins(fleet.jenkins, env, timeout=timeout, has_agents=has_agents)
+        tokens.append(token or "")
+        checks += evaluate_jenkins(fleet.jenkins, jprobe, has_agents=has_agents)
+    return checks, tokens
+
+
+def run_doctor(
+    fleet: Inventory,
+    env: Mapping[str, str],
+    *,
+    workers: int = 8,
+    timeout: float = 10.0,
+    gitlab: bool = True,
+    jenkins: bool = True,
+    on_host: Callable[[Outcome[HostProbe]], None] | None = None,
+) -> list[Check]:
+    servers: list[Check] = []
+    secrets: list[str] = []  # the tokens the server probes sent
+
+    def meanwhile() -> None:
+        found, tokens = server_checks(fleet, env, timeout=timeout, gitlab=gitlab, jenkins=jenkins)
+        servers.extend(found)
+        secrets.extend(tokens)
+
+    outcomes = for_each_host(
+        fleet.hosts,
+        probe_host,
+        workers=workers,
+        # probe_host turns what a host can do wrong into findings; these are left over
+        # (e.g. closing a connection that broke), reported for that host alone.
+        expected=(ConnectError, FactsError, OSError, EOFError),
+        on_done=on_host,
+        meanwhile=meanwhile,
+    )
+    checks: list[Check] = []
+    for outcome in outcomes:
+        if outcome.value is not None:
+            checks += evaluate_host(fleet, outcome.value)
+        else:
+            checks.append(
+                blocker(
+                    "ssh",
+                    outcome.host.name,
+                    f"the probe failed: {outcome.error}",
+                    "run `archfleet fleet-facts --limit "
+                    f"{outcome.host.name}` to see the host's own error",
+                )
+            )
+    return redacted(checks + servers, secrets)
