@@ -190,18 +190,24 @@ def test_buildah_build_jobs_in_containers_then_smoke_with_docker_run(
             {".gitlab-ci.yml": yaml.safe_dump(_smoke_ci(smoke_inputs), sort_keys=False)},
         ),
     )
-    smoke = run_jobs(
-        executor,
-        smoke_project,
-        "archfleet-smoke-amd64",
-        "archfleet-smoke-arm64",
-        # As the merge job's dotenv report hands it on.
-        variables={"ARCHFLEET_TARGET": f"{image}:smoke", "DOCKER_HOST": "unix:///run/docker.sock"},
-        volumes=(f"{socket}:/run/docker.sock",),
-    )
-    assert smoke.code == 0, smoke.output[-6000:]
-    assert f"{image}:smoke as linux/amd64: 'uname -m' -> x86_64" in smoke.output
-    assert f"{image}:smoke as linux/arm64: 'uname -m' -> aarch64" in smoke.output
+    # One job at a time: here both arches share one engine, whose image store holds one image
+    # per name, so two concurrent `docker pull --platform` of one tag race (the amd64 job ran
+    # the arm64 image the other job had just pulled). On a fleet each arch's smoke job runs on
+    # that arch's own runner and engine, where every pull of the tag is the same platform.
+    for arch, machine in (("amd64", "x86_64"), ("arm64", "aarch64")):
+        smoke = run_jobs(
+            executor,
+            smoke_project,
+            f"archfleet-smoke-{arch}",
+            # As the merge job's dotenv report hands it on.
+            variables={
+                "ARCHFLEET_TARGET": f"{image}:smoke",
+                "DOCKER_HOST": "unix:///run/docker.sock",
+            },
+            volumes=(f"{socket}:/run/docker.sock",),
+        )
+        assert smoke.code == 0, smoke.output[-6000:]
+        assert f"{image}:smoke as linux/{arch}: 'uname -m' -> {machine}" in smoke.output
 
 
 def _smoke_ci(inputs: dict[str, Any]) -> dict[str, Any]:
