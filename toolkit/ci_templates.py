@@ -12,7 +12,11 @@ and switched on by `rules:` when the platforms input names it: GitLab cannot loo
 input. A `parallel:matrix` over the platforms input would do with one copy of the job (GitLab
 14.1+ expands matrix variables in `tags:`), but its value is the platform as the user wrote it
 (`linux/arm/v7`, `armhf`), not the runner tag (`arm-v7`) archmap derives from it, and the
-merge job's `needs` and per-arch dotenv names would follow the same spelling.
+merge job's `needs` and per-arch dotenv names would follow the same spelling. (GitLab's merged
+configuration and gitlab-ci-local's preview keep a matrix job as one job, so a matrix would also
+cut the expanded size, which bench/yaml_size.py measures: today the shell library is written once
+per file, in hidden jobs that the job scripts name with `!reference`, and GitLab copies it into
+each of the per-arch jobs.)
 
 The merge, verify and preflight jobs run archfleet from its tool image (ci-templates/image/),
 `<templates project's registry path>/archfleet:<version>@<digest>`. Only publish-templates knows
@@ -38,6 +42,7 @@ interpolation modes (hash, or text with JSON for arrays).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import shlex
 import sys
@@ -70,12 +75,32 @@ TOOL_LOCK_PATH = "image/requirements.txt"
 # archfleet_image's default until publish-templates renders it: refused by the input's regex at
 # pipeline creation, and not a valid image reference (upper case), so nothing is ever pulled.
 UNPUBLISHED_TOOL_IMAGE = "UNPUBLISHED-set-archfleet_image-or-publish-with-publish-templates"
-# Defaults of the build jobs' images. buildah's own image has no skopeo (the push by digest needs
-# it): the all-in-one image of containers/image_build (aio/) has both. dind: GitLab's
-# doc/ci/docker/using_docker_build.md, "Use the Docker executor with Docker-in-Docker", pins a
-# `docker:<version>-dind` service next to the same version's CLI image.
-BUILDAH_IMAGE = "quay.io/containers/aio:latest"
-DIND_IMAGE = "docker:27.5.1-dind"
+# Defaults of the build jobs' images, each pinned by tag and digest (no image can be pulled on
+# the machines that render these files: the digests are the published ones as public repositories
+# pin them, not pulled and checked here).
+# buildah's own image (quay.io/buildah/stable, containers/buildah contrib/buildahimage) installs
+# buildah and fuse-overlayfs only; the push by digest needs skopeo too: the all-in-one image of
+# containers/image_build (aio/: podman, buildah, skopeo). It has no version tag, only `latest` and
+# date stamps; this digest of `latest` is the one a Renovate-maintained Dockerfile of the public
+# code index pins (`FROM quay.io/containers/aio:latest@sha256:74c6...  AS container_tools_aio`),
+# found in one source only. quay.io deletes the digests a rolling tag leaves behind: mirror the
+# image, or set build_image to one you reviewed (ci-templates/README.md says so).
+BUILDAH_IMAGE = (
+    "quay.io/containers/aio:latest"
+    "@sha256:74c6323e8c0e368b32ef3270d48cda26a5e95e2843e691e340bfc4957c594145"
+)
+# dind: GitLab's doc/ci/docker/using_docker_build.md, "Use the Docker executor with
+# Docker-in-Docker", pins a `docker:<version>-dind` service next to the same version's CLI image.
+# The digests (Docker Hub's multi-platform index, which Docker Hub keeps) as several unrelated
+# public repositories pin them: e.g. `docker:27.5.1-dind@sha256:aa3df78e...` in GitLab CI files,
+# Compose files and test pins, and `docker:27.5.1-cli@sha256:851f91d2...` in Dockerfiles (`COPY
+# --from=docker:27.5.1-cli@sha256:851f...`) and in a test that asserts both pins side by side.
+DIND_IMAGE = (
+    "docker:27.5.1-dind@sha256:aa3df78ecf320f5fafdce71c659f1629e96e9de0968305fe1de670e0ca9176ce"
+)
+DOCKER_CLI_IMAGE = (
+    "docker:27.5.1-cli@sha256:851f91d241214e7c6db86513b270d58776379aacc5eb9c4a87e5b47115e3065c"
+)
 # The preflight job's stage: GitLab's first stage, there in every pipeline (no `stages:` entry).
 PREFLIGHT_STAGE = ".pre"
 
@@ -240,7 +265,8 @@ INPUTS: tuple[Input, ...] = (
         "string",
         BUILDAH_IMAGE,
         "Image of the build and smoke jobs on the Docker executor (the shell executor ignores "
-        "it): buildah + skopeo, or docker with buildx (e.g. `docker:27-cli`). Pin it by digest.",
+        "it): buildah + skopeo, or docker with buildx (e.g. `docker:27.5.1-cli@sha256:...`). "
+        "The default is pinned by digest; better, a copy in your own registry.",
         "yaml",
         regex=IMAGE_REFERENCE_REGEX,
     ),
@@ -416,8 +442,9 @@ INPUTS: tuple[Input, ...] = (
 _BY_NAME = {inp.name: inp for inp in INPUTS}
 _OPTION_NAMES = tuple(inp.name for inp in INPUTS if inp.carrier == "option")
 # What each job's script defines: ci-templates/src/<part>.sh, and the generated `archmap` part
-# (the `tool` part's generated constants come with it). Only what the job calls: each job
-# carries its own copy.
+# (the `tool` part's generated constants come with it), in this order. Each part is written once
+# per file, in a hidden job (`library_jobs`), and each job's script names the parts it calls with
+# `!reference` (GitLab still copies them into every job when it merges the configuration).
 _SCRIPT_PARTS = {
     "preflight": ("archmap", "common", "lists", "tool", "bases"),
     "build": ("archmap", "common", "lists", "engines", "auth", "guard", "build"),
@@ -601,9 +628,9 @@ def shell_library(root: Path, parts: Iterable[str]) -> str:
 
 
 def _without_comments(script: str) -> str:
-    """The library as the jobs carry it: comment-only lines and blank lines dropped. Every job
-    carries its own copy, and GitLab expands each into every job that extends it: the comments
-    stay in ci-templates/src/*.sh (issue 11: two inclusions expanded to 564 KB)."""
+    """The library as the jobs carry it: comment-only lines and blank lines dropped. GitLab
+    copies the parts into every job that names them: the comments stay in ci-templates/src/*.sh
+    (bench/yaml_size.py measures what one and two inclusions expand to)."""
     kept = [
         line for line in script.splitlines() if line.strip() and not line.lstrip().startswith("#")
     ]
@@ -662,12 +689,103 @@ class Flavour:
         return archmap.runner_tag(job.platform)
 
 
-def _script(root: Path, kind: str, *steps: str) -> list[str]:
-    header = (
-        f"# archfleet {kind} functions (definitions only), generated by toolkit/ci_templates.py "
-        "from ci-templates/src\n"
-    )
-    return [header + shell_library(root, _SCRIPT_PARTS[kind]), *steps]
+class Reference(tuple[str, ...]):
+    """A GitLab `!reference [job, key, ...]` tag (doc/ci/yaml/yaml_optimization.md): the value
+    at that path of the merged configuration, resolved by GitLab after includes are merged."""
+
+
+# Hidden jobs holding the shell library: `.archfleet-lib-<part>-<hash of its text>`. Not the
+# job_prefix input: GitLab's hash-mode interpolation walks only hashes, arrays and strings
+# (gitlabhq lib/gitlab/ci/interpolation/config.rb `recursive_replace`), and a `!reference` tag is
+# loaded as a Config::Yaml::Tags::Reference object (lib/gitlab/ci/config/yaml/loader.rb), which
+# it returns unchanged: `$[[ inputs.job_prefix ]]` inside a `!reference` would stay literal and
+# name no job. A name fixed by the part's content is the same in every inclusion of one version
+# (GitLab merges the identical keys: harmless, the library takes no input), and differs between
+# two versions included side by side, so neither runs the other's library.
+LIBRARY_JOB_PREFIX = ".archfleet-lib-"
+
+
+def library_job_name(part: str, text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    return f"{LIBRARY_JOB_PREFIX}{part}-{digest}"
+
+
+def _library_part(root: Path, part: str) -> str:
+    # The line the job log shows for this script item; short, as every job carries it.
+    return f"# archfleet library: {part}\n" + shell_library(root, [part])
+
+
+def library_jobs(root: Path) -> dict[str, Any]:
+    """One hidden job per library part (every part any job calls), its text as `script:`."""
+    parts = dict.fromkeys(part for kind in _SCRIPT_PARTS.values() for part in kind)
+    out: dict[str, Any] = {}
+    for part in parts:
+        text = _library_part(root, part)
+        out[library_job_name(part, text)] = {"script": [text]}
+    return out
+
+
+def _script(root: Path, kind: str, *steps: str) -> list[Any]:
+    """The job's script: a `!reference` to each library part it calls, then its steps. The
+    references resolve to nested arrays, which GitLab flattens for `script:` (gitlabhq
+    lib/gitlab/ci/config/entry/commands.rb, `Array(@config).flatten`)."""
+    references: list[Any] = []
+    for part in _SCRIPT_PARTS[kind]:
+        name = library_job_name(part, _library_part(root, part))
+        references.append(Reference((name, "script")))
+    return [*references, *steps]
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads GitLab's `!reference` tag."""
+
+
+def _construct_reference(loader: yaml.SafeLoader, node: yaml.Node) -> Reference:
+    if not isinstance(node, yaml.SequenceNode):
+        raise TemplateError(f"!reference at {node.start_mark}: expected a sequence of keys")
+    return Reference(str(item) for item in loader.construct_sequence(node))
+
+
+_Loader.add_constructor("!reference", _construct_reference)
+
+
+def resolve_references(data: Any, config: Any | None = None, depth: int = 0) -> Any:
+    """`data` with every `!reference` replaced by the value it names in `config` (default:
+    `data`), as GitLab resolves them; a reference that is an item of a list and names a list is
+    spliced into it (GitLab's merged configuration keeps the nesting; its `script:` entry
+    flattens it, lib/gitlab/ci/config/entry/commands.rb)."""
+    config = data if config is None else config
+    if depth > 10:
+        raise TemplateError("!reference: nested more than 10 levels (GitLab's limit)")
+    if isinstance(data, Reference):
+        value: Any = config
+        for key in data:
+            if not isinstance(value, dict) or key not in value:
+                raise TemplateError(f"!reference {list(data)}: could not be found")
+            value = value[key]
+        return resolve_references(value, config, depth + 1)
+    if isinstance(data, dict):
+        return {k: resolve_references(v, config, depth) for k, v in data.items()}
+    if isinstance(data, list):
+        items: list[Any] = []
+        for item in data:
+            resolved = resolve_references(item, config, depth)
+            if isinstance(item, Reference) and isinstance(resolved, list):
+                items.extend(resolved)
+            else:
+                items.append(resolved)
+        return items
+    return data
+
+
+def load_rendered(text: str) -> list[Any]:
+    """The YAML documents of a rendered file, each with its `!reference` tags resolved within
+    that document (the component: `spec:` header, then the jobs)."""
+    try:
+        documents = list(yaml.load_all(text, Loader=_Loader))
+    except yaml.YAMLError as exc:
+        raise TemplateError(f"not YAML: {exc}") from None
+    return [resolve_references(document) for document in documents]
 
 
 def _needs(names: Sequence[str], *, artifacts: bool = True) -> list[dict[str, Any]]:
@@ -705,11 +823,15 @@ AFTER_SCRIPT = 'rm -rf "${TMPDIR:-/tmp}/archfleet-job-${CI_JOB_ID:-local}" 2>/de
 RETRY = {"max": 2, "when": ["runner_system_failure", "stuck_or_timeout_failure"]}
 
 
+# A merge-request pipeline, or the child pipeline of one (source parent_pipeline, but the merge
+# request's variables: gitlab-org/gitlab!23884), or an unprotected ref; and its opposite.
 MR_OR_UNPROTECTED = (
-    '$CI_PIPELINE_SOURCE == "merge_request_event" || $CI_COMMIT_REF_PROTECTED != "true"'
+    '$CI_PIPELINE_SOURCE == "merge_request_event" || $CI_MERGE_REQUEST_IID'
+    ' || $CI_COMMIT_REF_PROTECTED != "true"'
 )
 PROTECTED_NOT_MR = (
-    '$CI_PIPELINE_SOURCE != "merge_request_event" && $CI_COMMIT_REF_PROTECTED == "true"'
+    '$CI_PIPELINE_SOURCE != "merge_request_event" && $CI_MERGE_REQUEST_IID == null'
+    ' && $CI_COMMIT_REF_PROTECTED == "true"'
 )
 
 
@@ -745,7 +867,8 @@ def jobs(root: Path, f: Flavour) -> dict[str, Any]:
     builder_base: list[str] | str = (
         [f".{p}-common", f".{p}-builder-$[[ inputs.builder ]]"] if f.component else f".{p}-common"
     )
-    out: dict[str, Any] = {f".{p}-common": {"variables": f.common_variables()}}
+    out: dict[str, Any] = library_jobs(root)
+    out[f".{p}-common"] = {"variables": f.common_variables()}
     out.update(_builder_jobs(f))
     # In `.pre`, so the build jobs (no `needs`: they keep the consumer's stage order) start only
     # after it passed; merge and verify name it in `needs` as well, optional like their other
@@ -882,6 +1005,13 @@ def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
 
 
 _Dumper.add_representer(str, _represent_str)
+
+
+def _represent_reference(dumper: yaml.SafeDumper, data: Reference) -> yaml.SequenceNode:
+    return dumper.represent_sequence("!reference", list(data), flow_style=True)
+
+
+_Dumper.add_representer(Reference, _represent_reference)
 
 
 def _dump(data: Any) -> str:

@@ -18,13 +18,6 @@ archfleet_cache_ref() {
   fi
 }
 
-# A pipeline of a protected branch or tag, not a merge request: only these write the cache that
-# release builds read (as GitLab keeps protected refs' caches apart by default): a merge request
-# could otherwise plant layers in the next release.
-archfleet_protected_pipeline() {
-  [ "${CI_COMMIT_REF_PROTECTED:-}" = true ] && [ "${CI_PIPELINE_SOURCE:-}" != merge_request_event ]
-}
-
 # The cache options of BUILDER (one per line: option, value): protected pipelines read and
 # write the protected ref; others read it and their own, and write only their own.
 archfleet_cache_args() {

@@ -60,3 +60,14 @@ archfleet_show_args() {
   done
   printf '%s\n' "${archfleet_shown# }"
 }
+
+# A pipeline of a protected branch or tag, not a merge request: only these write the cache that
+# release builds read (as GitLab keeps protected refs' caches apart by default; a merge request
+# could otherwise plant layers in the next release) and move release tags. The child pipeline
+# of a merge-request pipeline has CI_PIPELINE_SOURCE=parent_pipeline but keeps the merge
+# request's variables (gitlab-org/gitlab!23884 passes the merge request to child pipelines), so
+# CI_MERGE_REQUEST_IID tells it apart.
+archfleet_protected_pipeline() {
+  [ "${CI_COMMIT_REF_PROTECTED:-}" = true ] && [ "${CI_PIPELINE_SOURCE:-}" != merge_request_event ] &&
+    [ -z "${CI_MERGE_REQUEST_IID:-}" ]
+}

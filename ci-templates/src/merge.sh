@@ -73,8 +73,8 @@ archfleet_merge_tags() {
   case "${ARCHFLEET_MERGE_MODE:-}" in
     release)
       # The job's rules already keep it out of such pipelines; this holds if they are overridden.
-      if [ "${CI_PIPELINE_SOURCE:-}" = merge_request_event ] || [ "${CI_COMMIT_REF_PROTECTED:-}" != true ]; then
-        archfleet_fail "release tags move only in pipelines of protected branches and tags, never in merge-request pipelines (CI_PIPELINE_SOURCE=${CI_PIPELINE_SOURCE:-}, CI_COMMIT_REF_PROTECTED=${CI_COMMIT_REF_PROTECTED:-})"
+      if ! archfleet_protected_pipeline; then
+        archfleet_fail "release tags move only in pipelines of protected branches and tags, never in merge-request pipelines or their child pipelines (CI_PIPELINE_SOURCE=${CI_PIPELINE_SOURCE:-}, CI_COMMIT_REF_PROTECTED=${CI_COMMIT_REF_PROTECTED:-}, CI_MERGE_REQUEST_IID=${CI_MERGE_REQUEST_IID:-})"
       fi
       archfleet_release_tags || exit 1
       ;;

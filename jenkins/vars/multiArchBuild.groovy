@@ -15,6 +15,12 @@ import archfleet.Tool
  * be the platform's), build, push BY DIGEST (no tag). The digests come back here; only when
  * every branch succeeded does ONE merge write the index under all tags, then verify it.
  * Returns [pushed:, digests: [platform: digest], index:, tags:].
+ * images: (a list of [name:, context:, dockerfile:], or 'discover': `archfleet discover-images`
+ * in the preflight) does all of that for many images at once: one parallel branch per image x
+ * platform, and only when ALL built, one merge per image (image + '/' + name, its own lock);
+ * returns [name: that map]. smokeCommand: after the merge, the merged index run per platform on
+ * its own agent. cache: a registry build cache per arch (protected refs apart from change
+ * requests), named as the GitLab component names them.
  * Arguments: vars/multiArchBuild.txt. Pure logic lives in src/archfleet (no CPS needed there),
  * shell in resources/archfleet; scripts get their inputs as environment variables, and
  * registry secrets only ever through withCredentials (for a merge in archfleetImage, as a
@@ -27,25 +33,42 @@ def call(Map args = [:]) {
         echo(cfg.warnings[w])
     }
     String version = toolVersion()
-    if (cfg.push) {
+    // One image (image/context/dockerfile), or images: each a configuration of its own.
+    List<Map> images = cfg.images == null ? [cfg] : perImage(cfg, cfg.images)
+    if (cfg.push || cfg.discover) {
         // Before any build agent is taken: a missing or wrong archfleet, or a base image without
         // one of the platforms, would otherwise fail only after agents were taken and minutes spent.
-        preflight(cfg, version)
+        List<Map> found = preflight(cfg, version, images)
+        if (cfg.discover) {
+            images = perImage(cfg, found)
+        }
     }
     String buildScript = libraryResource('archfleet/build.sh')
+    // digests: [platform: digest] per image (by name; '' for the one image of a plain call).
     Map digests = [:]
     Map commits = [:]
     Map branches = [failFast: cfg.failFast]
-    for (int i = 0; i < cfg.arches.size(); i++) {
-        Map arch = cfg.arches[i]
-        branches[arch.platform] = {
-            buildBranch(cfg, arch, arches, buildScript, digests, commits)
+    for (int m = 0; m < images.size(); m++) {
+        Map image = images[m]
+        Map imageDigests = [:]
+        digests[image.name ?: ''] = imageDigests
+        for (int i = 0; i < cfg.arches.size(); i++) {
+            Map arch = cfg.arches[i]
+            branches[image.name ? "${image.name} ${arch.platform}".toString() : arch.platform] = {
+                buildBranch(image, arch, arches, buildScript, imageDigests, commits)
+            }
         }
     }
+    // Every image x platform in one parallel step: when any fails, no image is merged at all.
     parallel(branches)
     if (!cfg.push) {
-        echo("multiArchBuild: built ${cfg.platformList}; push is off (pushes on the primary branch " +
+        boolean many = cfg.images != null || cfg.discover
+        String what = many ? "${names(images)} for ${cfg.platformList}" : cfg.platformList
+        echo("multiArchBuild: built ${what}; push is off (pushes on the primary branch " +
             'and tag builds, or with push: true), so nothing was pushed or merged')
+        if (many) {
+            return notPushedByName(images)
+        }
         return [pushed: false, digests: [:], index: null, tags: []]
     }
     Map tags = releaseTags(cfg, commits)
@@ -59,11 +82,53 @@ def call(Map args = [:]) {
         firstOf(cfg, commits, 'GIT_URL', env.GIT_URL),
         firstOf(cfg, commits, 'GIT_COMMIT', env.GIT_COMMIT),
         currentBuild.startTimeInMillis)
-    String index = null
-    withImageLock(cfg) {
-        index = mergeAndVerify(cfg, digests, version, annotations)
+    Map results = [:]
+    Map indexes = [:]
+    // One merge per image, in order, each under its own lock: an image's tags are all written
+    // by its one merge-manifest run. A failing merge stops here: the images merged before it
+    // are complete, the ones after it untouched.
+    for (int m = 0; m < images.size(); m++) {
+        Map image = images[m]
+        image.tags = tags.tags
+        image.targets = image.name ? Config.targetsOf(image.image, tags.tags) : tags.targets
+        String index = null
+        withImageLock(image) {
+            index = mergeAndVerify(image, digests[image.name ?: ''], version, annotations)
+        }
+        indexes[image.name ?: ''] = index
+        results[image.name ?: ''] = [pushed: true, digests: digests[image.name ?: ''], index: index,
+                                     tags: image.targets]
     }
-    return [pushed: true, digests: digests, index: index, tags: cfg.targets]
+    if (cfg.smokeCommand) {
+        smoke(images, arches, buildScript, indexes)
+    }
+    return cfg.images == null && !cfg.discover ? results[''] : results
+}
+
+/** The configuration of each image of images: (see Config.forImage). */
+def perImage(Map cfg, List<Map> entries) {
+    List<Map> images = []
+    for (int m = 0; m < entries.size(); m++) {
+        images << Config.forImage(cfg, entries[m])
+    }
+    return images
+}
+
+def names(List<Map> images) {
+    List<String> found = []
+    for (int m = 0; m < images.size(); m++) {
+        found << images[m].name.toString()
+    }
+    return found.join(', ')
+}
+
+/** What a run that pushes nothing returns for each image, by name. */
+def notPushedByName(List<Map> images) {
+    Map result = [:]
+    for (int m = 0; m < images.size(); m++) {
+        result[images[m].name] = [pushed: false, digests: [:], index: null, tags: []]
+    }
+    return result
 }
 
 def configure(Map args, String arches) {
@@ -74,6 +139,7 @@ def configure(Map args, String arches) {
             TAG_NAME         : env.TAG_NAME,
             GIT_COMMIT       : env.GIT_COMMIT,
             BUILD_TAG        : env.BUILD_TAG,
+            CHANGE_ID        : env.CHANGE_ID,
         ])
     } catch (LibraryError e) {
         error("multiArchBuild: ${e.message}")
@@ -117,40 +183,47 @@ def onAgent(Map cfg, String label, String purpose, Closure body) {
 
 /**
  * On the merge agent (in archfleetImage when given): archfleet must be there, of `version`; with
- * checkBases, the Dockerfile is checked out there and every base must offer every platform.
+ * images: 'discover', `archfleet discover-images` lists the images of the checkout there; with
+ * checkBases (when the build pushes), the sources are checked out there and every base of every
+ * image's Dockerfile must offer every platform. Returns the discovered entries (discover) or null.
  */
-def preflight(Map cfg, String version) {
+def preflight(Map cfg, String version, List<Map> images) {
     String checkScript = libraryResource('archfleet/check-tool.sh')
+    List<Map> found = null
     stage('archfleet preflight') {
         onAgent(cfg, cfg.mergeLabel, 'the archfleet preflight') {
-            if (!cfg.checkBases) {
+            boolean bases = cfg.push && cfg.checkBases
+            if (!bases && !cfg.discover) {
                 withArchfleet(cfg) {
                     checkTool(cfg, version, checkScript)
                 }
                 return
             }
-            checkBases(cfg, version, checkScript)
+            found = checkBases(cfg, version, checkScript, images, bases)
         }
     }
+    return found
 }
 
 /**
- * `archfleet check-bases` on the checked-out Dockerfile, with the build args as the build gets
- * them (values through the environment). Registry login: with credentialsId, the push login as
- * a private docker config holding the image registry's entry only (never REGISTRY_USER/
+ * `archfleet check-bases` on each checked-out Dockerfile, with the build args as the build gets
+ * them (values through the environment); first, with discover, `archfleet discover-images`
+ * (whose images are then the ones checked). Registry login: with credentialsId, the push login
+ * as a private docker config holding the image registry's entry only (never REGISTRY_USER/
  * REGISTRY_PASSWORD, which archfleet would send to every base's registry), so a private base
  * in the image's own registry can be read; bases elsewhere are read with the login of the
- * tool's environment (anonymous in archfleetImage).
+ * tool's environment (anonymous in archfleetImage). Returns the discovered entries or null.
  */
-def checkBases(Map cfg, String version, String checkScript) {
+def checkBases(Map cfg, String version, String checkScript, List<Map> images, boolean bases) {
     String basesScript = libraryResource('archfleet/check-bases.sh')
     if (cfg.checkout) {
         checkout(cfg.scm ?: scm)
     }
     String work = "${pwd(tmp: true)}/archfleet-preflight".toString()
-    String dockerConfig = cfg.credentialsId ? "${work}/registry".toString() : null
-    int code = 0
-    String problems = ''
+    String dockerConfig = bases && cfg.credentialsId ? "${work}/registry".toString() : null
+    List<String> problems = []
+    List<Map> found = null
+    List<Map> checked = images
     try {
         withEnv(["AF_WORK=${work}".toString()]) {
             sh(label: 'prepare preflight work directory',
@@ -162,21 +235,55 @@ def checkBases(Map cfg, String version, String checkScript) {
         }
         withArchfleet(cfg) {
             checkTool(cfg, version, checkScript)
-            withEnv(Config.checkBasesEnv(cfg, work, dockerConfig)) {
-                code = sh(label: 'archfleet check-bases', script: basesScript, returnStatus: true)
+            if (cfg.discover) {
+                found = discoverImages(cfg, work)
+                checked = perImage(cfg, found)
             }
-        }
-        if (code != 0) {
-            problems = readFile("${work}/check-bases.err")
+            for (int m = 0; bases && m < checked.size(); m++) {
+                Map image = checked[m]
+                int code = 0
+                String label = image.name ? "archfleet check-bases ${image.name}" : 'archfleet check-bases'
+                withEnv(Config.checkBasesEnv(image, work, dockerConfig)) {
+                    code = sh(label: label, script: basesScript, returnStatus: true)
+                }
+                if (code != 0) {
+                    String problem = Tool.basesProblem(image.dockerfile, cfg.platformList,
+                        readFile("${work}/check-bases.err"))
+                    problems << (image.name ? "image ${image.name}: ${problem}".toString() : problem)
+                }
+            }
         }
     } finally {
         withEnv(["AF_WORK=${work}".toString()]) {
             sh(label: 'remove preflight work directory and registry login', script: 'set +x; rm -rf "$AF_WORK"')
         }
     }
-    if (code != 0) {
-        error("multiArchBuild: ${Tool.basesProblem(cfg.dockerfile, cfg.platformList, problems)}")
+    if (problems) {
+        error("multiArchBuild: ${problems.join('\n')}")
     }
+    return found
+}
+
+/**
+ * `archfleet discover-images --json` in the checkout (the same naming as the GitLab child
+ * pipeline: toolkit/discover.py), its list read back from a file in the preflight's work
+ * directory (stdout would carry the tool's other output too).
+ */
+def discoverImages(Map cfg, String work) {
+    List<String> discoverEnv = Tool.commandEnv(cfg)
+    discoverEnv << "AF_OUT=${work}".toString()
+    withEnv(discoverEnv) {
+        sh(label: 'archfleet discover-images', script: 'set +x; set -eu; ' +
+            '${AF_ARCHFLEET:-${ARCHFLEET:-archfleet}} discover-images --json > "$AF_OUT/images.json"')
+    }
+    List<Map> found = null
+    try {
+        found = Config.discovered(readFile("${work}/images.json"))
+    } catch (LibraryError e) {
+        error("multiArchBuild: ${e.message}")
+    }
+    echo("multiArchBuild: archfleet discover-images found ${found.size()} image(s): ${names(perImage(cfg, found))}")
+    return found
 }
 
 def checkTool(Map cfg, String version, String checkScript) {
@@ -219,34 +326,46 @@ def withArchfleet(Map cfg, Closure body) {
  */
 def buildBranch(Map cfg, Map arch, String arches, String buildScript, Map digests, Map commits) {
     retry(count: cfg.agentRetries + 1, conditions: [agent(), nonresumable()]) {
-        if (cfg.emulationLabel == null) {
-            onAgent(cfg, arch.label, arch.platform) {
-                buildPlatform(cfg, arch, arches, buildScript, digests, commits, false)
-            }
-            return
+        onPlatform(cfg, arch, arch.platform, 'building') { boolean emulated ->
+            buildPlatform(cfg, arch, arches, buildScript, digests, commits, emulated)
         }
-        Map reached = [native: false]
-        try {
-            onAgent(cfg, arch.label, arch.platform) {
-                reached.native = true
-                buildPlatform(cfg, arch, arches, buildScript, digests, commits, false)
-            }
-        } catch (e) {
-            if (reached.native) {
-                throw e
-            }
-            echo("multiArchBuild: WARNING: no native agent for ${arch.platform} (label '${arch.label}'); " +
-                "building it under emulation on label '${cfg.emulationLabel}' (allowEmulation)")
-            onAgent(cfg, cfg.emulationLabel, "${arch.platform} (emulated)") {
-                buildPlatform(cfg, arch, arches, buildScript, digests, commits, true)
-            }
+    }
+}
+
+/**
+ * body(emulated) on an agent of the platform's label, or (allowEmulation: '<label>') on the
+ * fallback label when no native agent came online within agentTimeout.
+ */
+def onPlatform(Map cfg, Map arch, String purpose, String doing, Closure body) {
+    if (cfg.emulationLabel == null) {
+        onAgent(cfg, arch.label, purpose) {
+            body(false)
+        }
+        return
+    }
+    Map reached = [native: false]
+    try {
+        onAgent(cfg, arch.label, purpose) {
+            reached.native = true
+            body(false)
+        }
+    } catch (e) {
+        if (reached.native) {
+            throw e
+        }
+        echo("multiArchBuild: WARNING: no native agent for ${arch.platform} (label '${arch.label}'); " +
+            "${doing} it under emulation on label '${cfg.emulationLabel}' (allowEmulation)")
+        onAgent(cfg, cfg.emulationLabel, "${purpose} (emulated)") {
+            body(true)
         }
     }
 }
 
 def buildPlatform(Map cfg, Map arch, String arches, String buildScript, Map digests, Map commits,
         boolean emulated) {
-    stage("build ${arch.platform}") {
+    // With images:, every name says which image: the stage, the work directory, the failure.
+    String what = cfg.name ? "${cfg.name} ${arch.platform}" : arch.platform
+    stage("build ${what}") {
         // First, before checkout: a wrong machine fails in seconds, having fetched nothing.
         nativeGuard(cfg, arch, arches, emulated)
         if (cfg.checkout) {
@@ -255,27 +374,98 @@ def buildPlatform(Map cfg, Map arch, String arches, String buildScript, Map dige
         }
         // Work files (build args, digests, layouts) go to the workspace's @tmp sibling
         // (pwd(tmp: true), WorkspaceList.tempDir): never into the build context, removed below.
-        String work = "${pwd(tmp: true)}/archfleet-${arch.tag}".toString()
+        String work = "${pwd(tmp: true)}/archfleet-${cfg.name ? "${cfg.name}-" : ''}${arch.tag}".toString()
         try {
             withEnv(["AF_WORK=${work}".toString()]) {
-                sh(label: "prepare ${arch.platform} work directory",
+                sh(label: "prepare ${what} work directory",
                     script: 'set +x; rm -rf "$AF_WORK" && mkdir -p "$AF_WORK" && chmod 700 "$AF_WORK"')
             }
             writeFile(file: "${work}/build-args", text: cfg.buildArgsText)
             withEnv(Config.buildEnv(cfg, arch, work)) {
                 withRegistryCredentials(cfg, cfg.push) {
-                    sh(label: "build ${arch.platform} (${cfg.builder})", script: buildScript)
+                    if (!cfg.name) {
+                        sh(label: "build ${what} (${cfg.builder})", script: buildScript)
+                        return
+                    }
+                    // The run's error is the first failing branch's: it must say which image.
+                    int code = sh(label: "build ${what} (${cfg.builder})", script: buildScript, returnStatus: true)
+                    if (code != 0) {
+                        error("multiArchBuild: the build of image ${cfg.name} (${cfg.image}) for ${arch.platform} " +
+                            "failed (exit code ${code}, its log is above); no image is merged, no tag is written")
+                    }
                 }
             }
             if (cfg.push) {
                 String file = "${work}/${cfg.builder == 'buildx' ? 'metadata.json' : 'digest'}"
-                digests[arch.platform] = digestFrom(readFile(file), "${arch.platform} build (${file})")
+                digests[arch.platform] = digestFrom(readFile(file), "${what} build (${file})")
             }
         } finally {
             withEnv(["AF_WORK=${work}".toString()]) {
-                sh(label: "remove ${arch.platform} work directory", script: 'set +x; rm -rf "$AF_WORK"')
+                sh(label: "remove ${what} work directory", script: 'set +x; rm -rf "$AF_WORK"')
             }
         }
+    }
+}
+
+/**
+ * smokeCommand, after every merge: one parallel branch per image x platform, each on that
+ * platform's own agent (native guard first), pulls the merged index BY DIGEST as that platform
+ * and runs the command in it (resources/archfleet/build.sh, AF_ACTION=smoke), as the GitLab
+ * component's smoke jobs do after its merge (ci-templates/src/smoke.sh). A failure fails the
+ * build naming the image and platform; the tags stay written (as in the component).
+ */
+def smoke(List<Map> images, String arches, String buildScript, Map indexes) {
+    Map cfg = images[0]
+    Map branches = [failFast: cfg.failFast]
+    for (int m = 0; m < images.size(); m++) {
+        Map image = images[m]
+        String index = indexes[image.name ?: '']
+        for (int i = 0; i < cfg.arches.size(); i++) {
+            Map arch = cfg.arches[i]
+            String what = image.name ? "${image.name} ${arch.platform}" : arch.platform
+            branches["smoke ${what}".toString()] = {
+                retry(count: cfg.agentRetries + 1, conditions: [agent(), nonresumable()]) {
+                    onPlatform(image, arch, "the ${what} smoke run", 'running') { boolean emulated ->
+                        smokePlatform(image, arch, arches, buildScript, index, what, emulated)
+                    }
+                }
+            }
+        }
+    }
+    parallel(branches)
+}
+
+def smokePlatform(Map cfg, Map arch, String arches, String buildScript, String index, String what,
+        boolean emulated) {
+    stage("smoke ${what}") {
+        nativeGuard(cfg, arch, arches, emulated)
+        String work = "${pwd(tmp: true)}/archfleet-smoke-${cfg.name ? "${cfg.name}-" : ''}${arch.tag}".toString()
+        String output = null
+        int code = 0
+        try {
+            withEnv(["AF_WORK=${work}".toString()]) {
+                sh(label: "prepare ${what} smoke work directory",
+                    script: 'set +x; rm -rf "$AF_WORK" && mkdir -p "$AF_WORK" && chmod 700 "$AF_WORK"')
+            }
+            withEnv(Config.smokeEnv(cfg, arch, index, work)) {
+                withRegistryCredentials(cfg, true) {
+                    code = sh(label: "smoke ${what} (${cfg.builder})", script: buildScript, returnStatus: true)
+                }
+            }
+            if (code == 0) {
+                output = readFile("${work}/smoke.out")
+            }
+        } finally {
+            withEnv(["AF_WORK=${work}".toString()]) {
+                sh(label: "remove ${what} smoke work directory", script: 'set +x; rm -rf "$AF_WORK"')
+            }
+        }
+        String problem = Platforms.smokeProblem(Platforms.parseTable(arches), arch, cfg.smokeCommand,
+            "${cfg.image}@${index}".toString(), code, output)
+        if (problem != null) {
+            error("multiArchBuild: smoke run ${cfg.name ? "of image ${cfg.name} " : ''}for ${arch.platform}: ${problem}")
+        }
+        echo("multiArchBuild: smoke run ${what}: '${cfg.smokeCommand}' -> ${Platforms.lastLine(output)}")
     }
 }
 
@@ -353,11 +543,11 @@ def mergeAndVerify(Map cfg, Map digests, String version, List<String> annotation
     String mergeScript = libraryResource('archfleet/merge.sh')
     String checkScript = libraryResource('archfleet/check-tool.sh')
     String index = null
-    stage('merge multi-arch index') {
-        onAgent(cfg, cfg.mergeLabel, 'the merge') {
+    stage(cfg.name ? "merge ${cfg.name}" : 'merge multi-arch index') {
+        onAgent(cfg, cfg.mergeLabel, cfg.name ? "the merge of ${cfg.name}" : 'the merge') {
             // Everything the merge writes lives in the @tmp sibling of the workspace (mounted by
             // inside() too): the index digest and, in the image, the push login.
-            String work = "${pwd(tmp: true)}/archfleet-merge".toString()
+            String work = "${pwd(tmp: true)}/archfleet-merge${cfg.name ? "-${cfg.name}" : ''}".toString()
             String dockerConfig = cfg.archfleetImage && cfg.credentialsId ?
                 "${work}/registry".toString() : null
             List<String> mergeEnv

@@ -32,6 +32,7 @@ from toolkit.ci_templates import (
     UNPUBLISHED_TOOL_IMAGE,
     arch_jobs,
     default_root,
+    load_rendered,
     published_files,
     render_tool_image_default,
 )
@@ -107,6 +108,9 @@ def check_jsonschema(path: Path) -> subprocess.CompletedProcess[str]:
             "check_jsonschema",
             "--builtin-schema",
             "vendor.gitlab-ci",
+            # GitLab's `!reference` tags (the jobs name the shell library's hidden jobs).
+            "--data-transform",
+            "gitlab-ci",
             str(path),
         ],
         capture_output=True,
@@ -212,8 +216,28 @@ def test_archfleet_image_input_sets_every_tool_job(tmp_path: Path) -> None:
         (PUSH_MAIN, "archfleet-merge", "archfleet-release"),
         (PROTECTED, "archfleet-release", "archfleet-merge"),
         ({**PROTECTED, "CI_COMMIT_TAG": "v1.2.3"}, "archfleet-release", "archfleet-merge"),
+        # The child pipeline of a merge-request pipeline on a protected source branch: source
+        # parent_pipeline, the merge request's variables kept (gitlab-org/gitlab!23884).
+        (
+            {**PROTECTED, "CI_PIPELINE_SOURCE": "parent_pipeline", "CI_MERGE_REQUEST_IID": "7"},
+            "archfleet-merge",
+            "archfleet-release",
+        ),
+        (
+            {**PROTECTED, "CI_PIPELINE_SOURCE": "parent_pipeline"},
+            "archfleet-release",
+            "archfleet-merge",
+        ),
     ],
-    ids=["mr", "mr-from-protected-branch", "unprotected-branch", "protected-branch", "git-tag"],
+    ids=[
+        "mr",
+        "mr-from-protected-branch",
+        "unprotected-branch",
+        "protected-branch",
+        "git-tag",
+        "child-of-mr-pipeline",
+        "child-of-protected-pipeline",
+    ],
 )
 def test_release_tags_move_only_on_protected_refs_outside_mrs(
     tmp_path: Path, variables: dict[str, str], mover: str, idle: str
@@ -284,7 +308,7 @@ def test_include_variant_takes_variables(tmp_path: Path) -> None:
     for name in TOOL_JOBS:
         assert image_of(preview[name]) == "$ARCHFLEET_MERGE_IMAGE", name
     assert preview["variables"]["ARCHFLEET_MERGE_IMAGE"] == UNPUBLISHED_TOOL_IMAGE
-    published = yaml.safe_load(published_files(ROOT, tool_image=TOOL_IMAGE)[INCLUDE_PATH])
+    [published] = load_rendered(published_files(ROOT, tool_image=TOOL_IMAGE)[INCLUDE_PATH])
     assert published["variables"]["ARCHFLEET_MERGE_IMAGE"] == TOOL_IMAGE
 
 
@@ -330,7 +354,7 @@ def test_schema_of_the_files_as_published(tmp_path: Path) -> None:
         schema = check_jsonschema(path)
         assert schema.returncode == 0, f"{path}: {schema.stdout}{schema.stderr}"
     # The check does catch a broken job (here: tags must be a list of strings).
-    broken = yaml.safe_load(published.read_text(encoding="utf-8"))
+    [broken] = load_rendered(published.read_text(encoding="utf-8"))
     broken["archfleet-build-arm64"]["tags"] = {"arm64": True}
     (tmp_path / "broken.yml").write_text(yaml.safe_dump(broken), encoding="utf-8")
     assert check_jsonschema(tmp_path / "broken.yml").returncode != 0
@@ -426,3 +450,35 @@ def test_expanded_pipeline_validates(tmp_path: Path, inputs: dict[str, Any]) -> 
         assert "DOCKER_HOST" not in build["variables"]
         assert build["variables"]["ARCHFLEET_SMOKE_COMMAND"] == HOSTILE_INPUTS["smoke_command"]
         assert all("rm -rf /" not in line for line in build["script"])
+
+
+def test_two_inclusions_share_the_library_and_validate(tmp_path: Path) -> None:
+    # The library's hidden jobs are named by content, not by job_prefix (GitLab does not
+    # interpolate inside `!reference`): both inclusions define the same keys with the same text,
+    # and each job gets the functions it calls once the references are resolved.
+    ci = {
+        "include": [
+            {"local": COMPONENT_PATH, "inputs": {"job_prefix": "app"}},
+            {"local": COMPONENT_PATH, "inputs": {"job_prefix": "api", "smoke": True}},
+        ]
+    }
+    project = gcl.make_project(
+        tmp_path / "project",
+        {
+            COMPONENT_PATH: (ROOT / COMPONENT_PATH).read_text(encoding="utf-8"),
+            ".gitlab-ci.yml": yaml.safe_dump(ci, sort_keys=False),
+        },
+    )
+    run = gcl.run(project, "--preview", variables=PROTECTED)
+    assert run.code == 0, run.output
+    assert "json schema validated" in run.output
+    (tmp_path / "expanded.yml").write_text(run.stdout, encoding="utf-8")
+    schema = check_jsonschema(tmp_path / "expanded.yml")
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+    preview = yaml.safe_load(run.stdout)
+    assert preview["app-build-arm64"]["script"] == preview["api-build-arm64"]["script"]
+    script = "\n".join(preview["api-smoke-arm64"]["script"])
+    assert "\narchfleet_smoke() {\n" in script and script.rstrip().endswith("archfleet_smoke")
+    assert preview["app-release"]["resource_group"] == "app-release"
+    assert needed(preview["api-release"])[0] == "api-build-386"
+    assert gcl.active(gcl.list_jobs(project, PROTECTED)) >= {"app-release", "api-release"}

@@ -25,7 +25,7 @@ from tests.support.cli import Run, archfleet
 from tests.support.gitlab_fake import GitLabFake
 from tests.support.wheel import build_wheel
 from toolkit import __version__
-from toolkit.ci_templates import default_root
+from toolkit.ci_templates import default_root, load_rendered
 
 pytestmark = pytest.mark.integration
 
@@ -118,7 +118,7 @@ def test_first_publish_is_one_commit_and_a_tag(fake: GitLabFake, source: Path, w
     component = files["templates/multiarch.yml"].decode()
     spec = yaml.safe_load(component.split("\n---\n", 1)[0])
     assert spec["spec"]["inputs"]["archfleet_image"]["default"] == tool_image
-    include_variant = yaml.safe_load(files["include/multiarch.yml"])
+    [include_variant] = load_rendered(files["include/multiarch.yml"].decode())
     assert include_variant["variables"]["ARCHFLEET_MERGE_IMAGE"] == tool_image
     pipeline = yaml.safe_load(files[".gitlab-ci.yml"])
     assert pipeline["variables"]["ARCHFLEET_WHEEL"] == wheel_path

@@ -110,7 +110,7 @@ ssh: {{user: root, key: {lab.key}, known_hosts: {lab.known_hosts}, use_ssh_confi
        connect_timeout: 30}}
 builder: {{tool: buildah, install: true}}
 gitlab: {{url: '{gitlab.url}', allow_http: true, group: platform, tags: [native]}}
-jenkins: {{url: '{jenkins.url}', allow_http: true, credentials_id: lab-ssh}}
+jenkins: {{url: '{jenkins.url}', allow_http: true, credentials_id: lab-ssh, java_version: 17}}
 archfleet:
   version: 0.1.0
   wheel: https://files.example.com/archfleet-0.1.0-py3-none-any.whl
@@ -173,6 +173,14 @@ def test_a_healthy_fleet_passes_with_warnings_only(
     assert rows[("sudo", "dr-amd64")]["detail"].startswith("ci: sudo without a password works")
     assert rows[("arch", "dr-arm64")]["detail"] == "arm64 (uname -m: aarch64)"
     assert rows[("builder", "dr-arm64")]["status"] == "warn"  # buildah: installed by provision
+    # bookworm ships Java 17 (the inventory's jenkins.java_version): provisioning installs it.
+    assert rows[("java", "dr-amd64")]["detail"] == (
+        "Java none; the agent needs 17+: provision-runners installs openjdk-17-jre-headless "
+        "(apt-get)"
+    )
+    assert rows[("gitlab-runner-rights", gitlab.url)]["detail"] == (
+        "root is an administrator: may create runners"
+    )
     assert rows[("gitlab-version", gitlab.url)]["detail"].startswith("GitLab 17.11.2-ee")
     assert rows[("gitlab-token", gitlab.url)]["status"] == "ok"
     assert rows[("jenkins-version", jenkins.url)]["detail"] == "Jenkins 2.516.3"

@@ -258,7 +258,7 @@ BAD_CONFIGS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "bad-image-without-registry": ({"image": "team/app"}, ["must start with its registry host"]),
     "bad-unknown-argument": ({"image": IMAGE, "plattforms": ["linux/amd64"]}, ["plattforms"]),
     "bad-tag": ({"image": IMAGE, "tags": ["-nope"]}, ["tag '-nope' is not a valid tag"]),
-    "bad-builder": ({"image": IMAGE, "builder": "kaniko"}, ["builder must be 'buildx' or"]),
+    "bad-builder": ({"image": IMAGE, "builder": "kaniko"}, ["builder must be 'buildah' or"]),
     "bad-same-label": (
         {"image": IMAGE, "agentLabel": "linux"},
         ["same label 'linux'", "allowEmulation"],
@@ -299,6 +299,7 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]
                 "name": "multiArchBuild",
                 "args": {
                     "image": IMAGE,
+                    "builder": "buildx",
                     "platforms": "linux/amd64, linux/arm64/v8",
                     "agentLabel": "linux && {arch}",
                     "credentialsId": "registry",
@@ -1580,7 +1581,8 @@ def test_jenkinsfile_builds_merges_and_verifies_for_real(
         assert resolved_digest(f"{address}/team/app:1.0.0", platform) == digest
     # The merge was archfleet's, once, after both branches; verify with --check-binaries passed.
     (merge,) = merge_calls(report)
-    assert merge["seq"] > max(b["end"] for b in calls(report, "branch"))
+    builds = [b for b in calls(report, "branch") if not b["args"]["name"].startswith("smoke ")]
+    assert len(builds) == 2 and merge["seq"] > max(b["end"] for b in builds)
     assert "verify" in report["log"] and "WARNING" in report["log"]
     assert SECRET not in report["log"]
     assert all(SECRET not in c["args"]["script"] for c in calls(report, "sh"))
@@ -1601,6 +1603,24 @@ def test_jenkinsfile_builds_merges_and_verifies_for_real(
         "org.opencontainers.image.revision": COMMIT,
         "org.opencontainers.image.created": "2025-12-03T03:30:45Z",
     }
+
+    # The smoke run, for real: buildah pulled the index BY DIGEST as each platform on that
+    # platform's agent and ran `uname -m` in it (arm64 under QEMU reports aarch64).
+    smokes = [c for c in calls(report, "sh") if (c["args"]["label"] or "").startswith("smoke ")]
+    assert {(c["args"]["label"], c["agent"], c["exitCode"]) for c in smokes} == {
+        ("smoke linux/amd64 (buildah)", "local-amd64", 0),
+        ("smoke linux/arm64 (buildah)", "local-arm64", 0),
+    }
+    assert min(c["seq"] for c in smokes) > merge["seq"]
+    assert "smoke run linux/amd64: 'uname -m' -> x86_64" in report["log"]
+    assert "smoke run linux/arm64: 'uname -m' -> aarch64" in report["log"]
+    assert f"{address}/team/app@{index} as linux/arm64" in report["log"]
+
+    # cache: true on the primary branch: buildah wrote each arch's layers to its own protected
+    # cache ref (REPO/ARCH), with the push login (the registry wants it for every request).
+    for arch in ("amd64", "arm64"):
+        assert auth_registry.tags(f"team/app/buildcache/{arch}"), arch
+    assert auth_registry.tags("team/app/buildcache/unprotected-amd64") == []
 
     guarded = reports["lab-guarded"]
     assert guarded["result"] == "FAILURE"
@@ -1803,3 +1823,543 @@ def test_merge_runs_inside_the_image_on_a_real_docker_engine(
     assert f"(expected {__version__}, found 0.0.9)" in wrong["error"]
     assert [c["branch"] for c in calls(wrong, "node")] == [None]
     assert engine.docker("ps", "-aq").stdout.strip() == ""
+
+
+# ------------------------------------------------------------------ many images, smoke, cache
+# Issue 16 item 1 (images:, discovery), the smoke run and the registry cache, on the same FAKE
+# tools (tests/groovy/shims/fake-tool): the builders only log; `archfleet discover-images` in
+# the fake is the REAL one (python -m toolkit), run in the agent's checkout; the smoke
+# "container" is a stand-in that runs the command on the agent itself.
+
+THREE_IMAGES = {
+    "jobs-job-a": ("jobs/job-a", "jobs/job-a/Dockerfile"),
+    "jobs-job-b": ("jobs/job-b", "jobs/job-b/Containerfile"),
+    "tools-x": ("tools/x", "tools/x/Dockerfile"),
+}
+PLATFORMS = ("linux/amd64", "linux/arm64")
+AGENT_OF = {"linux/amd64": "amd-1", "linux/arm64": "arm-1"}
+
+
+def three_image_source(root: Path) -> Path:
+    """A monorepo: jobs/job-a/Dockerfile, jobs/job-b/Containerfile, tools/x/Dockerfile."""
+    source = root / "source-three-images"
+    for _, dockerfile in THREE_IMAGES.values():
+        path = source / dockerfile
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("FROM scratch\n")
+    return source
+
+
+def image_build_digest(name: str, platform: str) -> str:
+    """What the fake builders push with FAKE_DIGEST_BY_IMAGE=1."""
+    return fake_digest(f"{IMAGE}/{name} {platform}")
+
+
+def index_of(merge: ToolCall) -> str:
+    """The index digest the FAKE merge-manifest prints for its arguments."""
+    return fake_digest(f"index {merge.args}")
+
+
+def merges_by_image(tools: list[ToolCall]) -> dict[str, ToolCall]:
+    found: dict[str, ToolCall] = {}
+    for tool in tools:
+        if tool.tool == "archfleet" and tool.args.startswith(MERGE_MARK):
+            target = re.search(r"--target (\S+)", tool.args)
+            assert target, tool.args
+            found[target.group(1).rsplit(":", 1)[0]] = tool
+    return found
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    root = tmp_path_factory.mktemp("jenkins-images")
+    source = str(three_image_source(root))
+    images = [
+        {"name": name, "context": context, "dockerfile": dockerfile}
+        for name, (context, dockerfile) in THREE_IMAGES.items()
+    ]
+    # jobs-job-a without dockerfile: context + '/Dockerfile' is the default.
+    images[0].pop("dockerfile")
+    scenarios = [
+        scenario(
+            "images-list",
+            root,
+            source=source,
+            step=with_args(
+                images=images, credentialsId="registry", imageTags=["1.4.0"], tagLatest=False
+            ),
+        ),
+        scenario(
+            "images-discover",
+            root,
+            source=source,
+            step=with_args(images="discover", imageTags=["1.4.0"], tagLatest=False),
+        ),
+        scenario(
+            "images-discover-no-push",
+            root,
+            source=source,
+            env={"BRANCH_NAME": "feature/x"},
+            step=with_args(images="discover"),
+        ),
+        scenario(
+            "images-one-fails",
+            root,
+            source=source,
+            env={
+                "BRANCH_NAME": "main",
+                "FAKE_FAIL_BUILD": "linux/arm64",
+                "FAKE_FAIL_IMAGE": f"{IMAGE}/jobs-job-b",
+            },
+            step=with_args(images=images, failFast=False),
+        ),
+        scenario(
+            "images-cache-pr",
+            root,
+            source=source,
+            env={"BRANCH_NAME": "PR-42", "CHANGE_ID": "42"},
+            step=with_args(images=images[:1], cache=True, push=True),
+        ),
+        scenario("smoke-buildah", root, step=with_args(smokeCommand="uname -m")),
+        scenario(
+            "smoke-buildx",
+            root,
+            step={
+                "name": "multiArchBuild",
+                "args": {
+                    "image": IMAGE,
+                    "builder": "buildx",
+                    "smokeCommand": "uname -m",
+                    "credentialsId": "registry",
+                },
+            },
+        ),
+        scenario(
+            "smoke-wrong-machine",
+            root,
+            agents=[
+                fake_agent("amd-1", ["linux", "amd64"], "x86_64", root / "smoke-wrong.tools.log"),
+                # A native agent whose smoke container says x86_64: the index's arm64 entry
+                # is an amd64 image.
+                with_agent_env(
+                    fake_agent(
+                        "arm-1", ["linux", "arm64"], "aarch64", root / "smoke-wrong.tools.log"
+                    ),
+                    FAKE_SMOKE_MACHINE="x86_64",
+                ),
+            ],
+            env={"BRANCH_NAME": "main", "SHIM_LOG": str(root / "smoke-wrong.tools.log")},
+            step=with_args(smokeCommand="uname -m"),
+        ),
+        scenario(
+            "smoke-fails",
+            root,
+            env={"BRANCH_NAME": "main", "FAKE_FAIL_SMOKE": "linux/arm64"},
+            step=with_args(smokeCommand="echo hello"),
+        ),
+        scenario("cache-main-buildah", root, step=with_args(cache=True)),
+        scenario(
+            "cache-pr-buildx",
+            root,
+            env={"BRANCH_NAME": "PR-7", "CHANGE_ID": "7"},
+            step={
+                "name": "multiArchBuild",
+                "args": {"image": IMAGE, "builder": "buildx", "cache": True, "insecure": True},
+            },
+        ),
+        scenario(
+            "cache-tag-buildx-own-repository",
+            root,
+            env={"TAG_NAME": "v1.2.3"},
+            step={
+                "name": "multiArchBuild",
+                "args": {
+                    "image": IMAGE,
+                    "builder": "buildx",
+                    "cache": True,
+                    "cacheRepository": "registry.example.com/cache/app",
+                },
+            },
+        ),
+    ]
+    scenarios.append(
+        scenario(
+            "monorepo-example",
+            root,
+            source=source,
+            step=None,
+            jenkinsfile=str(LIBRARY / "Jenkinsfile.monorepo.example"),
+            credentials={"registry-push": {"username": USER, "password": SECRET}},
+        )
+    )
+    del scenarios[-1]["step"]
+    for name, (args, _) in BAD_IMAGE_CONFIGS.items():
+        scenarios.append(scenario(name, root, step={"name": "multiArchBuild", "args": args}))
+    for s in scenarios:
+        s["env"].setdefault("SHIM_LOG", str(root / f"{s['name']}.tools.log"))
+        if s["env"].get("BRANCH_NAME") == "main":
+            s["env"].setdefault("BRANCH_IS_PRIMARY", "true")
+        s["env"].setdefault("FAKE_ARCHFLEET_VERSION", __version__)
+        s["env"].setdefault("FAKE_DOCKER_IMAGES", str(root / "images"))
+        s["env"].setdefault("FAKE_DOCKER_STATE", str(root / "engines" / s["name"]))
+        s["env"]["FAKE_DIGEST_BY_IMAGE"] = "1"
+        s["env"]["FAKE_PYTHON"] = sys.executable
+    return root, run_pipelines(scenarios, root / "runs", timeout=240)
+
+
+BAD_IMAGE_CONFIGS: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "bad-images-name": (
+        {"image": IMAGE, "images": [{"name": "Jobs/A", "context": "a"}]},
+        ["images[1].name 'Jobs/A' must be one lowercase repository path component"],
+    ),
+    "bad-images-twice": (
+        {"image": IMAGE, "images": [{"name": "a"}, {"name": "a", "context": "b"}]},
+        ["the name 'a' is given twice"],
+    ),
+    "bad-images-with-context": (
+        {"image": IMAGE, "images": [{"name": "a"}], "context": "a"},
+        ["context belongs in each entry of images"],
+    ),
+    "bad-images-word": ({"image": IMAGE, "images": "all"}, ["images must be 'discover' or"]),
+    "bad-images-key": (
+        {"image": IMAGE, "images": [{"name": "a", "file": "a/Dockerfile"}]},
+        ["images[1] has unknown key(s) file"],
+    ),
+    "bad-cache-repository-without-cache": (
+        {"image": IMAGE, "cacheRepository": "registry.example.com/cache/app"},
+        ["cacheRepository only applies with cache: true"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_IMAGE_CONFIGS))
+def test_bad_images_cache_arguments_are_clear_errors(
+    many: tuple[Path, dict[str, Any]], name: str
+) -> None:
+    _, reports = many
+    report = reports[name]
+    assert report["result"] == "FAILURE" and report["error"].startswith("multiArchBuild: ")
+    for fragment in BAD_IMAGE_CONFIGS[name][1]:
+        assert fragment in report["error"], report["error"]
+    assert not calls(report, "node") and not calls(report, "sh")
+
+
+def assert_three_images_built_and_merged(root: Path, name: str, report: dict[str, Any]) -> None:
+    assert report["result"] == "SUCCESS", explain(report)
+    # ONE parallel step: every image x platform, each on its platform's native agent.
+    (parallel,) = calls(report, "parallel")
+    assert parallel["args"]["branches"] == [
+        f"{image} {platform}" for image in THREE_IMAGES for platform in PLATFORMS
+    ]
+    tools = tool_calls(root / f"{name}.tools.log")
+    builds = [t for t in tools if t.tool == "buildah" and t.args.startswith("build ")]
+    assert len(builds) == 6
+    for image, (context, dockerfile) in THREE_IMAGES.items():
+        for platform in PLATFORMS:
+            (build,) = [
+                t
+                for t in builds
+                if t.platform == platform
+                and t.args.endswith(f" {context}")
+                and dockerfile in t.args
+            ]
+            assert build.node == AGENT_OF[platform]
+            assert f"--tag localhost/archfleet-build/{image}:" in build.args
+            (copy,) = [
+                t
+                for t in tools
+                if t.tool == "skopeo"
+                and t.platform == platform
+                and t.args.endswith(
+                    f"docker://{IMAGE}/{image}@{image_build_digest(image, platform)}"
+                )
+            ]
+            assert copy.node == AGENT_OF[platform]
+    # One merge per image, each with its own digests and targets, after every branch ended,
+    # each under its own lock.
+    merges = merges_by_image(tools)
+    assert sorted(merges) == [f"{IMAGE}/{image}" for image in THREE_IMAGES]
+    for image in THREE_IMAGES:
+        sources = re.findall(r"--source (\S+)", merges[f"{IMAGE}/{image}"].args)
+        assert sources == [f"{p}=@{image_build_digest(image, p)}" for p in PLATFORMS]
+        assert re.findall(r"--target (\S+)", merges[f"{IMAGE}/{image}"].args) == [
+            f"{IMAGE}/{image}:1.4.0"
+        ]
+    merge_shs = merge_calls(report)
+    assert len(merge_shs) == 3 and min(c["seq"] for c in merge_shs) > parallel["end"]
+    locks = [c["args"]["resource"] for c in calls(report, "lock")]
+    assert locks == [f"archfleet {IMAGE}/{image}" for image in THREE_IMAGES]
+    for merge, image in zip(merge_shs, THREE_IMAGES, strict=True):
+        assert merge["stages"] == [f"merge {image}"] and "lock" in merge["blocks"]
+    verifies = [t.args.split()[2] for t in tools if t.args.startswith("verify-manifest")]
+    assert verifies == [f"{IMAGE}/{image}:1.4.0" for image in THREE_IMAGES]
+    # check-bases: every image's Dockerfile, in the preflight, before any build agent.
+    checks = [t for t in tools if t.tool == "archfleet" and t.args.startswith("check-bases")]
+    assert [t.args.split(" --file ")[1].split()[0] for t in checks] == [
+        dockerfile for _, dockerfile in THREE_IMAGES.values()
+    ]
+    preflight = stage_calls(report, "archfleet preflight")
+    assert max(c.get("end", c["seq"]) for c in preflight) < first_build_seq(report)
+    # The return value: the single-image map, per image.
+    result = returned(report)
+    assert sorted(result) == sorted(THREE_IMAGES)
+    for image in THREE_IMAGES:
+        assert result[image] == {
+            "pushed": True,
+            "digests": {p: image_build_digest(image, p) for p in PLATFORMS},
+            "index": index_of(merges[f"{IMAGE}/{image}"]),
+            "tags": [f"{IMAGE}/{image}:1.4.0"],
+        }
+
+
+def test_three_images_build_per_arch_and_merge_per_image(
+    many: tuple[Path, dict[str, Any]],
+) -> None:
+    root, reports = many
+    assert_three_images_built_and_merged(root, "images-list", reports["images-list"])
+
+
+def test_discovery_finds_the_three_images_in_the_preflight(
+    many: tuple[Path, dict[str, Any]],
+) -> None:
+    root, reports = many
+    report = reports["images-discover"]
+    assert_three_images_built_and_merged(root, "images-discover", report)
+    tools = tool_calls(root / "images-discover.tools.log")
+    (discover,) = [t for t in tools if t.args.startswith("discover-images")]
+    assert discover.args == "discover-images --json" and discover.node == "amd-1"
+    preflight = stage_calls(report, "archfleet preflight")
+    labels = [c["args"]["label"] for c in preflight if c["name"] == "sh"]
+    assert labels == [
+        "prepare preflight work directory",
+        "archfleet --version",
+        "archfleet discover-images",
+        *[f"archfleet check-bases {image}" for image in THREE_IMAGES],
+        "remove preflight work directory and registry login",
+    ]
+    assert "discover-images found 3 image(s): jobs-job-a, jobs-job-b, tools-x" in report["log"]
+
+
+def test_discovery_runs_even_when_nothing_is_pushed(many: tuple[Path, dict[str, Any]]) -> None:
+    root, reports = many
+    report = reports["images-discover-no-push"]
+    assert report["result"] == "SUCCESS", explain(report)
+    tools = tool_calls(root / "images-discover-no-push.tools.log")
+    assert [t.args for t in tools if t.tool == "archfleet"] == [
+        "--version",
+        "discover-images --json",
+    ]
+    builds = [t for t in tools if t.tool == "buildah" and t.args.startswith("build ")]
+    assert len(builds) == 6 and not [t for t in tools if t.tool == "skopeo"]
+    not_pushed = {"pushed": False, "digests": {}, "index": None, "tags": []}
+    assert returned(report) == {image: not_pushed for image in THREE_IMAGES}
+
+
+def test_one_image_failing_writes_no_tag_of_any_image(many: tuple[Path, dict[str, Any]]) -> None:
+    root, reports = many
+    report = reports["images-one-fails"]
+    assert report["result"] == "FAILURE"
+    assert report["error"].startswith(
+        f"multiArchBuild: the build of image jobs-job-b ({IMAGE}/jobs-job-b) for linux/arm64 failed"
+    )
+    # failFast: false, so the other five branches built and pushed by digest; yet no merge ran
+    # and no tag of any image was written.
+    statuses = {c["args"]["name"]: c["status"] for c in calls(report, "branch")}
+    assert statuses.pop("jobs-job-b linux/arm64") == "FAILURE"
+    assert set(statuses.values()) == {"SUCCESS"} and len(statuses) == 5
+    tools = tool_calls(root / "images-one-fails.tools.log")
+    assert not merge_calls(report) and not merges_by_image(tools)
+    assert not [t for t in tools if t.args.startswith(("verify-manifest", "tag", "manifest"))]
+    assert report["stepResults"] == []
+
+
+def smoke_runs(tools: list[ToolCall]) -> list[ToolCall]:
+    return [
+        t
+        for t in tools
+        if (t.tool == "buildah" and t.args.split()[0] in ("from", "run"))
+        or (t.tool == "docker" and t.args.startswith("run --rm"))
+    ]
+
+
+def test_smoke_runs_the_merged_digest_per_platform_on_its_agent_buildah(
+    many: tuple[Path, dict[str, Any]],
+) -> None:
+    root, reports = many
+    report = reports["smoke-buildah"]
+    assert report["result"] == "SUCCESS", explain(report)
+    tools = tool_calls(root / "smoke-buildah.tools.log")
+    (merge,) = merges_by_image(tools).values()
+    ref = f"{IMAGE}@{index_of(merge)}"
+    runs = smoke_runs(tools)
+    for platform, arch in (("linux/amd64", "amd64"), ("linux/arm64", "arm64")):
+        mine = [t for t in runs if t.platform == platform]
+        assert [t.node for t in mine] == [AGENT_OF[platform]] * 2
+        assert mine[0].args == (
+            f"from --quiet --pull=always --tls-verify=true --os linux --arch {arch} docker://{ref}"
+        )
+        assert mine[1].args == "run fake-working-container -- sh -c uname -m"
+    # After the merge (and its verify), in branches of their own, native guard first.
+    smoke_shs = [c for c in calls(report, "sh") if (c["args"]["label"] or "").startswith("smoke ")]
+    assert len(smoke_shs) == 2 and min(c["seq"] for c in smoke_shs) > merge_calls(report)[0]["seq"]
+    assert {c["branch"] for c in smoke_shs} == {"smoke linux/amd64", "smoke linux/arm64"}
+    assert "smoke run linux/arm64: 'uname -m' -> aarch64" in report["log"]
+    # The return value is the single-image map, as before.
+    assert set(returned(report)) == {"pushed", "digests", "index", "tags"}
+
+
+def test_smoke_with_buildx_uses_docker_run_and_the_login(
+    many: tuple[Path, dict[str, Any]],
+) -> None:
+    root, reports = many
+    report = reports["smoke-buildx"]
+    assert report["result"] == "SUCCESS", explain(report)
+    tools = tool_calls(root / "smoke-buildx.tools.log")
+    (merge,) = merges_by_image(tools).values()
+    runs = smoke_runs(tools)
+    assert sorted((t.node, t.args) for t in runs) == [
+        (
+            AGENT_OF[p],
+            f"run --rm --pull always --platform {p} --entrypoint sh "
+            f"{IMAGE}@{index_of(merge)} -c uname -m",
+        )
+        for p in PLATFORMS
+    ]
+    # The pull's login: the push credential, as a private docker config (never an argument).
+    assert {(t.user, t.password_hash) for t in runs} == {(USER, SECRET_HASH)}
+    assert SECRET not in report["log"] and SECRET not in json.dumps(report["calls"])
+
+
+def test_a_smoke_run_on_the_wrong_machine_fails_naming_the_platform(
+    many: tuple[Path, dict[str, Any]],
+) -> None:
+    _, reports = many
+    report = reports["smoke-wrong-machine"]
+    assert report["result"] == "FAILURE"
+    assert report["error"].startswith("multiArchBuild: smoke run for linux/arm64: ")
+    assert "runs as x86_64 (linux/amd64)" in report["error"]
+    # As the component: the smoke runs after the merge, which wrote the tags.
+    assert len(merge_calls(report)) == 1
+
+
+def test_a_failing_smoke_command_fails_naming_the_platform(
+    many: tuple[Path, dict[str, Any]],
+) -> None:
+    _, reports = many
+    report = reports["smoke-fails"]
+    assert report["result"] == "FAILURE"
+    assert report["error"].startswith(
+        f"multiArchBuild: smoke run for linux/arm64: 'echo hello' failed in {IMAGE}@sha256:"
+    )
+    assert "(exit code 1; its output is above)" in report["error"]
+    statuses = {c["args"]["name"]: c["status"] for c in calls(report, "branch")}
+    assert statuses["smoke linux/arm64"] == "FAILURE"
+    # The tags stay written: the smoke runs after the merge, as the component's smoke jobs.
+    assert len(merge_calls(report)) == 1
+
+
+def cache_options(tools: list[ToolCall], platform: str, tool: str) -> list[str]:
+    (build,) = [
+        t
+        for t in tools
+        if t.tool == tool and t.platform == platform and re.match(r"(buildx )?build ", t.args)
+    ]
+    words = build.args.split()
+    return [
+        f"{word} {words[i + 1]}"
+        for i, word in enumerate(words)
+        if word in ("--cache-from", "--cache-to")
+    ] + [word for word in words if word in ("--layers", "--tls-verify=true")]
+
+
+def test_cache_refs_per_arch_on_the_primary_branch_buildah(
+    many: tuple[Path, dict[str, Any]],
+) -> None:
+    """ci-templates/src/build.sh archfleet_cache_args: a protected build reads and writes
+    REPO/ARCH (buildah takes a repository)."""
+    root, reports = many
+    report = reports["cache-main-buildah"]
+    assert report["result"] == "SUCCESS", explain(report)
+    tools = tool_calls(root / "cache-main-buildah.tools.log")
+    for arch in ("amd64", "arm64"):
+        assert cache_options(tools, f"linux/{arch}", "buildah") == [
+            f"--cache-from {IMAGE}/buildcache/{arch}",
+            f"--cache-to {IMAGE}/buildcache/{arch}",
+            "--layers",
+            "--tls-verify=true",
+        ]
+
+
+def test_a_change_request_reads_the_main_cache_and_writes_its_own_buildx(
+    many: tuple[Path, dict[str, Any]],
+) -> None:
+    root, reports = many
+    report = reports["cache-pr-buildx"]
+    assert report["result"] == "SUCCESS", explain(report)
+    tools = tool_calls(root / "cache-pr-buildx.tools.log")
+    insecure = ",registry.insecure=true"
+    for arch in ("amd64", "arm64"):
+        main, own = f"{IMAGE}/buildcache:{arch}", f"{IMAGE}/buildcache:unprotected-{arch}"
+        assert cache_options(tools, f"linux/{arch}", "docker") == [
+            f"--cache-from type=registry,ref={main}{insecure}",
+            f"--cache-from type=registry,ref={own}{insecure}",
+            f"--cache-to type=registry,ref={own},mode=max{insecure}",
+        ]
+
+
+def test_a_tag_build_writes_the_protected_cache_in_its_repository(
+    many: tuple[Path, dict[str, Any]],
+) -> None:
+    root, reports = many
+    report = reports["cache-tag-buildx-own-repository"]
+    assert report["result"] == "SUCCESS", explain(report)
+    tools = tool_calls(root / "cache-tag-buildx-own-repository.tools.log")
+    assert cache_options(tools, "linux/arm64", "docker") == [
+        "--cache-from type=registry,ref=registry.example.com/cache/app:arm64",
+        "--cache-to type=registry,ref=registry.example.com/cache/app:arm64,mode=max",
+    ]
+
+
+def test_each_image_has_its_own_cache_repository(many: tuple[Path, dict[str, Any]]) -> None:
+    root, reports = many
+    report = reports["images-cache-pr"]
+    assert report["result"] == "SUCCESS", explain(report)
+    tools = tool_calls(root / "images-cache-pr.tools.log")
+    repository = f"{IMAGE}/jobs-job-a/buildcache"
+    assert cache_options(tools, "linux/amd64", "buildah") == [
+        f"--cache-from {repository}/amd64",
+        f"--cache-from {repository}/unprotected-amd64",
+        f"--cache-to {repository}/unprotected-amd64",
+        "--layers",
+        "--tls-verify=true",
+    ]
+
+
+def test_the_monorepo_example_runs_under_the_harness(many: tuple[Path, dict[str, Any]]) -> None:
+    root, reports = many
+    report = reports["monorepo-example"]
+    assert report["result"] == "SUCCESS", explain(report)
+    mono = "registry.example.com/team/mono"
+    tools = tool_calls(root / "monorepo-example.tools.log")
+    assert sorted(merges_by_image(tools)) == [f"{mono}/{name}" for name in THREE_IMAGES]
+    # cache: true on the primary branch: each image's own protected ref per arch.
+    for name, (context, _) in THREE_IMAGES.items():
+        (build,) = [
+            t
+            for t in tools
+            if t.tool == "buildah"
+            and t.platform == "linux/arm64"
+            and t.args.startswith("build ")
+            and t.args.endswith(f" {context}")
+        ]
+        ref = f"{mono}/{name}/buildcache/arm64"
+        assert f"--cache-from {ref} --cache-to {ref} " in build.args
+    smoke_branches = sorted(
+        c["args"]["name"] for c in calls(report, "branch") if c["args"]["name"].startswith("smoke")
+    )
+    assert smoke_branches == sorted(
+        f"smoke {name} {platform}" for name in THREE_IMAGES for platform in PLATFORMS
+    )
+    assert len(smoke_runs(tools)) == 12  # buildah from + run, per image and platform
+    for name in THREE_IMAGES:
+        assert f"{name}: {mono}/{name}:" in report["log"]

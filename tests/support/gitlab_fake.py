@@ -20,7 +20,13 @@ status codes follow GitLab's documented API (docs.gitlab.com/ee/api/) and its so
 - runners, with a personal/project access token in `PRIVATE-TOKEN` (api/users.md#create-a-
   runner-linked-to-a-user, api/runners.md): `GET /user`, `POST /user/runners` (answers
   `{id, token: "glrt-…", token_expires_at}`), `GET /runners/all`, `GET /groups/:id/runners`,
-  `GET /projects/:id/runners`, `GET|PUT|DELETE /runners/:id`, `GET /groups/:id`;
+  `GET /projects/:id/runners`, `GET|PUT|DELETE /runners/:id`, `GET /groups/:id`, and what
+  the doctor asks to see whether the token's user may create runners there: `GET /user`
+  (`is_admin` only for an administrator: lib/api/entities/user_with_admin.rb) and
+  `GET /groups|projects/:id/members/all/:user_id` (doc/api/members.md; `fake.access_level`,
+  None: not a member). `POST /user/runners` refuses a group runner below Owner and a project
+  runner below Maintainer (app/policies/group_policy.rb, project_policy.rb :create_runner)
+  unless the user is an administrator (`fake.admin`);
 - the runner side, authenticated by the runner token in the JSON body (`params[:token]`,
   lib/api/ci/helpers/runner.rb `current_runner`; no PRIVATE-TOKEN), from lib/api/ci/runner.rb:
   `POST /runners/verify` (200 `{id, token, token_expires_at}` = Entities::Ci::
@@ -46,7 +52,9 @@ is the first runner_project).
 Token scopes (api/users.md, api/runners.md, auth/tokens): creating a runner needs
 `create_runner`, managing one (`GET|PUT|DELETE /runners/:id`) `manage_runner`, listing
 `read_api`; `api` grants all. Set `fake.scopes = {...}` to model a token that lacks one: the
-endpoint then answers 403 `insufficient_scope`, as GitLab does. `None` (default) = all scopes.
+endpoint then answers 403 with GitLab's top-level OAuth error object `{"error":
+"insufficient_scope", "error_description", "scope"}` (lib/api/api_guard.rb; see
+`_need_any_scope`). `None` (default) = all scopes.
 
 The token itself and the instance (what `archfleet doctor` asks):
 - `GET /api/v4/version` (doc/api/version.md; lib/api/version.rb): `{version, revision}` for an
@@ -100,6 +108,7 @@ RUNNER_SIDE = frozenset(
     }
 )
 OTHER_PROJECT_ID = 43
+USER_ID = 1  # the token's user (GET /user)
 RUNNER_TYPES = ("instance_type", "group_type", "project_type")
 # app/models/ci/runner.rb ONLINE_CONTACT_TIMEOUT
 ONLINE_CONTACT_TIMEOUT = 2 * 60 * 60
@@ -333,6 +342,12 @@ class GitLabFake:
         self.group = project.rsplit("/", 1)[0] if "/" in project else "group"
         self.default_branch = default_branch
         self.admin = admin
+        # The token user's access level in the group and the project, inherited ones included
+        # (doc/api/members.md: 10 guest, 20 reporter, 30 developer, 40 maintainer, 50 owner);
+        # None: no member. Creating a group runner needs Owner, a project runner Maintainer
+        # (app/policies/group_policy.rb `rule { owner }` and app/policies/project_policy.rb
+        # `rule { can?(:maintainer_access) }` enable :create_runner), or an administrator.
+        self.access_level: int | None = 50
         # The instance's registry (None: no registry, the Projects API omits the prefix), the
         # project's registry feature, and its description.
         self.registry_host: str | None = "registry.gitlab.fake:5050"
@@ -522,6 +537,9 @@ class GitLabFake:
             if rest == ["runners"] and method == "GET":
                 self._need_scope(SCOPE_READ)
                 return 200, self._list_runners(query, project=True)
+            if rest[:2] == ["members", "all"] and len(rest) == 3 and method == "GET":
+                self._need_scope(SCOPE_READ)
+                return 200, self._member(rest[2])
             if rest == ["repository", "tree"] and method == "GET":
                 return 200, self._tree(query)
             if rest[:2] == ["repository", "files"] and len(rest) == 3 and method == "GET":
@@ -550,10 +568,18 @@ class GitLabFake:
         self, method: str, path: list[str], query: dict[str, str], body: Any
     ) -> tuple[int, Any]:
         if path == ["user"] and method == "GET":
+            # lib/api/users.rb presents an administrator with Entities::UserWithAdmin, whose
+            # only addition is `expose :admin?, as: :is_admin`
+            # (lib/api/entities/user_with_admin.rb); anyone else gets Entities::UserPublic,
+            # without the key.
+            # lib/api/users.rb `allow_access_with_scope :read_user` for GETs, beside the
+            # API's own `api` and (for GETs) `read_api`.
+            self._need_any_scope("api", SCOPE_READ, "read_user")
+            admin = {"is_admin": True} if self.admin else {}
             return 200, {
-                "id": 1,
+                "id": USER_ID,
                 "username": "root",
-                "is_admin": self.admin,
+                **admin,
                 "web_url": f"{self.url}/root",
             }
         if path == ["user", "runners"] and method == "POST":
@@ -582,6 +608,11 @@ class GitLabFake:
                 }
             if path[2] == "runners" and method == "GET":
                 return 200, self._list_runners(query, group=group_id)
+        if path[:1] == ["groups"] and path[2:4] == ["members", "all"] and len(path) == 5:
+            self._need_scope(SCOPE_READ)
+            self._group_id(path[1])
+            if method == "GET":
+                return 200, self._member(path[4])
         if path[:1] == ["runners"] and len(path) == 2 and path[1].isdigit():
             self._need_scope(SCOPE_MANAGE)
             runner = self.runners.get(int(path[1]))
@@ -631,6 +662,10 @@ class GitLabFake:
         if kind not in RUNNER_TYPES:
             raise _HTTPError(400, {"error": "runner_type does not have a valid value"})
         if kind == "instance_type" and not self.admin:
+            raise _HTTPError(403, "403 Forbidden")
+        needed = {"group_type": 50, "project_type": 40}.get(str(kind))
+        if needed is not None and not self.admin and (self.access_level or 0) < needed:
+            # Ci::Runners::CreateRunnerService refuses without :create_runner on the scope.
             raise _HTTPError(403, "403 Forbidden")
         if kind == "group_type" and group_id is None:
             if str(body.get("group_id")) != str(GROUP_ID):
@@ -710,24 +745,36 @@ class GitLabFake:
             self._group_paths(), {PROJECT_ID: self.project, OTHER_PROJECT_ID: other}
         )
 
+    def _member(self, user_id: str) -> dict[str, Any]:
+        """GET /groups|projects/:id/members/all/:user_id (doc/api/members.md "Get a member of a
+        group or project, including inherited and invited members"): the member with its
+        `access_level`, or 404 "404 Member Not Found"."""
+        if user_id != str(USER_ID) or self.access_level is None:
+            raise _HTTPError(404, "404 Member Not Found")
+        return {
+            "id": USER_ID,
+            "username": "root",
+            "state": "active",
+            "access_level": self.access_level,
+        }
+
     def _need_scope(self, scope: str) -> None:
-        """403 insufficient_scope, as GitLab answers a token without the scope."""
-        if self.scopes is None or scope in self.scopes or "api" in self.scopes:
-            return
-        raise _HTTPError(
-            403,
-            {
-                "error": "insufficient_scope",
-                "error_description": "The request requires higher privileges than "
-                "provided by the access token.",
-                "scope": scope,
-            },
-        )
+        """403 insufficient_scope unless the token has `scope` or `api` (the scope every API
+        endpoint allows: lib/api/api.rb `allow_access_with_scope :api`)."""
+        self._need_any_scope("api", scope)
 
     def _need_any_scope(self, *scopes: str) -> None:
-        """403 insufficient_scope unless the token has one of `scopes` (Grape's APIGuard
-        names them all, space-separated, in `scope`). The body is the top-level OAuth error
-        of lib/api/api_guard.rb (Rack::OAuth2 Bearer::Forbidden with `insufficient_scope`)."""
+        """403 insufficient_scope unless the token has one of `scopes`, in GitLab's shape: a
+        TOP-LEVEL OAuth error object, `{"error": "insufficient_scope", "error_description":
+        …, "scope": "<the scopes that would do, space-separated>"}` — no "message" key.
+
+        Source: lib/gitlab/auth/auth_finders.rb `validate_and_save_access_token!` raises
+        InsufficientScopeError with the endpoint's scopes; lib/api/api_guard.rb
+        `oauth2_bearer_token_error_handler` answers it with Rack::OAuth2's
+        Bearer::Forbidden.new(:insufficient_scope, DEFAULT_DESCRIPTION[:insufficient_scope],
+        {scope: e.scopes}), whose `protocol_params` (nov/rack-oauth2
+        lib/rack/oauth2/server/resource/error.rb) add `scope: Array(scope).join(' ')` to
+        `error` and `error_description`, and `finish` writes them as the JSON body."""
         if self.scopes is None or any(scope in self.scopes for scope in scopes):
             return
         raise _HTTPError(

@@ -19,6 +19,7 @@ from toolkit.ci_templates import (
     COMPONENT_PATH,
     INCLUDE_PATH,
     INPUTS,
+    LIBRARY_JOB_PREFIX,
     README_PATH,
     ArchJob,
     Flavour,
@@ -37,7 +38,7 @@ ROOT = default_root()
 
 def component_documents() -> tuple[dict[str, object], dict[str, object]]:
     text = (ROOT / COMPONENT_PATH).read_text(encoding="utf-8")
-    header, jobs = list(yaml.safe_load_all(text))
+    header, jobs = ci_templates.load_rendered(text)
     return header, jobs
 
 
@@ -105,7 +106,7 @@ def test_default_runner_tag_pattern_is_archmaps() -> None:
 
 
 def test_include_variant_pins_archmaps_runner_tags() -> None:
-    jobs = yaml.safe_load((ROOT / INCLUDE_PATH).read_text(encoding="utf-8"))
+    [jobs] = ci_templates.load_rendered((ROOT / INCLUDE_PATH).read_text(encoding="utf-8"))
     for job in arch_jobs():
         assert jobs[f"archfleet-build-{job.arch}"]["tags"] == [archmap.runner_tag(job.platform)]
     assert "$[[" not in (ROOT / INCLUDE_PATH).read_text(encoding="utf-8")
@@ -269,16 +270,23 @@ def test_release_tags(shell: list[str], env: dict[str, str], tags: list[str]) ->
 
 
 @pytest.mark.parametrize(
-    ("source", "protected"), [("merge_request_event", "true"), ("push", "false")]
+    ("source", "protected", "mr_iid"),
+    [
+        ("merge_request_event", "true", ""),
+        ("push", "false", ""),
+        # The child pipeline of a merge-request pipeline keeps the merge request's variables.
+        ("parent_pipeline", "true", "7"),
+    ],
 )
 def test_release_mode_refuses_mr_and_unprotected_pipelines(
-    shell: list[str], source: str, protected: str
+    shell: list[str], source: str, protected: str, mr_iid: str
 ) -> None:
     env = {
         "ARCHFLEET_MERGE_MODE": "release",
         "ARCHFLEET_IMAGE_TAGS": "v1 latest",
         "CI_PIPELINE_SOURCE": source,
         "CI_COMMIT_REF_PROTECTED": protected,
+        "CI_MERGE_REQUEST_IID": mr_iid,
     }
     done = sh(shell, "archfleet_merge_tags", env)
     assert done.returncode == 1 and done.stdout == ""
@@ -379,8 +387,8 @@ def test_sources_keep_literal_blocks(tmp_path: Path) -> None:
 
 
 def test_flavours_agree_on_the_jobs() -> None:
-    component = ci_templates.jobs(ROOT, Flavour(component=True))
-    plain = ci_templates.jobs(ROOT, Flavour(component=False))
+    component = ci_templates.resolve_references(ci_templates.jobs(ROOT, Flavour(component=True)))
+    plain = ci_templates.resolve_references(ci_templates.jobs(ROOT, Flavour(component=False)))
     prefix = "$[[ inputs.job_prefix ]]"
     # The component alone picks per-builder settings by name (`.archfleet-builder-<builder>`).
     builders = {f".{prefix}-builder-buildx", f".{prefix}-builder-buildah"}
@@ -388,4 +396,101 @@ def test_flavours_agree_on_the_jobs() -> None:
         name.replace(prefix, "archfleet") for name in component if name not in builders
     ] == list(plain)
     for name, job in plain.items():
-        assert job.get("script") == component[name.replace("archfleet", prefix, 1)].get("script")
+        # The library's hidden jobs are named by content, the same in both flavours.
+        twin = name if name.startswith(LIBRARY_JOB_PREFIX) else name.replace("archfleet", prefix, 1)
+        assert job.get("script") == component[twin].get("script")
+
+
+# --- the shell library, once per file --------------------------------------------------------
+
+_DEFINITION = re.compile(r"^ *(archfleet_[a-z_]+)\(\) \{$", re.M)
+
+
+@pytest.mark.parametrize("path", [COMPONENT_PATH, INCLUDE_PATH])
+def test_each_library_function_is_written_once_per_file(path: str) -> None:
+    text = (ROOT / path).read_text(encoding="utf-8")
+    defined = _DEFINITION.findall(text)
+    assert "archfleet_build" in defined and "archfleet_fail" in defined
+    assert sorted(defined) == sorted(set(defined)), "a library part is written twice"
+    # ...and every job still runs with the functions it calls, once GitLab resolved the tags.
+    *_, jobs = ci_templates.load_rendered(text)
+    prefix = "$[[ inputs.job_prefix ]]" if path == COMPONENT_PATH else "archfleet"
+    for name, calls in (
+        (f".{prefix}-build", "archfleet_build"),
+        (f"{prefix}-verify", "archfleet_verify"),
+    ):
+        script = "\n".join(jobs[name]["script"])
+        assert f"\n{calls}() {{\n" in script, name
+        assert _DEFINITION.findall(script).count("archfleet_fail") == 1, name
+        assert script.rstrip().endswith(calls), name
+
+
+def test_library_jobs_are_named_by_content_not_by_input() -> None:
+    # GitLab does not interpolate inside a `!reference` tag (gitlabhq
+    # lib/gitlab/ci/interpolation/config.rb walks hashes, arrays and strings only): the names
+    # the references use carry no input, and are the same in both flavours and inclusions.
+    component = ci_templates.jobs(ROOT, Flavour(component=True))
+    plain = ci_templates.jobs(ROOT, Flavour(component=False))
+    library = {n for n in component if n.startswith(LIBRARY_JOB_PREFIX)}
+    assert library == {n for n in plain if n.startswith(LIBRARY_JOB_PREFIX)}
+    assert len(library) == len(set(ci_templates.library_jobs(ROOT))) >= 10
+    referenced = set()
+    for job in component.values():
+        for item in job.get("script", []):
+            if isinstance(item, ci_templates.Reference):
+                assert "$[[" not in "".join(item)
+                assert item[1:] == ("script",)
+                referenced.add(item[0])
+    assert referenced == library
+    # A change in a part's text renames its job: two versions side by side keep their own.
+    text = "x() {\n  :\n}\n"
+    assert ci_templates.library_job_name("common", text) != ci_templates.library_job_name(
+        "common", text + "y() {\n  :\n}\n"
+    )
+    assert "!reference [.archfleet-lib-" in (ROOT / COMPONENT_PATH).read_text(encoding="utf-8")
+
+
+def test_references_resolve_as_gitlab_resolves_them() -> None:
+    text = (
+        ".lib:\n  script:\n    - a\n    - b\n"
+        "job:\n  script:\n    - !reference [.lib, script]\n    - c\n"
+        "  variables: !reference [.vars, variables]\n"
+        ".vars:\n  variables:\n    X: '1'\n"
+    )
+    [data] = ci_templates.load_rendered(text)
+    assert data["job"] == {"script": ["a", "b", "c"], "variables": {"X": "1"}}
+    with pytest.raises(TemplateError, match=r"!reference \['\.nope', 'script'\]: could not"):
+        ci_templates.load_rendered("job:\n  script:\n    - !reference [.nope, script]\n")
+    with pytest.raises(TemplateError, match="expected a sequence"):
+        ci_templates.load_rendered("job:\n  script: !reference .lib\n")
+
+
+@pytest.mark.parametrize(
+    ("env", "writes"),
+    [
+        ({"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_REF_PROTECTED": "true"}, "amd64"),
+        ({"CI_PIPELINE_SOURCE": "merge_request_event", "CI_COMMIT_REF_PROTECTED": "true"}, "mr"),
+        # The child of a merge-request pipeline: source parent_pipeline, the MR's variables kept.
+        (
+            {
+                "CI_PIPELINE_SOURCE": "parent_pipeline",
+                "CI_COMMIT_REF_PROTECTED": "true",
+                "CI_MERGE_REQUEST_IID": "7",
+            },
+            "mr",
+        ),
+        ({"CI_PIPELINE_SOURCE": "parent_pipeline", "CI_COMMIT_REF_PROTECTED": "true"}, "amd64"),
+    ],
+    ids=["protected", "mr", "child-of-mr", "child-of-protected"],
+)
+def test_only_protected_pipelines_write_the_cache_release_builds_read(
+    shell: list[str], env: dict[str, str], writes: str
+) -> None:
+    base = {"ARCHFLEET_IMAGE": "registry.example.com/team/app", "ARCHFLEET_ARCH": "amd64"}
+    done = sh(shell, "archfleet_cache_args buildah ''", {**base, **env})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split()
+    repo = "registry.example.com/team/app/buildcache"
+    expected_to = f"{repo}/amd64" if writes == "amd64" else f"{repo}/unprotected-amd64"
+    assert lines[lines.index("--cache-to") + 1] == expected_to
+    assert lines[:2] == ["--cache-from", f"{repo}/amd64"]

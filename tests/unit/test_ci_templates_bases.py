@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.unit.test_ci_templates import SHELLS, sh
 from toolkit.ci_templates import (
@@ -23,6 +22,8 @@ from toolkit.ci_templates import (
     default_root,
     input_named,
     jobs,
+    load_rendered,
+    resolve_references,
 )
 
 ROOT = default_root()
@@ -166,10 +167,10 @@ def test_preflight_job_runs_check_bases_on_the_checkout() -> None:
     assert input_named("check_bases").default is True
     for flavour in (Flavour(component=True), Flavour(component=False)):
         p = flavour.prefix
-        rendered = jobs(ROOT, flavour)
+        rendered = resolve_references(jobs(ROOT, flavour))
         preflight = rendered[f"{p}-preflight"]
-        assert preflight["script"][1:] == ["archfleet_preflight", "archfleet_check_bases"]
-        assert "check-bases --platforms" in preflight["script"][0]
+        assert preflight["script"][-2:] == ["archfleet_preflight", "archfleet_check_bases"]
+        assert "check-bases --platforms" in "\n".join(preflight["script"][:-2])
         # The job reads the Dockerfile: the runner must fetch the repository for it.
         common = rendered[f".{p}-common"]["variables"]
         for variables in (preflight.get("variables", {}), common):
@@ -177,9 +178,9 @@ def test_preflight_job_runs_check_bases_on_the_checkout() -> None:
         option = "$[[ inputs.check_bases ]]" if flavour.component else "${ARCHFLEET_CHECK_BASES}"
         assert f" check_bases={option} " in f" {common['ARCHFLEET_OPTIONS']} "
     # The committed renderings carry it: the component's input, the include variant's variable.
-    spec = next(yaml.safe_load_all((ROOT / COMPONENT_PATH).read_text(encoding="utf-8")))
+    spec, _ = load_rendered((ROOT / COMPONENT_PATH).read_text(encoding="utf-8"))
     assert spec["spec"]["inputs"]["check_bases"]["default"] is True
-    include = yaml.safe_load((ROOT / INCLUDE_PATH).read_text(encoding="utf-8"))
+    [include] = load_rendered((ROOT / INCLUDE_PATH).read_text(encoding="utf-8"))
     assert include["variables"]["ARCHFLEET_CHECK_BASES"] == "true"
 
 

@@ -11,15 +11,24 @@ lib/gitlab/ci/config/interpolation/template.rb); regexes are checked with its st
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support.gitlab_inputs import hash_mode_in_string, input_errors, ruby_inspect
 from tests.unit.test_ci_templates import SHELLS, component_documents, sh
-from toolkit.ci_templates import INPUTS, UNPUBLISHED_TOOL_IMAGE, shell_library
+from toolkit.ci_templates import (
+    BUILDAH_IMAGE,
+    DIND_IMAGE,
+    DOCKER_CLI_IMAGE,
+    INPUTS,
+    UNPUBLISHED_TOOL_IMAGE,
+    shell_library,
+)
 from toolkit.ci_templates import default_root as templates_root
 
 
@@ -272,3 +281,25 @@ def test_regexes_refuse_hostile_values(name: str) -> None:
         ], value
     for value in FINE[name]:
         assert input_errors(name, entry, value) == [], value
+
+
+PINNED_IMAGE = re.compile(r"^[a-z0-9./-]+:[A-Za-z0-9_.-]+@sha256:[0-9a-f]{64}$")
+
+
+def test_image_defaults_are_pinned_by_tag_and_digest() -> None:
+    inputs = spec_inputs()
+    for name in ("build_image", "docker_service"):
+        assert PINNED_IMAGE.match(inputs[name]["default"]), name
+    assert inputs["build_image"]["default"] == BUILDAH_IMAGE
+    assert inputs["docker_service"]["default"] == DIND_IMAGE
+    assert PINNED_IMAGE.match(DOCKER_CLI_IMAGE)
+    # The templates project's own pipeline builds with the same pinned CLI image, beside the
+    # pinned dind service (the dind and CLI versions go together).
+    project = yaml.safe_load(
+        (templates_root() / "project" / "gitlab-ci.yml").read_text(encoding="utf-8")
+    )
+    assert project["variables"]["TOOL_BUILD_IMAGE"] == DOCKER_CLI_IMAGE
+    cli_version = DOCKER_CLI_IMAGE.split("@")[0].removesuffix("-cli")
+    assert cli_version == DIND_IMAGE.split("@")[0].removesuffix("-dind") == "docker:27.5.1"
+    # The check does refuse a floating tag.
+    assert not PINNED_IMAGE.match("quay.io/containers/aio:latest")

@@ -35,9 +35,11 @@ from toolkit.ci_templates import (
     default_root,
     input_named,
     jobs,
+    load_rendered,
     published_files,
     render_all,
     render_tool_image_default,
+    resolve_references,
     shell_library,
     tool_lock,
 )
@@ -88,13 +90,13 @@ def test_no_default_installs_anything() -> None:
     spec = committed_spec()
     assert spec["archfleet_install"]["default"] == ""
     assert input_errors("archfleet_install", spec["archfleet_install"]) == []
-    include = yaml.safe_load((ROOT / INCLUDE_PATH).read_text(encoding="utf-8"))
+    [include] = load_rendered((ROOT / INCLUDE_PATH).read_text(encoding="utf-8"))
     assert include["variables"]["ARCHFLEET_INSTALL"] == ""
     assert include["variables"]["ARCHFLEET_MERGE_IMAGE"] == UNPUBLISHED_TOOL_IMAGE
     # pip appears in the jobs only inside the hatch's function, which runs only when
     # ARCHFLEET_INSTALL is set.
     for flavour in (Flavour(component=True), Flavour(component=False)):
-        for name, job in jobs(ROOT, flavour).items():
+        for name, job in resolve_references(jobs(ROOT, flavour)).items():
             script = "\n".join(job.get("script", []))
             hatch = re.search(r"\narchfleet_install_tool\(\) \{\n.*?\n\}\n", script, re.S)
             outside = script.replace(hatch.group(0), "") if hatch else script
@@ -178,7 +180,7 @@ def test_published_files_carry_the_tool_image() -> None:
         input_errors("archfleet_image", spec_inputs(published[COMPONENT_PATH])["archfleet_image"])
         == []
     )
-    include = yaml.safe_load(published[INCLUDE_PATH])
+    [include] = load_rendered(published[INCLUDE_PATH])
     assert include["variables"]["ARCHFLEET_MERGE_IMAGE"] == TOOL_IMAGE
     assert f"| `archfleet_image` | string | `{TOOL_IMAGE}` |" in published[README_PATH]
     # Nothing else changes: the placeholder was the only difference.
@@ -428,11 +430,11 @@ def test_a_failing_tool_fails_the_preflight(shell: list[str], tmp_path: Path) ->
 def test_preflight_job_comes_first_and_gates_the_tool_jobs() -> None:
     for flavour in (Flavour(component=True), Flavour(component=False)):
         p = flavour.prefix
-        rendered = jobs(ROOT, flavour)
+        rendered = resolve_references(jobs(ROOT, flavour))
         preflight = rendered[f"{p}-preflight"]
         assert preflight["stage"] == PREFLIGHT_STAGE == ".pre"
         assert preflight["image"] == flavour.value("archfleet_image")
-        assert preflight["script"][1:] == ["archfleet_preflight", "archfleet_check_bases"]
+        assert preflight["script"][-2:] == ["archfleet_preflight", "archfleet_check_bases"]
         # In every pipeline the component's jobs are in: only the rules input (as every job).
         assert preflight["rules"] == (
             ["$[[ inputs.rules ]]"] if flavour.component else [{"when": "on_success"}]

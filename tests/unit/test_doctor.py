@@ -287,6 +287,35 @@ def test_a_host_behind_a_jump_host_says_which_way_it_was_reached(fleet: Inventor
     assert exit_code(checks) == 0
 
 
+def test_an_agents_java_is_judged_as_the_plan_judges_it(fleet: Inventory) -> None:
+    """jenkins.java_version 21 (the default): 21 is ok; none on Debian 13 (which ships 21)
+    is installed by provisioning; none on Debian 12 (17 only) is the plan's refusal."""
+
+    def java(**extra: object) -> Check:
+        probe = HostProbe(host(fleet, "b-arm64"), facts=facts("aarch64", **GOOD, **extra))
+        return one(evaluate_host(fleet, probe), "java")
+
+    assert java(java="21.0.5").status == "ok"
+    assert java(java="21.0.5").detail == "Java 21.0.5 (the agent needs 21+)"
+    installs = java()
+    assert installs.status == "warn"
+    assert installs.detail == (
+        "Java none; the agent needs 21+: provision-runners installs openjdk-21-jre-headless "
+        "(apt-get)"
+    )
+    refused = java(os_version="12", java="17.0.13")
+    assert refused.status == "blocker"
+    assert refused.detail == (
+        "the Jenkins agent needs Java 21 (jenkins.java_version; current Jenkins, 2.545+ and "
+        "LTS 2.555.1+, refuses older agents) but it has Java 17.0.13 and debian 12 ships Java "
+        "17 only"
+    )
+    assert refused.fix.startswith("Install a Java 21 runtime yourself")
+    assert refused.fix.endswith("or set jenkins.java_version to what your Jenkins needs")
+    no_agent = HostProbe(host(fleet, "b-amd64"), facts=facts("x86_64", **GOOD))
+    assert "java" not in [c.check for c in evaluate_host(fleet, no_agent)]
+
+
 def test_facts_that_fail_are_a_blocker_after_a_working_ssh(fleet: Inventory) -> None:
     checks = evaluate_host(fleet, HostProbe(host(fleet, "m-only"), error="exit 2: sh: oops"))
     assert [(c.check, c.status) for c in checks] == [("ssh", "ok"), ("facts", "blocker")]
@@ -328,10 +357,13 @@ def test_a_healthy_gitlab(fleet: Inventory) -> None:
         token_source="$GITLAB_TOKEN",
         version=VERSION_OK,
         token=token_answer("create_runner", "manage_runner", "read_api"),
+        user=Answer(200, {"id": 9, "username": "ci-bot"}),  # no is_admin: no administrator
+        member=Answer(200, {"id": 9, "username": "ci-bot", "access_level": 50}),
     )
     checks = gitlab_rows(fleet, probe)
     assert {c.status for c in checks} == {"ok"}
     assert "GitLab 17.11.2-ee (>= 16.11" in one(checks, "gitlab-version").detail
+    assert one(checks, "gitlab-runner-rights").detail.startswith("ci-bot is Owner in group ")
 
 
 def test_an_old_gitlab_is_a_blocker_that_says_why(fleet: Inventory) -> None:

@@ -115,7 +115,9 @@ def test_scopes(fake: GitLabFake) -> None:
     runner_id = fake.add_runner("project_type", "a", ["amd64"], project_id=PROJECT_ID)
     fake.scopes = {"read_api"}
     status, body = call(fake, "GET", f"runners/{runner_id}")
-    assert status == 403 and body["message"]["scope"] == "manage_runner"
+    # GitLab's top-level OAuth error (lib/api/api_guard.rb), the scopes that would do.
+    assert status == 403 and body["error"] == "insufficient_scope"
+    assert body["scope"] == "api manage_runner" and "message" not in body
     assert (
         call(
             fake, "POST", "user/runners", {"runner_type": "project_type", "project_id": PROJECT_ID}

@@ -61,6 +61,7 @@ def test_version_resource_is_regenerated_from_the_package(tmp_path: Path) -> Non
         LIBRARY / "vars" / "multiArchBuild.txt",
         LIBRARY / "Jenkinsfile.example",
         LIBRARY / "Jenkinsfile.scripted.example",
+        LIBRARY / "Jenkinsfile.monorepo.example",
     ],
     ids=lambda p: p.name,
 )

@@ -644,7 +644,7 @@ def test_defaults_push_on_main_with_arch_labels(results: dict[str, dict[str, Any
         ("linux/arm64", "arm64"),
     ]
     assert cfg["arches"][1]["localRef"] == "localhost/archfleet-build:jenkins-team-app-42-arm64"
-    assert cfg["mergeLabel"] == "amd64" and cfg["builder"] == "buildx"
+    assert cfg["mergeLabel"] == "amd64" and cfg["builder"] == "buildah"
     assert cfg["dockerfile"] == "./Dockerfile" and cfg["registry"] == "registry.example.com"
     assert (cfg["verify"], cfg["checkBinaries"], cfg["allowEmulation"]) == (True, True, False)
 

@@ -5,8 +5,10 @@ findings (a frozen dataclass) in, `Check` rows out — while `probe.py` holds al
 HTTP) and `run.py` wires the two together:
 
     checks.py    the Check row (check, target, status ok/warn/blocker, detail, fix), exit code
-    host.py      SSH reachability (naming the hop), sudo, arch, builder, merge tool
-    gitlab.py    GitLab reachable, its version (>= 16.11), the token's own scopes
+    host.py      SSH reachability (naming the hop), sudo, arch, builder, the agents' Java,
+                 merge tool
+    gitlab.py    GitLab reachable, its version (>= 16.11), the token's own scopes, its
+                 user's right to create the runners (admin, group Owner, project Maintainer)
     jenkins.py   Jenkins reachable, its version, plugins, the agents' SSH credentials id
     probe.py     the I/O: one SSH command per host (the facts script), bounded HTTP GETs
     run.py       hosts in parallel, the servers meanwhile; the rows in a stable order

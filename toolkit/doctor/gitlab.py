@@ -15,6 +15,14 @@ The sources these follow (gitlabhq/gitlabhq):
 - What provisioning needs (doc/api/users.md#create-a-runner-linked-to-a-user: "An access token
   with the `create_runner` scope"; doc/api/runners.md: `manage_runner` for `/runners/:id`, and
   `read_api` to list runners): `api`, or all three of create_runner, manage_runner, read_api.
+- Who may create the runners (doc/api/users.md#create-a-runner-linked-to-a-user: "an
+  administrator or have the Owner role for the target namespace or project"; "for
+  `instance_type`, you must be an administrator"; app/policies/group_policy.rb enables
+  :create_runner for `owner`, app/policies/project_policy.rb for `maintainer_access`):
+  `GET /api/v4/user` (`is_admin` is shown to administrators only: lib/api/entities/
+  user_with_admin.rb) and `GET /api/v4/groups|projects/:id/members/all/:user_id`
+  (doc/api/members.md, inherited memberships included: `access_level` 50 Owner, 40
+  Maintainer; 404 for no member).
 - The archfleet component's `spec:inputs` of `type: array` need GitLab 16.11.
 """
 
@@ -32,6 +40,11 @@ MIN_VERSION = (16, 11)
 PROVISION_SCOPES = ("create_runner", "manage_runner", "read_api")
 VERSION_PATH = "/api/v4/version"
 TOKEN_PATH = "/api/v4/personal_access_tokens/self"  # noqa: S105 - a path
+USER_PATH = "/api/v4/user"
+# What POST /user/runners needs of a non-administrator, per runner_type (doc/api/members.md
+# access levels): a group's Owner, a project's Maintainer.
+CREATE_LEVEL = {"group_type": (50, "Owner"), "project_type": (40, "Maintainer")}
+LEVELS = {10: "Guest", 20: "Reporter", 30: "Developer", 40: "Maintainer", 50: "Owner"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,11 @@ class GitLabProbe:
     token_problem: str | None = None
     version: Answer | None = None
     token: Answer | None = None
+    # Asked only where runners are provisioned: the token's user, and its membership of
+    # the group or project the runners go to (None: not asked, e.g. instance runners or
+    # an administrator).
+    user: Answer | None = None
+    member: Answer | None = None
 
 
 def _scopes_fix(source: str) -> str:
@@ -116,11 +134,87 @@ def evaluate_gitlab(
                 _scopes_fix(source),
             ),
         ]
-    return [
+    checks = [
         reached,
         _version_check(url, first, source),
         _token_check(url, probe.token, source, provisions_runners=provisions_runners),
     ]
+    if provisions_runners:
+        checks.append(_create_runner_check(settings, probe))
+    return checks
+
+
+def member_path(settings: GitLabSettings, user_id: object) -> str | None:
+    """Where the token's user's membership of the runners' scope is asked; None for
+    instance runners (only an administrator may create them: nothing to look up)."""
+    from urllib.parse import quote
+
+    if settings.runner_type == "group_type" and settings.group:
+        return f"/api/v4/groups/{quote(settings.group, safe='')}/members/all/{user_id}"
+    if settings.runner_type == "project_type" and settings.project:
+        return f"/api/v4/projects/{quote(settings.project, safe='')}/members/all/{user_id}"
+    return None
+
+
+def _create_runner_check(settings: GitLabSettings, probe: GitLabProbe) -> Check:
+    """May the token's user create this inventory's runners (POST /user/runners)?"""
+    url, kind = probe.url, settings.runner_type
+    scope = (
+        f"group {settings.group}"
+        if kind == "group_type"
+        else f"project {settings.project}"
+        if kind == "project_type"
+        else "the instance"
+    )
+    user = probe.user
+    if user is None or user.status != 200 or not isinstance(user.body, dict):
+        why = f"HTTP {user.status}: {user.message}" if user is not None else "not asked"
+        return warn(
+            "gitlab-runner-rights",
+            url,
+            f"not checked (GET {USER_PATH} answered {why})",
+            "fix the token (see gitlab-token), then run doctor again",
+        )
+    name = str(user.body.get("username") or "the token's user")
+    if user.body.get("is_admin") is True:
+        return ok("gitlab-runner-rights", url, f"{name} is an administrator: may create runners")
+    if kind == "instance_type":
+        return blocker(
+            "gitlab-runner-rights",
+            url,
+            f"{name} is no administrator, and only an administrator may create instance "
+            "runners (POST /user/runners runner_type instance_type)",
+            "use an administrator's token, or set gitlab.runner_type: group_type with "
+            "gitlab.group (least privilege: the runners serve that group only)",
+        )
+    level, role = CREATE_LEVEL[kind]
+    member = probe.member
+    if member is not None and member.status == 404:
+        return blocker(
+            "gitlab-runner-rights",
+            url,
+            f"{name} is no member of {scope}: creating its runners needs the {role} role",
+            f"give {name} the {role} role in {scope} (or use the token of one who has it)",
+        )
+    if member is None or member.status != 200 or not isinstance(member.body, dict):
+        why = f"HTTP {member.status}: {member.message}" if member is not None else "not asked"
+        return warn(
+            "gitlab-runner-rights",
+            url,
+            f"not checked ({name}'s role in {scope}: {why})",
+            f"make sure {name} has the {role} role in {scope}",
+        )
+    has = member.body.get("access_level")
+    has_name = LEVELS.get(has, f"access level {has}") if isinstance(has, int) else "unknown"
+    if not isinstance(has, int) or has < level:
+        return blocker(
+            "gitlab-runner-rights",
+            url,
+            f"{name} is {has_name} in {scope}; creating its runners (POST /user/runners) "
+            f"needs {role}",
+            f"give {name} the {role} role in {scope} (or use the token of one who has it)",
+        )
+    return ok("gitlab-runner-rights", url, f"{name} is {has_name} in {scope}: may create runners")
 
 
 def _version_check(url: str, answer: Answer | None, source: str) -> Check:

@@ -121,6 +121,8 @@ def evaluate_host(inventory: Inventory, probe: HostProbe) -> list[Check]:
     checks.append(_arch_check(inventory, host, facts))
     if host.has_role("gitlab-runner") or host.has_role("jenkins-agent"):
         checks.append(_builder_check(inventory, host, facts))
+    if host.has_role("jenkins-agent") and inventory.jenkins is not None:
+        checks.append(_java_check(host, facts, inventory.jenkins.java_version))
     if host.has_role("merge-tool") and inventory.archfleet:
         checks.append(_merge_tool_check(host, facts, inventory.archfleet.version))
     return checks
@@ -236,6 +238,30 @@ def _arch_check(inventory: Inventory, host: Host, facts: HostFacts) -> Check:
 # --- builder -----------------------------------------------------------------------------------
 
 _PACKAGES = {"buildah": "buildah and skopeo", "umoci": "umoci and skopeo"}
+
+
+def _java_check(host: Host, facts: HostFacts, wanted: int) -> Check:
+    """The agent's Java, judged as plan_jenkins judges it (toolkit/fleet/plan.py): enough,
+    installable from the OS's packages (provisioning does it), or a blocker — the same
+    sentence provisioning would stop with."""
+    from ..fleet.java import java_package, no_package_message, parse_major
+
+    name = host.name
+    have = parse_major(facts.java)
+    if have is not None and have >= wanted:
+        return ok("java", name, f"Java {facts.java} (the agent needs {wanted}+)")
+    package = java_package(facts.os_id, facts.os_version, wanted)
+    if package is not None:
+        return warn(
+            "java",
+            name,
+            f"Java {facts.java or 'none'}; the agent needs {wanted}+: provision-runners "
+            f"installs {package.package} ({package.manager})",
+            "nothing to do if the host may install packages; else install it by hand",
+        )
+    message = no_package_message(name, facts.os_id, facts.os_version, wanted, facts.java)
+    detail, _, fix = message.removeprefix(f"{name}: ").partition(". ")
+    return blocker("java", name, detail, fix)
 
 
 def _builder_check(inventory: Inventory, host: Host, facts: HostFacts) -> Check:

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import requests
 from fabric import Connection
 
-from ..fleet.connect import ConnectError, connect, connection_for, run_script
+from ..fleet.connect import ConnectError, connect, run_script
 from ..fleet.facts import FactsError, facts_script, parse_facts
+from ..fleet.parallel import own_message
 from ..inventory import GitLabSettings, Host, JenkinsSettings
 from .answer import Answer
-from .gitlab import TOKEN_PATH, VERSION_PATH, GitLabProbe
+from .gitlab import TOKEN_PATH, USER_PATH, VERSION_PATH, GitLabProbe, member_path
 from .host import SUDO_FRAGMENT, Hop, HostProbe, SshFailure, parse_sudo
 from .jenkins import PLUGINS_PATH, ROOT_PATH, JenkinsProbe, credential_path
 
@@ -39,7 +40,7 @@ def probe_host(host: Host) -> HostProbe:
     try:
         connection = connect(host)
     except ConnectError as exc:
-        return HostProbe(host, ssh=locate_failure(host, str(exc)))
+        return HostProbe(host, ssh=locate_failure(host, exc))
     try:
         login, jump = _hops(connection)
         # As the login user, not through ssh.become: whether sudo works is being asked.
@@ -72,36 +73,20 @@ def _hops(connection: Connection) -> tuple[Hop, Hop | None]:
     return _hop("target", connection), jump
 
 
-def locate_failure(host: Host, error: str) -> SshFailure:
-    """Which hop a failed connection failed at. Without a jump host, the target. With one
-    (ssh.jump_host, or a ProxyJump of the ssh config), the jump host is tried on its own, with
-    the same user resolution, key, known_hosts and timeouts: if it fails too, it is the one to
-    fix, and its own error says why; else the target, reached through it, is."""
+def locate_failure(host: Host, exc: ConnectError) -> SshFailure:
+    """Which hop a failed connection failed at, as connect() found it while opening the hops
+    one by one (ConnectError.hop): a jump host, or the target (reached through a jump host,
+    `via`, or directly). Before any hop was dialled (e.g. a missing known_hosts file) the
+    target is the one named. The message loses its "host: " prefix: the row names the host."""
+    error = own_message(host, exc)
     key = host.ssh.key
-    try:
-        connection = connection_for(host)
-    except ConnectError:
+    found = exc.hop
+    if found is None:
         return SshFailure(Hop("target", host.address, host.ssh.port, host.ssh.user), error, key)
-    target, jump = _hops(connection)
-    if jump is None:
-        return SshFailure(target, error, key)
-    alone = Host(
-        name=f"{host.name} (jump host {jump.address}:{jump.port})",
-        address=jump.address,
-        roles=host.roles,
-        ssh=replace(
-            host.ssh,
-            jump_host=None,
-            user=jump.user,
-            port=jump.port,
-            given=host.ssh.given | {"user", "port"},
-        ),
-    )
-    try:
-        connect(alone).close()
-    except ConnectError as exc:
-        return SshFailure(jump, str(exc), key)
-    return SshFailure(target, error, key, via=jump)
+    failed = Hop(found.role, found.address, found.port, found.user)
+    via = found.via
+    jump = Hop("jump host", via.address, via.port, via.user) if via is not None else None
+    return SshFailure(failed, error, key, via=jump if found.role == "target" else None)
 
 
 # --- HTTP --------------------------------------------------------------------------------------
@@ -163,54 +148,34 @@ def _cause(exc: BaseException) -> str:
     return f"{type(inner).__name__}: {' '.join(str(inner).split())[:160]}"
 
 
-def gitlab_token(
-    settings: GitLabSettings, env: Mapping[str, str]
-) -> tuple[str | None, str | None, str | None]:
-    """(token, where it came from, a problem with it), from the same sources and in the same
-    order as provision-runners (toolkit/fleet/gitlab_runner.py GitLabRunners.from_settings):
-    the environment variable, else python-gitlab's config file. (None, None, None): none."""
-    token = env.get(settings.token_env, "")
-    if token:
-        return token, f"${settings.token_env}", None
-    import gitlab
-    from gitlab import config as gl_config
-
-    files = [str(settings.config_file)] if settings.config_file else None
-    where = (
-        f"python-gitlab config file {settings.config_file}"
-        if settings.config_file
-        else "python-gitlab's default config file"
-    )
-    if settings.config_section:
-        where += f" [{settings.config_section}]"
-    try:
-        client = gitlab.Gitlab.from_config(settings.config_section, files)
-    except gl_config.ConfigError:
-        return None, None, None
-    if not client.private_token:
-        return None, None, None
-    if client.url.rstrip("/") != settings.url.rstrip("/"):
-        return (
-            None,
-            where,
-            f"{where} is for {client.url}, but gitlab.url is {settings.url}: its token is not "
-            "sent elsewhere",
-        )
-    return str(client.private_token), where, None
-
-
 def probe_gitlab(
-    settings: GitLabSettings, env: Mapping[str, str], *, timeout: float
+    settings: GitLabSettings,
+    env: Mapping[str, str],
+    *,
+    timeout: float,
+    provisions_runners: bool = False,
 ) -> tuple[GitLabProbe, str | None]:
-    """The probe, and the token it used (for the caller to scrub from every message)."""
+    """The probe, and the token it used (for the caller to scrub from every message).
+    `provisions_runners`: also ask who the token's user is and its role where the runners go."""
     url = settings.url.rstrip("/")
-    token, source, problem = gitlab_token(settings, env)
+    from ..fleet.gitlab_runner import find_token  # python-gitlab: only when GitLab is asked
+
+    found = find_token(settings, env)  # as provision-runners finds it
+    token, source = found.token, found.source
+    problem = None if found.missing else found.problem
     with requests.Session() as session:
         client = Client(url, timeout, session)
         headers = {"PRIVATE-TOKEN": token} if token else {}
         try:
             version = client.get(VERSION_PATH, headers=headers)
             mine = client.get(TOKEN_PATH, headers=headers) if token else None
+            user = member = None
+            if token and provisions_runners and mine is not None and mine.status != 401:
+                user = client.get(USER_PATH, headers=headers)
+                body = user.body if user.status == 200 and isinstance(user.body, dict) else {}
+                where = member_path(settings, body.get("id")) if "id" in body else None
+                if where is not None and body.get("is_admin") is not True:
+                    member = client.get(where, headers=headers)
         except Unreachable as exc:
             return GitLabProbe(url, unreachable=str(exc)), token
     return (
@@ -220,6 +185,8 @@ def probe_gitlab(
             token_problem=problem,
             version=version,
             token=mine,
+            user=user,
+            member=member,
         ),
         token,
     )

@@ -30,9 +30,10 @@ def server_checks(
     checks: list[Check] = []
     tokens: list[str] = []
     if fleet.gitlab is not None and gitlab:
-        probe, token = probe_gitlab(fleet.gitlab, env, timeout=timeout)
+        runners = "gitlab-runner" in roles
+        probe, token = probe_gitlab(fleet.gitlab, env, timeout=timeout, provisions_runners=runners)
         tokens.append(token or "")
-        checks += evaluate_gitlab(fleet.gitlab, probe, provisions_runners="gitlab-runner" in roles)
+        checks += evaluate_gitlab(fleet.gitlab, probe, provisions_runners=runners)
     if fleet.jenkins is not None and jenkins:
         has_agents = "jenkins-agent" in roles
         jprobe, token = probe_jenkins(fleet.jenkins, env, timeout=timeout, has_agents=has_agents)

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import paramiko
 from fabric import Config, Connection
@@ -47,8 +48,27 @@ _BACKOFF_CAP = 4.0
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
+@dataclass(frozen=True)
+class FailedHop:
+    """The hop a connection failed at, as a value: the target or a jump host, with the user,
+    address and port it was dialled with (ssh config applied), and `via`, the jump host it
+    was reached through (None: dialled directly)."""
+
+    role: Literal["target", "jump host"]
+    address: str
+    port: int
+    user: str
+    via: FailedHop | None = None
+
+
 class ConnectError(RuntimeError):
-    """A host could not be reached or refused us; names the host and why."""
+    """A host could not be reached or refused us; names the host and why. `hop`: the hop it
+    failed at, where connect() knows it (None: before any hop was dialled, e.g. a missing
+    known_hosts file)."""
+
+    def __init__(self, message: str, hop: FailedHop | None = None) -> None:
+        super().__init__(message)
+        self.hop = hop
 
 
 class BecomeError(ConnectError):
@@ -285,6 +305,8 @@ def connect(host: Host, *, attempts: int = CONNECT_ATTEMPTS) -> Connection:
             error = _connect_error(exc, host.name, hop=hop)
             if error is None:
                 raise exc from None
+            if error.hop is None:
+                error.hop = hop.failed()
             if not transient:
                 raise error from None
             delay = _backoff(attempt)
@@ -292,7 +314,8 @@ def connect(host: Host, *, attempts: int = CONNECT_ATTEMPTS) -> Connection:
                 raise ConnectError(
                     f"{error} — dropped {attempt} time(s) in a row before the key exchange; "
                     "sshd may be refusing new connections (MaxStartups): lower --workers "
-                    "or raise ssh.connect_timeout"
+                    "or raise ssh.connect_timeout",
+                    error.hop,
                 ) from None
             time.sleep(delay)
             continue
@@ -314,6 +337,17 @@ class Hop:
     @property
     def login(self) -> str:
         return f"{self.connection.user}@{self.connection.host}:{self.connection.port}"
+
+    def failed(self) -> FailedHop:
+        """This hop as ConnectError.hop carries it."""
+        link = self.connection
+        return FailedHop(
+            "jump host" if self.jump else "target",
+            str(link.host),
+            int(link.port),
+            str(link.user),
+            self.via.failed() if self.via is not None else None,
+        )
 
     def __str__(self) -> str:
         if self.jump:

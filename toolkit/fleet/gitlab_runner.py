@@ -10,6 +10,7 @@ Secrets: the API token only ever goes to python-gitlab; a created runner's token
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,7 +29,14 @@ from .errors import GitLabRunnerError
 from .gitlab_host import register_runner
 from .plan import RunnerState
 
-__all__ = ["CreatedRunner", "GitLabRunnerError", "GitLabRunners", "create_and_register"]
+__all__ = [
+    "CreatedRunner",
+    "GitLabRunnerError",
+    "GitLabRunners",
+    "TokenLookup",
+    "create_and_register",
+    "find_token",
+]
 
 _SCOPE_OWNER = {"group_type": "group", "project_type": "project"}
 
@@ -46,6 +54,57 @@ class CreatedRunner:
 class _Summary:
     id: int
     description: str
+
+
+@dataclass(frozen=True)
+class TokenLookup:
+    """Where the GitLab API token comes from — the one lookup provision-runners and doctor
+    share, so both name the same source and refuse the same things.
+
+    `token` and `source` ("$GITLAB_TOKEN", "python-gitlab config file F section [S]"), or
+    `problem`: why there is none to use — none anywhere (`missing` True), or a config file
+    for another GitLab (`missing` False: its token is not sent to this one). `client`: the
+    python-gitlab client the config file describes (its ssl_verify, api_version…), None when
+    the token came from the environment."""
+
+    token: str | None = field(default=None, repr=False)
+    source: str | None = None
+    problem: str | None = None
+    missing: bool = False
+    client: gitlab.Gitlab | None = field(default=None, repr=False, compare=False)
+
+
+def find_token(settings: GitLabSettings, env: Mapping[str, str]) -> TokenLookup:
+    """The environment variable `settings.token_env`, else python-gitlab's config file
+    (`settings.config_file`, or python-gitlab's default files) and section."""
+    token = env.get(settings.token_env, "")
+    if token:
+        return TokenLookup(token, f"${settings.token_env}")
+    files = [str(settings.config_file)] if settings.config_file else None
+    where = (
+        f"python-gitlab config file {settings.config_file}"
+        if settings.config_file
+        else "python-gitlab's default config files (~/.python-gitlab.cfg, $PYTHON_GITLAB_CFG)"
+    )
+    if settings.config_section:
+        where += f" section [{settings.config_section}]"
+    none = (
+        f"no GitLab token for {settings.url}: environment variable {settings.token_env} "
+        f"is not set and {where}"
+    )
+    try:
+        client = gitlab.Gitlab.from_config(settings.config_section, files)
+    except gl_config.ConfigError as exc:
+        return TokenLookup(problem=f"{none} gave none ({exc})", missing=True)
+    if not client.private_token:
+        return TokenLookup(problem=f"{none} has no private_token", missing=True)
+    if client.url.rstrip("/") != settings.url.rstrip("/"):
+        return TokenLookup(
+            source=where,
+            problem=f"{where} is for {client.url}, but the inventory's gitlab.url is "
+            f"{settings.url}; refusing to send its token elsewhere",
+        )
+    return TokenLookup(str(client.private_token), where, client=client)
 
 
 class GitLabRunners:
@@ -67,40 +126,17 @@ class GitLabRunners:
         cls, settings: GitLabSettings, env: Mapping[str, str], *, timeout: float = 30
     ) -> GitLabRunners:
         """Private token from `env[settings.token_env]`, else python-gitlab's config file
-        (`settings.config_file`, or python-gitlab's default files) and section."""
-        token = env.get(settings.token_env, "")
-        if token:
-            # No transient-error retries: python-gitlab's back off for ~100 s against a GitLab
-            # that is down; one host's step fails fast and a re-run converges instead.
-            client = gitlab.Gitlab(settings.url, private_token=token, timeout=timeout)
-            return cls(client, settings, token_source=f"${settings.token_env}")
-        files = [str(settings.config_file)] if settings.config_file else None
-        where = (
-            f"python-gitlab config file {settings.config_file}"
-            if settings.config_file
-            else "python-gitlab's default config files (~/.python-gitlab.cfg, $PYTHON_GITLAB_CFG)"
+        (`settings.config_file`, or python-gitlab's default files) and section: find_token."""
+        found = find_token(settings, env)
+        if found.token is None or found.source is None:
+            raise GitLabRunnerError(found.problem or f"no GitLab token for {settings.url}")
+        # No transient-error retries: python-gitlab's back off for ~100 s against a GitLab
+        # that is down; one host's step fails fast and a re-run converges instead.
+        client = found.client or gitlab.Gitlab(
+            settings.url, private_token=found.token, timeout=timeout
         )
-        if settings.config_section:
-            where += f" section [{settings.config_section}]"
-        try:
-            client = gitlab.Gitlab.from_config(settings.config_section, files)
-        except gl_config.ConfigError as exc:
-            raise GitLabRunnerError(
-                f"no GitLab token for {settings.url}: environment variable "
-                f"{settings.token_env} is not set and {where} gave none ({exc})"
-            ) from None
-        client.timeout = timeout  # the config file's own timeout must not unbound our calls
-        if not client.private_token:
-            raise GitLabRunnerError(
-                f"no GitLab token for {settings.url}: environment variable "
-                f"{settings.token_env} is not set and {where} has no private_token"
-            )
-        if client.url.rstrip("/") != settings.url.rstrip("/"):
-            raise GitLabRunnerError(
-                f"{where} is for {client.url}, but the inventory's gitlab.url is "
-                f"{settings.url}; refusing to send its token elsewhere"
-            )
-        return cls(client, settings, token_source=where)
+        client.timeout = timeout  # a config file's own timeout must not unbound our calls
+        return cls(client, settings, token_source=found.source)
 
     def __repr__(self) -> str:
         return (
@@ -301,6 +337,15 @@ class GitLabRunners:
         except gl_errors.GitlabError as exc:
             if missing_ok and exc.response_code == 404:
                 return
+            named = _insufficient_scope(exc) if exc.response_code == 403 else None
+            if named is not None:
+                raise GitLabRunnerError(
+                    self._scrub(
+                        f"GitLab {url}: {what} failed: HTTP 403 insufficient_scope: the token "
+                        f"from {self._token_source} has none of the scopes GitLab accepts "
+                        f"here ({', '.join(named)}){_forbidden_hint(what, '')}"
+                    )
+                ) from None
             hint = (
                 _forbidden_hint(what, self._settings.runner_type)
                 if exc.response_code == 403
@@ -320,6 +365,20 @@ class GitLabRunners:
     def _scrub(self, text: str) -> str:
         token = self._gl.private_token
         return text.replace(token, "[hidden]") if token else text
+
+
+def _insufficient_scope(exc: gl_errors.GitlabError) -> list[str] | None:
+    """The scopes GitLab named in a 403 `{"error": "insufficient_scope", "scope": "api
+    create_runner"}` (lib/api/api_guard.rb answers a token without the endpoint's scope with
+    Rack::OAuth2's Bearer::Forbidden: a top-level error object, no "message"); None for
+    any other 403 (a permission the token's user lacks)."""
+    try:
+        body = json.loads(exc.response_body or b"")
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(body, dict) or body.get("error") != "insufficient_scope":
+        return None
+    return str(body.get("scope") or "").split() or ["(none named)"]
 
 
 def _forbidden_hint(what: str, runner_type: str) -> str:

@@ -172,27 +172,31 @@ def _why_not_checked(message: str) -> str:
 
 def _run_hosts(
     fleet: Inventory,
-    work: Callable[[Any], Any],
+    work: Callable[[Any, Callable[[str], None]], Any],
     workers: int,
     quiet: bool,
     meanwhile: Callable[[], None] | None = None,
 ) -> Any:
+    """`work(host, say)` per host in parallel; `say` reports the host's steps as they start
+    (live on a terminal, plain lines elsewhere, nothing with --json: toolkit/progress.py)."""
     from ..fleet.errors import HOST_ERRORS
     from ..fleet.parallel import for_each_host
+    from ..progress import host_progress
 
-    return for_each_host(
-        fleet.hosts,
-        work,
-        workers=workers,
-        expected=HOST_ERRORS,
-        on_done=None if quiet else report.host_done,
-        meanwhile=meanwhile,
-    )
+    with host_progress([host.name for host in fleet.hosts], quiet=quiet) as progress:
+        return for_each_host(
+            fleet.hosts,
+            lambda host: work(host, progress.printer(host.name)),
+            workers=workers,
+            expected=HOST_ERRORS,
+            on_done=progress.done,
+            meanwhile=meanwhile,
+        )
 
 
 def _run_with_servers(
     fleet: Inventory,
-    work: Callable[[Host, ServerLookups], Any],
+    work: Callable[[Host, ServerLookups, Callable[[str], None]], Any],
     workers: int,
     json: bool,
     *,
@@ -221,7 +225,7 @@ def _run_with_servers(
                 _load_table_modules()
 
         outcomes = _run_hosts(
-            fleet, lambda host: work(host, lookups), workers, json, meanwhile=set_up
+            fleet, lambda host, say: work(host, lookups, say), workers, json, meanwhile=set_up
         )
         return outcomes, lookups.servers()
 
@@ -244,7 +248,10 @@ def fleet_facts(
     from ..fleet.gather import gather_facts
 
     outcomes = _run_hosts(
-        load_fleet(inventory, limit, accept_new_host_keys), gather_facts, workers, json
+        load_fleet(inventory, limit, accept_new_host_keys),
+        lambda host, say: gather_facts(host),
+        workers,
+        json,
     )
     if json:
         report.emit_json(
@@ -286,13 +293,8 @@ def provision_runners(
     fleet = load_fleet(inventory, limit, accept_new_host_keys)
     outcomes, servers = _run_with_servers(
         fleet,
-        lambda host, servers: provision_host(
-            fleet,
-            host,
-            servers,
-            dry_run=dry_run,
-            rotate_token=rotate_token,
-            progress=None if json else report.step_printer(host.name),
+        lambda host, servers, say: provision_host(
+            fleet, host, servers, dry_run=dry_run, rotate_token=rotate_token, progress=say
         ),
         workers,
         json,
@@ -328,7 +330,7 @@ def runners_status(
     fleet = load_fleet(inventory, limit, accept_new_host_keys)
     outcomes, servers = _run_with_servers(
         fleet,
-        lambda host, servers: status_host(fleet, host, servers),
+        lambda host, servers, say: status_host(fleet, host, servers),
         workers,
         json,
         no_gitlab=no_gitlab,
@@ -414,7 +416,7 @@ def deprovision_runners(
         _confirm_deprovision(fleet, no_gitlab=no_gitlab, no_jenkins=no_jenkins)
     outcomes, servers = _run_with_servers(
         fleet,
-        lambda host, servers: deprovision_host(fleet, host, servers, dry_run=dry_run),
+        lambda host, servers, say: deprovision_host(fleet, host, servers, dry_run=dry_run),
         workers,
         json,
         no_gitlab=no_gitlab,

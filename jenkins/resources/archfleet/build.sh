@@ -9,7 +9,14 @@ set +x  # Jenkins runs a script without a shebang as `sh -xe`: no trace (it woul
 #   AF_OUT work dir OUTSIDE the workspace (pwd(tmp: true)/archfleet-<arch>: never in the build
 #          context)   AF_LOCAL_REF (buildah: local name)  AF_PUSH 1|0  AF_INSECURE 1|0
 #   $AF_OUT/build-args: one NAME=VALUE per line
+#   AF_CACHE_FROM (space-separated) AF_CACHE_TO: the registry cache refs (cache: true), as
+#          src/archfleet/Config.groovy cacheEnv names them; unset: no cache options
 # Output: $AF_OUT/digest (buildah) or $AF_OUT/metadata.json (buildx).
+#
+# AF_ACTION=smoke runs the smoke instead (smokeCommand; ci-templates/src/smoke.sh does the same
+# in the GitLab component), with the builder's own tool and the same private login:
+#   AF_SMOKE_REF registry/team/app@sha256:<index>   AF_SMOKE_COMMAND (run with sh -c)
+#   AF_PLATFORM AF_OS AF_ARCHITECTURE AF_VARIANT   Output: $AF_OUT/smoke.out (the command's stdout).
 # No shebang on purpose: durable-task runs a script that has one by exec'ing the file, which
 # fails on a noexec workspace; without one it runs `sh -xe script.sh` (hence the `set +x`).
 set -eu
@@ -60,10 +67,95 @@ make_secrets_dir() {
     secrets_dir=$(umask 077 && mktemp -d "${TMPDIR:-/tmp}/archfleet-auth.XXXXXX")
 }
 
+# A private auth file (containers-auth.json) holding the registry login, made once: buildah
+# build (the cache refs) and skopeo copy (the push) read it.
+authfile=""
+registry_authfile() {
+    if [ -n "$authfile" ]; then
+        return 0
+    fi
+    make_secrets_dir
+    authfile="$secrets_dir/auth.json"
+    printf '{}\n' > "$authfile"
+    printf '%s\n' "$REGISTRY_PASSWORD" | skopeo login --authfile "$authfile" \
+        --tls-verify="$tls_verify" --username "$REGISTRY_USER" --password-stdin \
+        "$AF_REGISTRY" >/dev/null
+}
+
+# A private docker client config holding the registry login, so the credentials do not outlive
+# this script on the agent; the agent's buildx builders and CLI plugins stay visible through links.
+docker_login_private() {
+    make_secrets_dir
+    config="$secrets_dir/docker-config"
+    mkdir "$config"
+    for shared in buildx cli-plugins; do
+        if [ -e "${DOCKER_CONFIG:-$HOME/.docker}/$shared" ]; then
+            ln -s "${DOCKER_CONFIG:-$HOME/.docker}/$shared" "$config/$shared"
+        fi
+    done
+    export DOCKER_CONFIG="$config"
+    printf '%s\n' "$REGISTRY_PASSWORD" | docker login --username "$REGISTRY_USER" \
+        --password-stdin "$AF_REGISTRY" >/dev/null
+}
+
+if [ "${AF_ACTION:-build}" = smoke ]; then
+    # After the merge, on this platform's own agent: pull the merged index BY DIGEST as this
+    # platform and run the command in it (the step then checks a machine name it prints).
+    rm -f "$out/smoke.out"
+    echo "archfleet: smoke run of $AF_SMOKE_REF as $AF_PLATFORM on $(uname -m) with $AF_BUILDER"
+    case "$AF_BUILDER" in
+    buildah)
+        set -- from --quiet --pull=always --tls-verify="$tls_verify" --os "$AF_OS" --arch "$AF_ARCHITECTURE"
+        if [ -n "${AF_VARIANT:-}" ]; then
+            set -- "$@" --variant "$AF_VARIANT"
+        fi
+        if have_credentials; then
+            registry_authfile
+            set -- "$@" --authfile "$authfile"
+        fi
+        container=$(buildah "$@" "docker://$AF_SMOKE_REF")
+        status=0
+        buildah run "$container" -- sh -c "$AF_SMOKE_COMMAND" > "$out/smoke.out" || status=$?
+        buildah rm "$container" >/dev/null 2>&1 || true
+        ;;
+    buildx)
+        if have_credentials; then
+            docker_login_private
+        fi
+        status=0
+        docker run --rm --pull always --platform "$AF_PLATFORM" --entrypoint sh "$AF_SMOKE_REF" \
+            -c "$AF_SMOKE_COMMAND" > "$out/smoke.out" || status=$?
+        ;;
+    *)
+        echo "archfleet: unknown builder '$AF_BUILDER' (buildx or buildah)" >&2
+        exit 2
+        ;;
+    esac
+    cat "$out/smoke.out"
+    exit "$status"
+fi
+
+# The registry cache options (cache: true): --cache-from for each ref, --cache-to once.
+cache_from=${AF_CACHE_FROM:-}
+cache_to=${AF_CACHE_TO:-}
+
 echo "archfleet: building $AF_PLATFORM on $(uname -m) with $AF_BUILDER (push: $AF_PUSH)"
 
 case "$AF_BUILDER" in
 buildah)
+    if [ -n "$cache_to" ]; then
+        # --layers: buildah caches (and so exports) nothing without it. --tls-verify and the
+        # login reach the cache refs too (a plain-HTTP lab registry, a private repository).
+        set -- "$@" --layers --tls-verify="$tls_verify"
+        if have_credentials; then
+            registry_authfile
+            set -- "$@" --authfile "$authfile"
+        fi
+        for ref in $cache_from; do
+            set -- "$@" --cache-from "$ref"
+        done
+        set -- "$@" --cache-to "$cache_to"
+    fi
     buildah build --platform "$AF_PLATFORM" --file "$AF_DOCKERFILE" "$@" \
         --tag "$AF_LOCAL_REF" "$AF_CONTEXT"
     if [ "$AF_PUSH" != 1 ]; then
@@ -80,12 +172,7 @@ buildah)
     digest=$(cat "$out/layout-digest")
     set -- --quiet --preserve-digests --dest-tls-verify="$tls_verify"
     if have_credentials; then
-        make_secrets_dir
-        authfile="$secrets_dir/auth.json"
-        printf '{}\n' > "$authfile"
-        printf '%s\n' "$REGISTRY_PASSWORD" | skopeo login --authfile "$authfile" \
-            --tls-verify="$tls_verify" --username "$REGISTRY_USER" --password-stdin \
-            "$AF_REGISTRY" >/dev/null
+        registry_authfile
         set -- "$@" --dest-authfile "$authfile"
     fi
     status=0
@@ -96,19 +183,15 @@ buildah)
     ;;
 buildx)
     if have_credentials; then
-        # A private client config, so the credentials do not outlive this build on the agent;
-        # the agent's buildx builders and CLI plugins stay visible through links.
-        make_secrets_dir
-        config="$secrets_dir/docker-config"
-        mkdir "$config"
-        for shared in buildx cli-plugins; do
-            if [ -e "${DOCKER_CONFIG:-$HOME/.docker}/$shared" ]; then
-                ln -s "${DOCKER_CONFIG:-$HOME/.docker}/$shared" "$config/$shared"
-            fi
+        docker_login_private
+    fi
+    if [ -n "$cache_to" ]; then
+        # The docker driver exports no registry cache: the agent's builder must be another
+        # (docker-container), as the GitLab component creates one.
+        for ref in $cache_from; do
+            set -- "$@" --cache-from "$ref"
         done
-        export DOCKER_CONFIG="$config"
-        printf '%s\n' "$REGISTRY_PASSWORD" | docker login --username "$REGISTRY_USER" \
-            --password-stdin "$AF_REGISTRY" >/dev/null
+        set -- "$@" --cache-to "$cache_to"
     fi
     if [ "$AF_PUSH" = 1 ]; then
         output="type=image,name=$AF_IMAGE,push-by-digest=true,name-canonical=true,push=true"

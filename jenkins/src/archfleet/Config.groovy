@@ -1,6 +1,7 @@
 package archfleet
 
 import com.cloudbees.groovy.cps.NonCPS
+import groovy.json.JsonSlurper
 
 /**
  * multiArchBuild's arguments: defaults, validation, and what each build and the merge get.
@@ -21,11 +22,17 @@ class Config implements Serializable {
         [name: 'context', type: 'String', default: "'.'", example: "'app'"],
         [name: 'dockerfile', type: 'String', default: "context + '/Dockerfile'",
          example: "'app/Containerfile'"],
+        [name: 'images', type: "List of Map [name:, context:, dockerfile:], or 'discover'",
+         default: 'none (one image: image, context, dockerfile)',
+         example: "[[name: 'job-a', context: 'jobs/job-a'], [name: 'job-b', context: 'jobs/job-b', dockerfile: 'jobs/job-b/Containerfile']]"],
         [name: 'agentLabel', type: 'String pattern or Map', default: "'{arch}'",
          example: "'linux && {arch}'"],
         [name: 'mergeLabel', type: 'String', default: 'the first platform\'s label',
          example: "'linux && amd64'"],
-        [name: 'builder', type: "'buildx' or 'buildah'", default: "'buildx'", example: "'buildah'"],
+        [name: 'builder', type: "'buildah' or 'buildx'", default: "'buildah'", example: "'buildx'"],
+        [name: 'cache', type: 'Boolean', default: 'false', example: 'true'],
+        [name: 'cacheRepository', type: 'String', default: "image + '/buildcache'",
+         example: "'registry.example.com/team/app/buildcache'"],
         [name: 'buildArgs', type: 'Map of String to String', default: '[:]',
          example: "[VERSION: '1.4.0']"],
         [name: 'imageTags', type: 'List of String',
@@ -50,6 +57,7 @@ class Config implements Serializable {
          example: 'false'],
         [name: 'verify', type: 'Boolean', default: 'true', example: 'false'],
         [name: 'checkBinaries', type: 'Boolean', default: 'true', example: 'false'],
+        [name: 'smokeCommand', type: 'String', default: 'none (no smoke run)', example: "'uname -m'"],
         [name: 'insecure', type: 'Boolean', default: 'false', example: 'true'],
         [name: 'childTags', type: 'Boolean', default: 'true', example: 'false'],
         [name: 'checkBases', type: 'Boolean', default: 'true (when the build pushes)', example: 'false'],
@@ -77,6 +85,8 @@ class Config implements Serializable {
         ['PATH', 'HOME', 'IFS', 'PWD', 'SHELL', 'TMPDIR', 'DOCKER_CONFIG', 'DOCKER_HOST',
          'REGISTRY_USER', 'REGISTRY_PASSWORD', 'BUILDAH_ISOLATION', 'CONTAINERS_STORAGE_CONF'])
     private static final int MAX_AGENT_TIMEOUT = 7 * 24 * 60
+    /** images: 'discover': the step runs `archfleet discover-images --json` in the preflight. */
+    static final String DISCOVER = 'discover'
 
     /**
      * args: what the pipeline passed; archesJson: resources/archfleet/arches.json;
@@ -170,12 +180,43 @@ class Config implements Serializable {
             arches << arch
         }
 
-        String builder = string(args, 'builder', 'buildx')
+        // buildah by default, as the GitLab component and archfleet's provisioning (inventory
+        // builder.tool: buildah; Debian 12 does not package buildx).
+        String builder = string(args, 'builder', 'buildah')
         if (!(builder in ['buildx', 'buildah'])) {
-            throw new LibraryError("builder must be 'buildx' or 'buildah', not '${builder}'")
+            throw new LibraryError("builder must be 'buildah' or 'buildx', not '${builder}'")
         }
         String context = string(args, 'context', '.')
         String dockerfile = string(args, 'dockerfile', "${context}/Dockerfile".toString())
+        boolean discover = args.images == DISCOVER
+        List<Map> images = null
+        if (args.images != null) {
+            for (String single : ['context', 'dockerfile']) {
+                if (args[single] != null) {
+                    throw new LibraryError("${single} belongs in each entry of images (images: [[name: 'app', " +
+                        "context: 'app', dockerfile: 'app/Containerfile']]), not beside it")
+                }
+            }
+            images = discover ? null : imageEntries(args.images, 'images')
+        }
+        boolean cache = flag(args, 'cache', false)
+        String cacheRepository = null
+        if (args.cacheRepository != null) {
+            if (!cache) {
+                throw new LibraryError('cacheRepository only applies with cache: true')
+            }
+            cacheRepository = parseImage(string(args, 'cacheRepository', null)).repository
+        }
+        String smokeCommand = args.smokeCommand == null ? null : string(args, 'smokeCommand', null)
+        if (smokeCommand != null && smokeCommand.contains('\u0000')) {
+            throw new LibraryError('smokeCommand contains a NUL character')
+        }
+        // Which cache ref a build may write (ci-templates/src/build.sh archfleet_protected_pipeline):
+        // a change request (env.CHANGE_ID, the merge request's twin) and a branch that is neither
+        // the primary branch nor a tag read the protected cache but write only their own ref, so
+        // they can never plant layers in what release builds reuse. A job that is not multibranch
+        // (no BRANCH_NAME) is configured by its admins: it writes the protected ref.
+        boolean cacheProtected = !build.CHANGE_ID && (tag != null || primary || !build.BRANCH_NAME)
         Map<String, String> buildArgs = buildArgMap(args.buildArgs)
         Object push = args.push
         if (push != null && !(push instanceof Boolean)) {
@@ -225,6 +266,151 @@ class Config implements Serializable {
             scm           : args.scm,
             failFast      : flag(args, 'failFast', true),
             mergeLabel    : string(args, 'mergeLabel', arches[0].label),
+            name          : null,
+            images        : images,
+            discover      : discover,
+            cache         : cache,
+            cacheRepository: cache ? (cacheRepository ?: "${image.repository}/buildcache".toString()) : null,
+            cacheRepositoryGiven: cacheRepository != null,
+            cacheProtected: cacheProtected,
+            smokeCommand  : smokeCommand,
+        ]
+    }
+
+    /**
+     * images: entries [name:, context:, dockerfile:] -> plain maps, context defaulting to '.',
+     * dockerfile to context + '/Dockerfile'. A name is one repository path component (the
+     * image is pushed to image + '/' + name), as `archfleet discover-images` names them
+     * (toolkit/discover.py: the directory's slug; distribution/reference's pathComponent).
+     * `what` names the source in errors: the argument or the discovery output.
+     */
+    @NonCPS
+    static List<Map> imageEntries(Object value, String what) {
+        if (!(value instanceof List) || !((List) value)) {
+            throw new LibraryError("${what} must be 'discover' or a non-empty list of maps, e.g. " +
+                "images: ${exampleOf('images')}")
+        }
+        List<Map> entries = []
+        List<String> names = []
+        int position = 0
+        for (Object item : (List) value) {
+            position++
+            if (!(item instanceof Map)) {
+                throw new LibraryError("${what}[${position}] must be a map [name:, context:, dockerfile:], not '${item}'")
+            }
+            Map entry = (Map) item
+            List<String> unknown = []
+            for (Object key : entry.keySet()) {
+                if (!(key.toString() in ['name', 'context', 'dockerfile'])) {
+                    unknown << key.toString()
+                }
+            }
+            if (unknown) {
+                throw new LibraryError("${what}[${position}] has unknown key(s) ${unknown.join(', ')}; known: name, context, dockerfile")
+            }
+            String name = pathText(entry.name, "${what}[${position}].name".toString())
+            if (!(name ==~ COMPONENT)) {
+                throw new LibraryError("${what}[${position}].name '${name}' must be one lowercase repository path " +
+                    "component (a-z, 0-9, separated by '.', '_', '__' or '-'; e.g. 'jobs-job-a'): the image " +
+                    'is pushed to image + \'/\' + name')
+            }
+            if (name in names) {
+                throw new LibraryError("${what}: the name '${name}' is given twice; each image needs its own")
+            }
+            names << name
+            String context = entry.context == null ? '.' : pathText(entry.context, "${what}[${position}].context".toString())
+            String dockerfile = entry.dockerfile == null ? "${context}/Dockerfile".toString() :
+                pathText(entry.dockerfile, "${what}[${position}].dockerfile".toString())
+            entries << [name: name, context: context, dockerfile: dockerfile]
+        }
+        return entries
+    }
+
+    @NonCPS
+    private static String pathText(Object value, String what) {
+        if (!(value instanceof CharSequence) || !value.toString().trim()) {
+            throw new LibraryError("${what} must be a non-empty string")
+        }
+        String text = value.toString().trim()
+        if (text.contains('\n') || text.contains('\r')) {
+            throw new LibraryError("${what} contains a line break")
+        }
+        return text
+    }
+
+    /** `archfleet discover-images --json` (a JSON list of {name, context, dockerfile}) -> entries. */
+    @NonCPS
+    static List<Map> discovered(String json) {
+        Object parsed
+        try {
+            parsed = Platforms.plain(new JsonSlurper().parseText((json ?: '').trim() ?: 'null'))
+        } catch (Exception e) {
+            throw new LibraryError("archfleet discover-images --json printed no JSON list (${e.message})")
+        }
+        if (parsed instanceof List && !((List) parsed)) {
+            throw new LibraryError('archfleet discover-images found no image (no directory with a Dockerfile or ' +
+                'Containerfile in the checkout): list them with images: [[name:, context:, dockerfile:]]')
+        }
+        return imageEntries(parsed, 'archfleet discover-images')
+    }
+
+    /**
+     * The configuration of one image of `images` (an entry from imageEntries): the step's
+     * configuration with the image's repository (image + '/' + name, as the GitLab child
+     * pipeline of `archfleet discover-images --gitlab-child-pipeline` names it), context,
+     * Dockerfile, lock, cache repository and merge targets.
+     */
+    @NonCPS
+    static Map forImage(Map cfg, Map entry) {
+        Map copy = [:]
+        for (Object key : cfg.keySet()) {
+            copy.put(key, cfg.get(key))
+        }
+        String repository = "${cfg.image}/${entry.name}".toString()
+        copy.put('name', entry.name.toString())
+        copy.put('image', repository)
+        copy.put('context', entry.context.toString())
+        copy.put('dockerfile', entry.dockerfile.toString())
+        copy.put('lockResource', "archfleet ${repository}".toString())
+        copy.put('targets', targetsOf(repository, (List<String>) cfg.tags))
+        if (cfg.cache) {
+            copy.put('cacheRepository', cfg.cacheRepositoryGiven ? "${cfg.cacheRepository}/${entry.name}".toString() :
+                "${repository}/buildcache".toString())
+        }
+        return copy
+    }
+
+    /**
+     * The registry cache options of one platform's build, as the GitLab component sets them
+     * (ci-templates/src/build.sh archfleet_cache_ref/archfleet_cache_args): one ref per arch (a
+     * registry cache ref holds one build's cache, so arches sharing one would overwrite each
+     * other's); buildx names it REPO:ARCH, buildah REPO/ARCH (buildah's --cache-from/--cache-to
+     * take a repository). A protected build reads and writes that ref; any other build reads it
+     * and its own `unprotected-ARCH` ref, and writes only its own. Returns withEnv entries
+     * AF_CACHE_FROM (space-separated) and AF_CACHE_TO; none when cache is off.
+     */
+    @NonCPS
+    static List<String> cacheEnv(Map cfg, Map arch) {
+        if (!cfg.cache) {
+            return []
+        }
+        boolean buildx = cfg.builder == 'buildx'
+        String separator = buildx ? ':' : '/'
+        String suffix = buildx && cfg.insecure ? ',registry.insecure=true' : ''
+        String own = "${cfg.cacheRepository}${separator}${arch.tag}".toString()
+        List<String> from = [own]
+        String to = own
+        if (!cfg.cacheProtected) {
+            to = "${cfg.cacheRepository}${separator}unprotected-${arch.tag}".toString()
+            from << to
+        }
+        List<String> options = []
+        for (String ref : from) {
+            options << (buildx ? "type=registry,ref=${ref}${suffix}".toString() : ref)
+        }
+        return [
+            "AF_CACHE_FROM=${options.join(' ')}".toString(),
+            "AF_CACHE_TO=${buildx ? "type=registry,ref=${to},mode=max${suffix}" : to}".toString(),
         ]
     }
 
@@ -327,7 +513,12 @@ class Config implements Serializable {
     /** withEnv entries for one platform's build script (resources/archfleet/build.sh). */
     @NonCPS
     static List<String> buildEnv(Map cfg, Map arch, String work) {
-        return [
+        String localRef = arch.localRef.toString()
+        if (cfg.name) {
+            // Images of one run may build on one agent at once: each its own local repository.
+            localRef = "localhost/archfleet-build/${cfg.name}:${localRef.substring(localRef.indexOf(':') + 1)}".toString()
+        }
+        List<String> env = [
             "AF_PLATFORM=${arch.platform}",
             "AF_TAG_SUFFIX=${arch.tag}",
             "AF_BUILDER=${cfg.builder}",
@@ -336,8 +527,31 @@ class Config implements Serializable {
             "AF_CONTEXT=${cfg.context}",
             "AF_DOCKERFILE=${cfg.dockerfile}",
             "AF_OUT=${work}",
-            "AF_LOCAL_REF=${arch.localRef}",
+            "AF_LOCAL_REF=${localRef}",
             "AF_PUSH=${cfg.push ? 1 : 0}",
+            "AF_INSECURE=${cfg.insecure ? 1 : 0}",
+        ].collect { Object entry -> entry.toString() }
+        env.addAll(cacheEnv(cfg, arch))
+        return env
+    }
+
+    /**
+     * withEnv entries for the smoke run of one platform (build.sh with AF_ACTION=smoke): the
+     * merged index by digest, pulled as that platform, `smokeCommand` run in it with sh -c.
+     */
+    @NonCPS
+    static List<String> smokeEnv(Map cfg, Map arch, String index, String work) {
+        return [
+            'AF_ACTION=smoke',
+            "AF_PLATFORM=${arch.platform}",
+            "AF_OS=${arch.os}",
+            "AF_ARCHITECTURE=${arch.architecture}",
+            "AF_VARIANT=${arch.variant ?: ''}",
+            "AF_BUILDER=${cfg.builder}",
+            "AF_REGISTRY=${cfg.registry}",
+            "AF_SMOKE_REF=${cfg.image}@${index}",
+            "AF_SMOKE_COMMAND=${cfg.smokeCommand}",
+            "AF_OUT=${work}",
             "AF_INSECURE=${cfg.insecure ? 1 : 0}",
         ].collect { Object entry -> entry.toString() }
     }

@@ -221,4 +221,35 @@ class Platforms implements Serializable {
             '(its first platform per node; the others it only emulates): a remote builder or ' +
             'DOCKER_HOST builds on another machine than the agent'
     }
+
+    /** The last non-empty line of `output`, trimmed ('' when none). */
+    @NonCPS
+    static String lastLine(String output) {
+        List<String> lines = (output ?: '').readLines()
+        for (int i = lines.size() - 1; i >= 0; i--) {
+            if (lines[i].trim()) {
+                return lines[i].trim()
+            }
+        }
+        return ''
+    }
+
+    /**
+     * The smoke run's verdict (ci-templates/src/smoke.sh archfleet_smoke): null when `command`
+     * succeeded in `ref` pulled as `arch` and, if its last line is a machine name archfleet knows
+     * (the default command is `uname -m`), that machine is the platform's; otherwise what is wrong.
+     */
+    @NonCPS
+    static String smokeProblem(Map table, Map arch, String command, String ref, int code, String output) {
+        if (code != 0) {
+            return "'${command}' failed in ${ref} pulled as ${arch.platform} (exit code ${code}; its output is above)"
+        }
+        String last = lastLine(output)
+        Object runs = ((Map) table.unameToPlatform).get(last)
+        if (runs != null && !(last in (List) arch.unames)) {
+            return "${ref} pulled as ${arch.platform} runs as ${last} (${runs}): the index's " +
+                "${arch.platform} entry is another platform's image"
+        }
+        return null
+    }
 }
