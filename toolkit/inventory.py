@@ -227,6 +227,19 @@ SCHEMA: dict[str, Any] = {
                     "type": "boolean",
                     "description": "lock project runners to their project (default true)",
                 },
+                "tool_image": {
+                    "type": "string",
+                    "pattern": r"^[^\s/@]+/[^\s@]+(@sha256:[a-f0-9]{64})?$",
+                    "description": "the archfleet_image the component's preflight, merge and "
+                    "verify jobs run (REGISTRY/PATH:TAG[@DIGEST], e.g. the published default "
+                    "REGISTRY/GROUP/TEMPLATES/archfleet:VERSION): doctor asks the registry for "
+                    "it and its platforms",
+                },
+                "tool_image_insecure": {
+                    "type": "boolean",
+                    "description": "tool_image's registry is plain HTTP (lab and tests only, as "
+                    "the component's insecure input)",
+                },
             },
         },
         "jenkins": {
@@ -542,6 +555,9 @@ class GitLabSettings:
     runner_checksums_url: str = DEFAULT_RUNNER_CHECKSUMS_URL
     runner_sha256: Mapping[str, str] = field(default_factory=dict)
     locked: bool = True
+    # The component's archfleet_image, for doctor to look up (no other task reads it).
+    tool_image: str | None = None
+    tool_image_insecure: bool = False
 
 
 @dataclass(frozen=True)

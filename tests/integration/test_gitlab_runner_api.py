@@ -310,3 +310,34 @@ def test_a_token_without_the_scope_is_told_which_one(
     message = str(denied.value)
     assert "HTTP 403" in message and f"the token needs the {needed} scope" in message
     assert API_TOKEN not in message
+
+
+def test_each_kind_of_400_is_one_line_naming_what_was_wrong(
+    fake: GitLabFake, captured: list[str]
+) -> None:
+    """The FAKE answers each 400 in the shape GitLab gives it (tests/support/gitlab_fake.py):
+    bad_request!'s `{"message": "400 Bad request - …"}` and render_validation_error!'s
+    `{"message": {"tags_list": [...]}}`; the client's message says what was wrong in words,
+    with no status prefix twice, no Python dict, no token."""
+    # A group id GitLab does not have (the inventory gave a number): bad_request!.
+    with pytest.raises(GitLabRunnerError) as unknown:
+        runners(fake, runner_type="group_type", group="999").create("h", ["amd64"], locked=True)
+    message = str(unknown.value)
+    captured.append(message)
+    assert message == (
+        f"GitLab {fake.url}: creating runner 'h' failed: HTTP 400: Missing/invalid group "
+        "(gitlab.group is '999', id 999: GitLab has no group of that id)"
+    )
+    # No tags on a runner that may not take untagged jobs: the model's errors by field.
+    gl = runners(fake)
+    created = gl.create("h", ["amd64"], locked=True)
+    with pytest.raises(GitLabRunnerError) as refused:
+        gl.update(created.id, [], locked=True)
+    message = str(refused.value)
+    captured.append(message)
+    assert message == (
+        f"GitLab {fake.url}: updating runner #{created.id} failed: HTTP 400: tags_list can not "
+        "be empty when runner is not allowed to pick untagged jobs"
+    )
+    assert "\n" not in message and "{" not in message
+    assert fake.runners[created.id].tag_list == ["amd64"]

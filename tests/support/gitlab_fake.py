@@ -70,6 +70,17 @@ The token itself and the instance (what `archfleet doctor` asks):
   The scopes shown are `fake.scopes` (all scopes: `["api"]`); `fake.token_revoked`,
   `fake.token_expires_at` model the rest.
 
+Error answers take the shape GitLab gives each case (lib/api/api.rb, lib/api/helpers.rb):
+- a parameter Grape refuses (missing, wrong type, not one of its `values:`), before the
+  endpoint runs: TOP-LEVEL `{"error": "group_id is missing"}` (`_grape_invalid`);
+- `bad_request!(reason)`: `{"message": "400 Bad request - <reason>"}`, e.g. POST /user/runners
+  for a group id GitLab does not have (`Missing/invalid group`) or a runner the model refuses
+  (`Tags list can not be empty when runner is not allowed to pick untagged jobs`);
+  `forbidden!(reason)`: `{"message": "403 Forbidden - Insufficient permissions"}`;
+- `render_validation_error!(model)`: `{"message": {"tags_list": ["can not be empty ..."]}}`,
+  e.g. PUT /runners/:id with no tags and run_untagged false;
+- `render_api_error!(text)`: `{"message": "<text>"}` (commits, tags).
+
 Every request is recorded so tests can assert what was (not) written.
 
     with GitLabFake(token="glpat-test", project="grp/templates") as fake:
@@ -310,7 +321,7 @@ def _tag_list(value: Any) -> list[str]:
         return [t.strip() for t in value.split(",") if t.strip()]
     if isinstance(value, list) and all(isinstance(t, str) for t in value):
         return list(value)
-    raise _HTTPError(400, {"error": "tag_list is invalid"})
+    raise _grape_invalid("tag_list is invalid")
 
 
 def _flag(value: Any, default: bool) -> bool:
@@ -322,14 +333,85 @@ def _flag(value: Any, default: bool) -> bool:
 
 
 class _HTTPError(Exception):
-    """An error answer: `{"message": message}`, or `body` as is (Grape's parameter validation
-    answers `{"error": "..."}` at the top level)."""
+    """An error answer: `{"message": message}` (lib/api/helpers.rb `render_api_error!`), or
+    `body` as is. The 400s take the shape GitLab gives each case — see the helpers below."""
 
     def __init__(self, status: int, message: Any, body: Any = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.body = body
+
+
+def _grape_invalid(*problems: str) -> _HTTPError:
+    """Grape's parameter validation (requires/values/type/at_least_one_of), answered before the
+    endpoint's code runs: lib/api/api.rb `rescue_from Grape::Exceptions::Base { |e| error!
+    e.message, e.status }`, and Grape's JSON error formatter wraps a string as a TOP-LEVEL
+    `{"error": "<param> is missing"}`; several failures in one message, joined by ", "
+    (Grape::Exceptions::ValidationErrors#full_messages)."""
+    message = ", ".join(problems)
+    return _HTTPError(400, message, body={"error": message})
+
+
+def _bad_request(reason: str) -> _HTTPError:
+    """lib/api/helpers.rb `bad_request!(reason)`: `render_api_error_with_reason!(400, '400 Bad
+    request', reason)` → `{"message": "400 Bad request - <reason>"}`."""
+    return _HTTPError(400, f"400 Bad request - {reason}")
+
+
+def _forbidden(reason: str) -> _HTTPError:
+    """lib/api/helpers.rb `forbidden!(reason)` → `{"message": "403 Forbidden - <reason>"}`."""
+    return _HTTPError(403, f"403 Forbidden - {reason}")
+
+
+def _validation_error(field: str, *problems: str) -> _HTTPError:
+    """lib/api/helpers.rb `render_validation_error!(model)`: the model's errors by attribute,
+    `{"message": {"<field>": ["<error>", ...]}}`."""
+    return _HTTPError(400, {field: list(problems)})
+
+
+# app/models/ci/runner.rb `tag_constraints` (validate): the errors Ci::Runner adds on
+# `tags_list`, and TAG_LIST_MAX_LENGTH.
+TAGS_REQUIRED = "can not be empty when runner is not allowed to pick untagged jobs"
+TAG_LIST_MAX_LENGTH = 50
+TOO_MANY_TAGS = f"Too many tags specified. Please limit the number of tags to {TAG_LIST_MAX_LENGTH}"
+# lib/api/ci/runners.rb PUT /runners/:id `at_least_one_of` (Grape's message for it).
+UPDATE_PARAMS = (
+    "description",
+    "active",
+    "paused",
+    "tag_list",
+    "run_untagged",
+    "locked",
+    "access_level",
+    "maximum_timeout",
+    "maintenance_note",
+)
+
+
+def _tag_problems(tags: list[str], run_untagged: bool) -> list[str]:
+    problems = [] if tags or run_untagged else [TAGS_REQUIRED]
+    if len(tags) > TAG_LIST_MAX_LENGTH:
+        problems.append(TOO_MANY_TAGS)
+    return problems
+
+
+def _sentence(parts: list[str]) -> str:
+    """Rails' Array#to_sentence: `a`, `a and b`, `a, b, and c`."""
+    if len(parts) <= 2:
+        return " and ".join(parts)
+    return f"{', '.join(parts[:-1])}, and {parts[-1]}"
+
+
+def _integer_param(body: Any, name: str) -> int:
+    """A `requires :<name>, type: Integer` param: missing or not an integer is Grape's 400."""
+    value = body.get(name)
+    if value is None or value == "":
+        raise _grape_invalid(f"{name} is missing")
+    try:
+        return int(str(value))
+    except ValueError:
+        raise _grape_invalid(f"{name} is invalid") from None
 
 
 class GitLabFake:
@@ -637,10 +719,7 @@ class GitLabFake:
         """Entities::PersonalAccessTokenWithLastUsedIps of the request's own token; any scope
         may read it, but only a personal access token (400 `bad_request!` otherwise)."""
         if self.token_type != "PersonalAccessToken":
-            raise _HTTPError(
-                400,
-                "400 Bad request - This endpoint requires token type to be a personal access token",
-            )
+            raise _bad_request("This endpoint requires token type to be a personal access token")
         return {
             "id": 9,
             "name": "archfleet",
@@ -658,31 +737,55 @@ class GitLabFake:
     def _new_runner(
         self, body: Any, *, group_id: int | None = None, project_ids: list[int] | None = None
     ) -> FakeRunner:
+        """POST /user/runners in GitLab's order (lib/api/user_runners.rb, app/services/ci/
+        runners/create_runner_service.rb): Grape's params (runner_type `values:`, group_id /
+        project_id `requires ... type: Integer` given that type, tag_list) → the strategy's
+        validate_params (`Missing/invalid group|project` for an id GitLab does not have,
+        bad_request!) → authorized_user? (`Insufficient permissions`, forbidden!) → the model's
+        validation on save (`Tags list can not be empty ...`, bad_request! of full_messages).
+        `group_id`/`project_ids` given: a runner set up by a test helper, not by the API."""
         kind = body.get("runner_type")
+        if kind is None:
+            raise _grape_invalid(
+                "runner_type is missing", "runner_type does not have a valid value"
+            )
         if kind not in RUNNER_TYPES:
-            raise _HTTPError(400, {"error": "runner_type does not have a valid value"})
-        if kind == "instance_type" and not self.admin:
-            raise _HTTPError(403, "403 Forbidden")
+            raise _grape_invalid("runner_type does not have a valid value")
+        via_api = group_id is None and project_ids is None
+        wanted_group = (
+            _integer_param(body, "group_id") if via_api and kind == "group_type" else None
+        )
+        wanted_project = (
+            _integer_param(body, "project_id") if via_api and kind == "project_type" else None
+        )
+        tags = _tag_list(body.get("tag_list"))
+        run_untagged = _flag(body.get("run_untagged"), True)
+        if via_api and kind == "group_type":
+            if wanted_group not in (GROUP_ID, PARENT_GROUP_ID):
+                raise _bad_request("Missing/invalid group")
+            group_id = wanted_group
+        if via_api and kind == "project_type":
+            if wanted_project not in (PROJECT_ID, OTHER_PROJECT_ID):
+                raise _bad_request("Missing/invalid project")
+            project_ids = [wanted_project] if wanted_project is not None else []
         needed = {"group_type": 50, "project_type": 40}.get(str(kind))
-        if needed is not None and not self.admin and (self.access_level or 0) < needed:
-            # Ci::Runners::CreateRunnerService refuses without :create_runner on the scope.
-            raise _HTTPError(403, "403 Forbidden")
-        if kind == "group_type" and group_id is None:
-            if str(body.get("group_id")) != str(GROUP_ID):
-                raise _HTTPError(400, {"error": "group_id is missing or unknown"})
-            group_id = GROUP_ID
-        if kind == "project_type" and project_ids is None:
-            if str(body.get("project_id")) != str(PROJECT_ID):
-                raise _HTTPError(400, {"error": "project_id is missing or unknown"})
-            project_ids = [PROJECT_ID]
+        # The strategies' authorized_user?: :create_runners on the scope (Owner of a group,
+        # Maintainer of a project), an administrator for instance runners.
+        refused = kind == "instance_type" or (self.access_level or 0) < (needed or 0)
+        if via_api and not self.admin and refused:
+            raise _forbidden("Insufficient permissions")
+        problems = _tag_problems(tags, run_untagged)
+        if problems:
+            # ActiveRecord::RecordInvalid → errors.full_messages.to_sentence.
+            raise _bad_request(_sentence([f"Tags list {p}" for p in problems]))
         runner_id = next(self._runner_ids)
         runner = FakeRunner(
             id=runner_id,
             runner_type=kind,
             description=str(body.get("description") or ""),
             token="glrt-" + hashlib.sha256(f"{runner_id}:{self.token}".encode()).hexdigest()[:20],
-            tag_list=_tag_list(body.get("tag_list")),
-            run_untagged=_flag(body.get("run_untagged"), True),
+            tag_list=tags,
+            run_untagged=run_untagged,
             locked=_flag(body.get("locked"), False),
             paused=_flag(body.get("paused"), False),
             group_id=group_id,
@@ -692,11 +795,22 @@ class GitLabFake:
         return runner
 
     def _update_runner(self, runner: FakeRunner, body: Any) -> None:
-        if "tag_list" in body:
-            runner.tag_list = _tag_list(body["tag_list"])
+        """PUT /runners/:id (lib/api/ci/runners.rb): Grape's `at_least_one_of` and tag_list
+        type first; a change the model refuses is `render_validation_error!(runner)`, the
+        errors by attribute, and nothing is saved."""
+        if not any(name in body for name in UPDATE_PARAMS):
+            raise _grape_invalid(
+                f"{', '.join(UPDATE_PARAMS)} are missing, at least one parameter must be provided"
+            )
+        tags = _tag_list(body["tag_list"]) if "tag_list" in body else runner.tag_list
+        run_untagged = _flag(body.get("run_untagged"), runner.run_untagged)
+        problems = _tag_problems(tags, run_untagged)
+        if problems:
+            raise _validation_error("tags_list", *problems)
+        runner.tag_list = tags
         if "description" in body:
             runner.description = str(body["description"])
-        runner.run_untagged = _flag(body.get("run_untagged"), runner.run_untagged)
+        runner.run_untagged = run_untagged
         runner.locked = _flag(body.get("locked"), runner.locked)
         runner.paused = _flag(body.get("paused"), runner.paused)
 
@@ -803,6 +917,9 @@ class GitLabFake:
             return None
         token = str(body.get("token") or "") if isinstance(body, dict) else ""
         system_id = body.get("system_id") if isinstance(body, dict) else None
+        if route[1] == ("runners", "managers") and not system_id:
+            # `requires :token, :system_id`: Grape answers before authenticate_runner!.
+            raise _grape_invalid("system_id is missing")
         with self._lock:
             runner = next((r for r in self.runners.values() if r.token == token), None)
             if route[1] == ("jobs", "request"):
@@ -819,8 +936,6 @@ class GitLabFake:
                 raise _HTTPError(403, "403 Forbidden")
             if route[1] == ("runners", "managers"):
                 # ensure_runner_manager: false; the manager must exist (404 otherwise).
-                if not system_id:
-                    raise _HTTPError(400, {"error": "system_id is missing"})
                 if system_id not in runner.managers:
                     raise _HTTPError(404, "404 Runner manager not found")
                 del runner.managers[system_id]
@@ -885,15 +1000,26 @@ class GitLabFake:
     def _commit(self, body: Any) -> dict[str, Any]:
         branch = body.get("branch")
         actions = body.get("actions")
-        if not branch or not isinstance(actions, list) or not body.get("commit_message"):
-            raise _HTTPError(400, {"error": "branch, commit_message, actions are required"})
+        # lib/api/commits.rb `requires :branch, :commit_message, :actions`: Grape names each.
+        missing = [
+            f"{name} is missing"
+            for name, given in (
+                ("branch", branch),
+                ("commit_message", body.get("commit_message")),
+                ("actions", actions),
+            )
+            if not given
+        ]
+        if missing:
+            raise _grape_invalid(*missing)
+        if not isinstance(actions, list):
+            raise _grape_invalid("actions is invalid")
         head = self.repo.resolve(branch) if branch in self.repo.branches else None
         files = dict(head.files) if head else {}
         for number, action in enumerate(actions):
             encoding = action.get("encoding", "text")
             if encoding not in ("text", "base64"):
-                problem = f"actions[{number}][encoding] does not have a valid value"
-                raise _HTTPError(400, problem, body={"error": problem})
+                raise _grape_invalid(f"actions[{number}][encoding] does not have a valid value")
             kind, path = action.get("action"), action.get("file_path")
             exists = path in files
             if kind == "create" and exists:

@@ -129,3 +129,84 @@ def test_scopes(fake: GitLabFake) -> None:
     assert call(fake, "GET", f"projects/{PROJECT_ID}/runners")[0] == 403
     fake.scopes = {"api"}
     assert call(fake, "GET", f"runners/{runner_id}")[0] == 200
+
+
+# --- 400s in the shape GitLab gives each case (lib/api/api.rb, lib/api/helpers.rb,
+# lib/api/user_runners.rb, lib/api/ci/runners.rb, lib/api/ci/runner.rb) ----------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        # Grape's `requires ... values:`: both failures, one message, top level.
+        ({}, "runner_type is missing, runner_type does not have a valid value"),
+        ({"runner_type": "shared"}, "runner_type does not have a valid value"),
+        # `given runner_type: group_type { requires :group_id, type: Integer }`.
+        ({"runner_type": "group_type"}, "group_id is missing"),
+        ({"runner_type": "group_type", "group_id": "platform"}, "group_id is invalid"),
+        ({"runner_type": "project_type"}, "project_id is missing"),
+        ({"runner_type": "group_type", "group_id": GROUP_ID, "tag_list": 5}, "tag_list is invalid"),
+    ],
+)
+def test_create_runner_parameter_errors_are_grape_top_level_errors(
+    fake: GitLabFake, body: dict[str, Any], said: str
+) -> None:
+    assert call(fake, "POST", "user/runners", body) == (400, {"error": said})
+    assert not fake.runners
+
+
+def test_create_runner_for_a_group_gitlab_does_not_have_is_a_bad_request(
+    fake: GitLabFake,
+) -> None:
+    """GroupRunnerStrategy#validate_params → bad_request!: a message, with its status prefix."""
+    answer = call(fake, "POST", "user/runners", {"runner_type": "group_type", "group_id": 999})
+    assert answer == (400, {"message": "400 Bad request - Missing/invalid group"})
+    answer = call(fake, "POST", "user/runners", {"runner_type": "project_type", "project_id": 9})
+    assert answer == (400, {"message": "400 Bad request - Missing/invalid project"})
+
+
+def test_create_runner_the_model_refuses_is_a_bad_request_of_its_full_messages(
+    fake: GitLabFake,
+) -> None:
+    """Ci::Runner#tag_constraints on save → RecordInvalid → bad_request!(full_messages)."""
+    body = {"runner_type": "group_type", "group_id": GROUP_ID, "run_untagged": False}
+    assert call(fake, "POST", "user/runners", body) == (
+        400,
+        {
+            "message": "400 Bad request - Tags list can not be empty when runner is not "
+            "allowed to pick untagged jobs"
+        },
+    )
+    assert not fake.runners
+
+
+def test_create_runner_without_the_right_is_forbidden_with_the_reason(fake: GitLabFake) -> None:
+    fake.admin = False
+    fake.access_level = 40  # Maintainer: a group runner needs Owner
+    answer = call(fake, "POST", "user/runners", {"runner_type": "group_type", "group_id": GROUP_ID})
+    assert answer == (403, {"message": "403 Forbidden - Insufficient permissions"})
+
+
+def test_update_runner_errors_are_grape_or_the_models_errors_by_field(fake: GitLabFake) -> None:
+    runner_id = fake.add_runner("group_type", "a", ["amd64"], group_id=GROUP_ID)
+    status, body = call(fake, "PUT", f"runners/{runner_id}", {})
+    assert status == 400
+    assert body["error"].endswith("are missing, at least one parameter must be provided")
+    # render_validation_error!(runner): the model's errors by attribute; nothing saved.
+    answer = call(fake, "PUT", f"runners/{runner_id}", {"tag_list": [], "run_untagged": False})
+    assert answer == (
+        400,
+        {
+            "message": {
+                "tags_list": ["can not be empty when runner is not allowed to pick untagged jobs"]
+            }
+        },
+    )
+    assert fake.runners[runner_id].tag_list == ["amd64"]
+
+
+def test_delete_manager_without_system_id_is_grapes_400_before_the_token_is_checked(
+    fake: GitLabFake,
+) -> None:
+    answer = call(fake, "DELETE", "runners/managers", {"token": "glrt-unknown"}, pat=False)
+    assert answer == (400, {"error": "system_id is missing"})

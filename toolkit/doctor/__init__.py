@@ -10,7 +10,10 @@ HTTP) and `run.py` wires the two together:
     gitlab.py    GitLab reachable, its version (>= 16.11), the token's own scopes, its
                  user's right to create the runners (admin, group Owner, project Maintainer)
     jenkins.py   Jenkins reachable, its version, plugins, the agents' SSH credentials id
-    probe.py     the I/O: one SSH command per host (the facts script), bounded HTTP GETs
+    tool_image.py  the GitLab component's tool image (gitlab.tool_image) in its registry:
+                 there, and with the platforms of the runners
+    probe.py     the I/O: one SSH command per host (the facts script), bounded HTTP GETs,
+                 one manifest GET for the tool image
     run.py       hosts in parallel, the servers meanwhile; the rows in a stable order
     output.py    the table and the JSON
 """

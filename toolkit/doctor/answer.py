@@ -19,11 +19,12 @@ class Answer:
 
     @property
     def message(self) -> str:
-        """GitLab's `{"message": ...}` / `{"error": ...}`, else the start of the text."""
+        """What the answer says in one line: GitLab's error shapes (a Grape `{"error": ...}`,
+        a helper's `{"message": "400 Bad request - ..."}`, a model's `{"message": {field:
+        [...]}}`: toolkit/fleet/gitlab_answer.py), else the start of the text (Jenkins)."""
+        from ..fleet.gitlab_answer import error_text
+
         body = self.body
-        if isinstance(body, Mapping):
-            for key in ("message", "error_description", "error"):
-                value = body.get(key)
-                if value:
-                    return str(value)
+        if isinstance(body, Mapping) and (body.get("message") or body.get("error")):
+            return error_text(body)
         return " ".join(self.text.split())[:200]

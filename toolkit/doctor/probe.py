@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
@@ -25,6 +25,7 @@ from .answer import Answer
 from .gitlab import TOKEN_PATH, USER_PATH, VERSION_PATH, GitLabProbe, member_path
 from .host import SUDO_FRAGMENT, Hop, HostProbe, SshFailure, parse_sudo
 from .jenkins import PLUGINS_PATH, ROOT_PATH, JenkinsProbe, credential_path
+from .tool_image import ToolImageProbe
 
 # The facts command takes seconds, more under QEMU; a doctor waits no longer than this for it.
 FACTS_TIMEOUT = 120.0
@@ -216,3 +217,75 @@ def probe_jenkins(
         JenkinsProbe(url, authenticated=True, root=root, plugins=plugins, credential=credential),
         token,
     )
+
+
+# --- the tool image ----------------------------------------------------------------------------
+
+
+def probe_tool_image(
+    reference: str, env: Mapping[str, str], *, insecure: bool, timeout: float
+) -> ToolImageProbe:
+    """GET the image's manifest (for a single-platform image, its config too) with the
+    credentials every archfleet registry command finds for that registry
+    (registry/auth.py resolve_credentials: REGISTRY_USER, CI_REGISTRY_*, docker's
+    config.json), one attempt, each request bounded by `timeout`."""
+    from ..registry.auth import CredentialsError, resolve_credentials
+    from ..registry.client import (
+        AuthError,
+        NotFoundError,
+        RegistryClient,
+        RegistryError,
+        RetryPolicy,
+        TransportError,
+    )
+    from ..registry.manifest import ImageIndex, ManifestError, parse_manifest, platform_from_config
+    from ..registry.reference import ReferenceError, parse_reference
+
+    try:
+        ref = parse_reference(reference)
+    except ReferenceError as exc:
+        return ToolImageProbe(reference, "", invalid=str(exc))
+    registry = ref.registry
+    try:
+        credentials = resolve_credentials(registry, env)
+    except CredentialsError as exc:
+        return ToolImageProbe(reference, registry, refused=f"unusable credentials: {exc}")
+    source = credentials.source if credentials else None
+    client = RegistryClient(
+        registry,
+        insecure=insecure,
+        credentials=credentials,
+        use_env_credentials=False,
+        retry=RetryPolicy(attempts=1),
+        timeout=timeout,
+        connections=1,
+    )
+    found = ToolImageProbe(reference, registry, credentials=source)
+    try:
+        if ref.digest:
+            fetched = client.get_manifest(ref.repository, ref.digest)
+        else:
+            maybe = client.get_tag(ref.repository, ref.reference)
+            if maybe is None:
+                return replace(found, missing=True)
+            fetched = maybe
+        where = str(ref)
+        manifest = parse_manifest(fetched.raw, fetched.media_type, where=where)
+        if isinstance(manifest, ImageIndex):
+            platforms = tuple(
+                d.platform
+                for d in manifest.manifests
+                if d.platform is not None and not d.is_attestation
+            )
+            return replace(found, platforms=platforms, digest=fetched.digest)
+        config = client.get_blob(ref.repository, manifest.config.digest)
+        platform = platform_from_config(config, where=f"{where} config")
+        return replace(found, platforms=(platform,), digest=fetched.digest, index=False)
+    except NotFoundError:
+        return replace(found, missing=True)
+    except AuthError as exc:
+        return replace(found, refused=str(exc))
+    except TransportError as exc:
+        return replace(found, unreachable=str(exc))
+    except (RegistryError, ManifestError) as exc:
+        return replace(found, broken=str(exc))

@@ -26,6 +26,7 @@ from gitlab import exceptions as gl_errors
 
 from ..inventory import GitLabSettings
 from .errors import GitLabRunnerError
+from .gitlab_answer import error_text, error_text_of_bytes
 from .gitlab_host import register_runner
 from .plan import RunnerState
 
@@ -351,10 +352,11 @@ class GitLabRunners:
                 if exc.response_code == 403
                 else ""
             )
+            if exc.response_code == 400:
+                hint = self._bad_request_hint(_said(exc))
             raise GitLabRunnerError(
                 self._scrub(
-                    f"GitLab {url}: {what} failed: HTTP {exc.response_code}: "
-                    f"{exc.error_message}{hint}"
+                    f"GitLab {url}: {what} failed: HTTP {exc.response_code}: {_said(exc)}{hint}"
                 )
             ) from None
         except requests.RequestException as exc:
@@ -362,9 +364,30 @@ class GitLabRunners:
                 self._scrub(f"GitLab {url}: {what} failed: cannot reach it ({type(exc).__name__})")
             ) from None
 
+    def _bad_request_hint(self, said: str) -> str:
+        """The inventory key behind a 400 of POST /user/runners whose scope GitLab could not
+        find (Ci::Runners::RunnerCreationStrategies: `Missing/invalid group|project`)."""
+        settings = self._settings
+        for kind, key, value in (
+            ("group", "gitlab.group", settings.group),
+            ("project", "gitlab.project", settings.project),
+        ):
+            if f"Missing/invalid {kind}" in said:
+                return (
+                    f" ({key} is {value!r}, id {self._owner_id}: GitLab has no {kind} of that id)"
+                )
+        return ""
+
     def _scrub(self, text: str) -> str:
         token = self._gl.private_token
         return text.replace(token, "[hidden]") if token else text
+
+
+def _said(exc: gl_errors.GitlabError) -> str:
+    """What GitLab's answer says, in one line, whatever its shape (gitlab_answer.py)."""
+    if exc.response_body is not None:
+        return error_text_of_bytes(exc.response_body)
+    return error_text({"message": exc.error_message})
 
 
 def _insufficient_scope(exc: gl_errors.GitlabError) -> list[str] | None:

@@ -34,8 +34,8 @@ def doctor(
     no_jenkins: bool = False,
     accept_new_host_keys: bool = False,
 ) -> None:
-    """Preflight: hosts (SSH hop, sudo, arch, builder, merge tool), GitLab, Jenkins; each
-    problem with its fix.
+    """Preflight: hosts (SSH hop, sudo, arch, builder, merge tool), GitLab, Jenkins, the tool
+    image (gitlab.tool_image); each problem with its fix.
 
     Exit 1 on any blocker. Changes nothing (except known_hosts with --accept-new-host-keys)."""
     from ..doctor.checks import exit_code
