@@ -266,15 +266,19 @@ def checkBases(Map cfg, String version, String checkScript, List<Map> images, bo
 
 /**
  * `archfleet discover-images --json` in the checkout (the same naming as the GitLab child
- * pipeline: toolkit/discover.py), its list read back from a file in the preflight's work
- * directory (stdout would carry the tool's other output too).
+ * pipeline: toolkit/discover.py), with the discover: options (root, pattern, exclude, ...) as
+ * environment values (resources/archfleet/discover-images.sh), its list read back from a file
+ * in the preflight's work directory (stdout would carry the tool's other output too).
  */
 def discoverImages(Map cfg, String work) {
-    List<String> discoverEnv = Tool.commandEnv(cfg)
-    discoverEnv << "AF_OUT=${work}".toString()
-    withEnv(discoverEnv) {
-        sh(label: 'archfleet discover-images', script: 'set +x; set -eu; ' +
-            '${AF_ARCHFLEET:-${ARCHFLEET:-archfleet}} discover-images --json > "$AF_OUT/images.json"')
+    String discoverScript = libraryResource('archfleet/discover-images.sh')
+    int code = 0
+    withEnv(Config.discoverEnv(cfg, work)) {
+        code = sh(label: 'archfleet discover-images', script: discoverScript, returnStatus: true)
+    }
+    if (code != 0) {
+        error("multiArchBuild: archfleet discover-images failed (exit code ${code}; its message is above), " +
+            "searching '${cfg.discoverOptions.root}' (discover:); no image was built")
     }
     List<Map> found = null
     try {

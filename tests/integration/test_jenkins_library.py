@@ -153,7 +153,7 @@ def fake_digest(text: str) -> str:
 
 
 def fake_agent(
-    name: str, labels: list[str], uname: str, shim_log: Path, shims: Path = SHIMS
+    name: str, labels: list[str], uname: str, shim_log: Path | str, shims: Path = SHIMS
 ) -> dict[str, Any]:
     return {
         "name": name,
@@ -1559,6 +1559,20 @@ def test_jenkinsfile_builds_merges_and_verifies_for_real(
             "params": {"IMAGE": f"{address}/team/guarded", "ALLOW_EMULATION": False},
             **common,
         },
+        # A feature branch: push is off, so no credential is bound and buildah has no login for
+        # the registry (which wants one for every request) while the cache is on by default.
+        {
+            "name": "lab-no-push",
+            "env": {"BRANCH_NAME": "feature/x"},
+            # Another build arg: the RUN step misses the agents' local layers, so buildah asks
+            # the registry cache for it (and is refused: 401 without a login).
+            "params": {
+                "IMAGE": f"{address}/team/app",
+                "ALLOW_EMULATION": True,
+                "GREETING": "hello from a branch",
+            },
+            **common,
+        },
     ]
     reports = run_pipelines(scenarios, tmp_path / "runs", timeout=300)
 
@@ -1621,6 +1635,19 @@ def test_jenkinsfile_builds_merges_and_verifies_for_real(
     for arch in ("amd64", "arm64"):
         assert auth_registry.tags(f"team/app/buildcache/{arch}"), arch
     assert auth_registry.tags("team/app/buildcache/unprotected-amd64") == []
+
+    # The real buildah, cache on by default, no login: its --cache-from reads were refused
+    # (401), which costs a rebuild, not the build; it wrote no cache (no --cache-to), pushed
+    # nothing and left the protected cache as the primary branch wrote it.
+    no_push = reports["lab-no-push"]
+    assert no_push["result"] == "SUCCESS", explain(no_push)
+    assert returned(no_push)["pushed"] is False and not calls(no_push, "withCredentials")
+    assert "registry cache read only (push is off" in no_push["log"]
+    for arch in ("amd64", "arm64"):
+        assert auth_registry.tags(f"team/app/buildcache/unprotected-{arch}") == []
+    assert auth_registry.tags("team/app") == sorted(
+        ["1.0.0", "latest", "1.0.0-amd64", "1.0.0-arm64", "latest-amd64", "latest-arm64"]
+    )
 
     guarded = reports["lab-guarded"]
     assert guarded["result"] == "FAILURE"
@@ -1958,13 +1985,74 @@ def many(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]
             step=with_args(smokeCommand="echo hello"),
         ),
         scenario("cache-main-buildah", root, step=with_args(cache=True)),
+        # Nothing passed about the cache: on with buildah (the component's default), off with
+        # buildx. A branch that pushes nothing has no login, so it only reads the cache.
+        scenario(
+            "cache-default-no-push-buildah",
+            root,
+            env={"BRANCH_NAME": "feature/x"},
+            step=with_args(credentialsId="registry"),
+        ),
+        scenario(
+            "cache-default-buildx",
+            root,
+            step={"name": "multiArchBuild", "args": {"image": IMAGE, "builder": "buildx"}},
+        ),
+        scenario(
+            "cache-buildx-no-push",
+            root,
+            env={"BRANCH_NAME": "PR-8", "CHANGE_ID": "8"},
+            step={
+                "name": "multiArchBuild",
+                "args": {"image": IMAGE, "builder": "buildx", "cache": True},
+            },
+        ),
+        scenario(
+            "images-discover-root",
+            root,
+            source=source,
+            step=with_args(
+                images="discover",
+                discover={"root": "jobs", "exclude": "job-b"},
+                imageTags=["1.4.0"],
+                tagLatest=False,
+            ),
+        ),
+        # Values that a shell would run, if they were ever spliced into a command line.
+        scenario(
+            "images-discover-hostile",
+            root,
+            source=source,
+            env={"BRANCH_NAME": "feature/x"},
+            step=with_args(
+                images="discover",
+                discover={
+                    "exclude": ["tools", f"$(touch {root}/pwned-1)", f"`touch {root}/pwned-2`"],
+                    "pattern": ["jobs/*/Dockerfile", "jobs/*/Containerfile", "-x'; touch pwned-3"],
+                },
+            ),
+        ),
+        scenario(
+            "images-discover-missing-root",
+            root,
+            source=source,
+            step=with_args(images="discover", discover={"root": "services"}),
+        ),
         scenario(
             "cache-pr-buildx",
             root,
             env={"BRANCH_NAME": "PR-7", "CHANGE_ID": "7"},
             step={
                 "name": "multiArchBuild",
-                "args": {"image": IMAGE, "builder": "buildx", "cache": True, "insecure": True},
+                # push: true: a change request that pushes (by digest) writes its own cache ref;
+                # one that pushes nothing only reads (cache-default-no-push-buildah).
+                "args": {
+                    "image": IMAGE,
+                    "builder": "buildx",
+                    "cache": True,
+                    "insecure": True,
+                    "push": True,
+                },
             },
         ),
         scenario(
@@ -2026,8 +2114,32 @@ BAD_IMAGE_CONFIGS: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["images[1] has unknown key(s) file"],
     ),
     "bad-cache-repository-without-cache": (
-        {"image": IMAGE, "cacheRepository": "registry.example.com/cache/app"},
-        ["cacheRepository only applies with cache: true"],
+        {"image": IMAGE, "builder": "buildx", "cacheRepository": "registry.example.com/cache/app"},
+        ["cacheRepository only applies with the cache on: cache: true", "with 'buildx' it is off"],
+    ),
+    "bad-discover-without-discover": (
+        {"image": IMAGE, "discover": {"root": "jobs"}},
+        ["discover only applies with images: 'discover'"],
+    ),
+    "bad-discover-key": (
+        {"image": IMAGE, "images": "discover", "discover": {"roots": "jobs"}},
+        ["discover has unknown key(s) roots; known: root, pattern, exclude, defaultExcludes"],
+    ),
+    "bad-discover-root-outside": (
+        {"image": IMAGE, "images": "discover", "discover": {"root": "jobs/../.."}},
+        ["discover.root 'jobs/../..' must be a directory inside the workspace"],
+    ),
+    "bad-discover-exclude": (
+        {"image": IMAGE, "images": "discover", "discover": {"exclude": ["legacy", 3]}},
+        ["discover.exclude[2] must be a non-empty string"],
+    ),
+    "bad-discover-pattern-line-break": (
+        {"image": IMAGE, "images": "discover", "discover": {"pattern": "a\nb"}},
+        ["discover.pattern[1] contains a line break"],
+    ),
+    "bad-discover-default-excludes": (
+        {"image": IMAGE, "images": "discover", "discover": {"defaultExcludes": "no"}},
+        ["discover.defaultExcludes must be true or false, not 'no'"],
     ),
 }
 
@@ -2127,7 +2239,7 @@ def test_discovery_finds_the_three_images_in_the_preflight(
     assert_three_images_built_and_merged(root, "images-discover", report)
     tools = tool_calls(root / "images-discover.tools.log")
     (discover,) = [t for t in tools if t.args.startswith("discover-images")]
-    assert discover.args == "discover-images --json" and discover.node == "amd-1"
+    assert discover.args == "discover-images --json --root=." and discover.node == "amd-1"
     preflight = stage_calls(report, "archfleet preflight")
     labels = [c["args"]["label"] for c in preflight if c["name"] == "sh"]
     assert labels == [
@@ -2147,12 +2259,68 @@ def test_discovery_runs_even_when_nothing_is_pushed(many: tuple[Path, dict[str, 
     tools = tool_calls(root / "images-discover-no-push.tools.log")
     assert [t.args for t in tools if t.tool == "archfleet"] == [
         "--version",
-        "discover-images --json",
+        "discover-images --json --root=.",
     ]
     builds = [t for t in tools if t.tool == "buildah" and t.args.startswith("build ")]
     assert len(builds) == 6 and not [t for t in tools if t.tool == "skopeo"]
     not_pushed = {"pushed": False, "digests": {}, "index": None, "tags": []}
     assert returned(report) == {image: not_pushed for image in THREE_IMAGES}
+
+
+def test_discovery_takes_the_tools_options_root_and_exclude(
+    many: tuple[Path, dict[str, Any]],
+) -> None:
+    """discover: [root: 'jobs', exclude: 'job-b'] -> `discover-images --root=jobs
+    --exclude=job-b`: names relative to the root, paths relative to the workspace."""
+    root, reports = many
+    report = reports["images-discover-root"]
+    assert report["result"] == "SUCCESS", explain(report)
+    tools = tool_calls(root / "images-discover-root.tools.log")
+    (discover,) = [t for t in tools if t.args.startswith("discover-images")]
+    assert discover.args == "discover-images --json --root=jobs --exclude=job-b"
+    assert "discover-images found 1 image(s): job-a" in report["log"]
+    (parallel,) = calls(report, "parallel")
+    assert parallel["args"]["branches"] == [f"job-a {platform}" for platform in PLATFORMS]
+    builds = [t for t in tools if t.tool == "buildah" and t.args.startswith("build ")]
+    assert len(builds) == 2
+    assert all(b.args.endswith(" jobs/job-a") and "jobs/job-a/Dockerfile" in b.args for b in builds)
+    assert sorted(merges_by_image(tools)) == [f"{IMAGE}/job-a"]
+    assert sorted(returned(report)) == ["job-a"]
+
+
+def test_discovery_options_never_reach_a_shell_command_line(
+    many: tuple[Path, dict[str, Any]],
+) -> None:
+    """Each value is one argument (`--exclude=VALUE`), from the environment: `$(...)`, backquotes
+    and a leading '-' stay globs, nothing runs, and the script's text holds none of them."""
+    root, reports = many
+    report = reports["images-discover-hostile"]
+    assert report["result"] == "SUCCESS", explain(report)
+    assert not list(root.rglob("pwned-*"))
+    tools = tool_calls(root / "images-discover-hostile.tools.log")
+    (discover,) = [t for t in tools if t.args.startswith("discover-images")]
+    assert f"--exclude=$(touch {root}/pwned-1)" in discover.args
+    assert "--pattern=-x'; touch pwned-3" in discover.args
+    assert "discover-images found 2 image(s): jobs-job-a, jobs-job-b" in report["log"]
+    (script,) = [
+        c for c in calls(report, "sh") if c["args"]["label"] == "archfleet discover-images"
+    ]
+    assert "pwned" not in script["args"]["script"]
+
+
+def test_a_discovery_that_fails_names_its_root_before_any_build(
+    many: tuple[Path, dict[str, Any]],
+) -> None:
+    _, reports = many
+    report = reports["images-discover-missing-root"]
+    assert report["result"] == "FAILURE"
+    assert report["error"].startswith(
+        "multiArchBuild: archfleet discover-images failed (exit code 1; its message is above), "
+        "searching 'services'"
+    )
+    # The tool's own message (toolkit/tasks/discover.py) is in the log.
+    assert "--root services: not a directory" in report["log"]
+    assert not calls(report, "parallel")
 
 
 def test_one_image_failing_writes_no_tag_of_any_image(many: tuple[Path, dict[str, Any]]) -> None:
@@ -2333,6 +2501,59 @@ def test_each_image_has_its_own_cache_repository(many: tuple[Path, dict[str, Any
         "--layers",
         "--tls-verify=true",
     ]
+
+
+def test_the_cache_is_on_by_default_with_buildah_and_read_only_without_push(
+    many: tuple[Path, dict[str, Any]],
+) -> None:
+    """A feature branch pushes nothing, so no credential is bound: the cache is read (the
+    protected ref and the branch's own, as the component's non-protected pipelines read) and
+    never written, and no login is made for it (a write without one would fail the build:
+    buildah's pushCache error is fatal, its pullCache error is not)."""
+    root, reports = many
+    report = reports["cache-default-no-push-buildah"]
+    assert report["result"] == "SUCCESS", explain(report)
+    assert returned(report)["pushed"] is False
+    assert not calls(report, "withCredentials")
+    tools = tool_calls(root / "cache-default-no-push-buildah.tools.log")
+    for arch in ("amd64", "arm64"):
+        assert cache_options(tools, f"linux/{arch}", "buildah") == [
+            f"--cache-from {IMAGE}/buildcache/{arch}",
+            f"--cache-from {IMAGE}/buildcache/unprotected-{arch}",
+            "--layers",
+            "--tls-verify=true",
+        ]
+    builds = [t for t in tools if t.tool == "buildah" and t.args.startswith("build ")]
+    assert all("--authfile" not in b.args and b.user == "-" for b in builds)
+    assert not [t for t in tools if t.tool == "skopeo"]
+    assert "registry cache read only (push is off" in report["log"]
+
+
+def test_buildx_has_no_cache_unless_asked(many: tuple[Path, dict[str, Any]]) -> None:
+    root, reports = many
+    report = reports["cache-default-buildx"]
+    assert report["result"] == "SUCCESS", explain(report)
+    tools = tool_calls(root / "cache-default-buildx.tools.log")
+    for arch in ("amd64", "arm64"):
+        assert cache_options(tools, f"linux/{arch}", "docker") == []
+
+
+def test_a_buildx_build_that_pushes_nothing_uses_no_cache(
+    many: tuple[Path, dict[str, Any]],
+) -> None:
+    """BuildKit fails a build whose registry cache import is refused (moby/buildkit#3179), and
+    a build that pushes nothing has no login: so no cache options at all, said in the log."""
+    root, reports = many
+    report = reports["cache-buildx-no-push"]
+    assert report["result"] == "SUCCESS", explain(report)
+    assert not calls(report, "withCredentials")
+    tools = tool_calls(root / "cache-buildx-no-push.tools.log")
+    for arch in ("amd64", "arm64"):
+        assert cache_options(tools, f"linux/{arch}", "docker") == []
+    assert (
+        "push is off, so no registry login: this buildx build uses no registry cache"
+        in (report["log"])
+    )
 
 
 def test_the_monorepo_example_runs_under_the_harness(many: tuple[Path, dict[str, Any]]) -> None:

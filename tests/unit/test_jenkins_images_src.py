@@ -26,13 +26,16 @@ def parse(args: dict[str, Any], **build: Any) -> dict[str, Any]:
     }
 
 
-def cache_env(builder: str, protected: bool, insecure: bool = False) -> dict[str, Any]:
+def cache_env(
+    builder: str, protected: bool, insecure: bool = False, push: bool = True
+) -> dict[str, Any]:
     cfg = {
         "cache": True,
         "builder": builder,
         "insecure": insecure,
         "cacheRepository": f"{IMAGE}/buildcache",
         "cacheProtected": protected,
+        "push": push,
     }
     return {"target": "Config", "method": "cacheEnv", "args": [cfg, ARM64]}
 
@@ -91,6 +94,77 @@ REQUESTS: dict[str, dict[str, Any]] = {
     "cache-buildah-change": cache_env("buildah", False),
     "cache-buildx-change-insecure": cache_env("buildx", False, insecure=True),
     "cache-off": {"target": "Config", "method": "cacheEnv", "args": [{"cache": False}, ARM64]},
+    # push off: no login, so the cache is only read.
+    "cache-buildah-change-no-push": cache_env("buildah", False, push=False),
+    "cache-buildah-protected-no-push": cache_env("buildah", True, push=False),
+    "cache-buildx-change-no-push": cache_env("buildx", False, push=False),
+    # The default: on with buildah (the component's cache input), off with buildx.
+    "cache-default-buildah": parse({}),
+    "cache-default-buildx": parse({"builder": "buildx"}),
+    "cache-buildx-asked": parse({"builder": "buildx", "cache": True}),
+    "cache-buildx-asked-no-push": parse(
+        {"builder": "buildx", "cache": True}, BRANCH_NAME="feature/x", BRANCH_IS_PRIMARY=None
+    ),
+    "cache-buildah-off": parse({"cache": False}),
+    "cache-repository-buildah-default": parse({"cacheRepository": "r.example.com/cache/app"}),
+    "cache-repository-buildx-default": parse(
+        {"builder": "buildx", "cacheRepository": "r.example.com/cache/app"}
+    ),
+    "cache-repository-cache-off": parse(
+        {"cache": False, "cacheRepository": "r.example.com/cache/app"}
+    ),
+    # discover: archfleet discover-images' options, by its names.
+    "discover-options": parse(
+        {
+            "images": "discover",
+            "discover": {
+                "root": "jobs",
+                "pattern": ["*/Dockerfile.prod", "-odd"],
+                "exclude": "legacy",
+                "defaultExcludes": False,
+                "rootName": "top",
+            },
+        }
+    ),
+    "discover-no-options": parse({"images": "discover"}),
+    "discover-not-discovering": parse({"discover": {"root": "jobs"}}),
+    "discover-list": parse({"images": [{"name": "a"}], "discover": {"root": "jobs"}}),
+    "discover-not-a-map": parse({"images": "discover", "discover": "jobs"}),
+    "discover-unknown": parse({"images": "discover", "discover": {"excludes": ["x"]}}),
+    "discover-absolute-root": parse({"images": "discover", "discover": {"root": "/srv"}}),
+    "discover-parent-root": parse({"images": "discover", "discover": {"root": "../other"}}),
+    "discover-empty-exclude": parse({"images": "discover", "discover": {"exclude": []}}),
+    "discover-exclude-number": parse({"images": "discover", "discover": {"exclude": 3}}),
+    "discover-blank-pattern": parse({"images": "discover", "discover": {"pattern": ["a", " "]}}),
+    "discover-root-name-line-break": parse(
+        {"images": "discover", "discover": {"rootName": "a\nb"}}
+    ),
+    "discover-default-excludes-word": parse(
+        {"images": "discover", "discover": {"defaultExcludes": "false"}}
+    ),
+    "discover-env": {
+        "target": "Config",
+        "method": "discoverEnv",
+        "args": [
+            {
+                "discoverOptions": {
+                    "root": "jobs",
+                    "pattern": ["*/Dockerfile.prod", "$(id)"],
+                    "exclude": ["legacy"],
+                    "defaultExcludes": False,
+                    "rootName": "top",
+                },
+                "archfleet": "/opt/archfleet/bin/archfleet",
+                "archfleetImage": None,
+            },
+            "/w",
+        ],
+    },
+    "discover-env-defaults": {
+        "target": "Config",
+        "method": "discoverEnv",
+        "args": [{"discoverOptions": None, "archfleet": None, "archfleetImage": None}, "/w"],
+    },
     # Which builds write the protected cache (build.sh archfleet_protected_pipeline's twin).
     "protected-primary": parse({"cache": True}),
     "protected-change-request": parse(
@@ -213,6 +287,109 @@ def test_cache_refs_follow_the_component(answers: dict[str, dict[str, Any]]) -> 
         f"AF_CACHE_TO=type=registry,ref={repo}:unprotected-arm64,mode=max{insecure}",
     ]
     assert value(answers, "cache-off") == []
+
+
+def test_a_build_that_pushes_nothing_only_reads_the_cache(
+    answers: dict[str, dict[str, Any]],
+) -> None:
+    """No login without push (no credential is bound): --cache-from only, never --cache-to,
+    whose failure would fail the build (buildah's pushCache), while a failed read does not."""
+    repo = f"{IMAGE}/buildcache"
+    assert value(answers, "cache-buildah-change-no-push") == [
+        f"AF_CACHE_FROM={repo}/arm64 {repo}/unprotected-arm64",
+    ]
+    assert value(answers, "cache-buildah-protected-no-push") == [f"AF_CACHE_FROM={repo}/arm64"]
+    # buildx: BuildKit fails the build on a refused cache import, so no cache at all.
+    assert value(answers, "cache-buildx-change-no-push") == []
+
+
+def test_the_cache_default_follows_the_builder(answers: dict[str, dict[str, Any]]) -> None:
+    buildah = value(answers, "cache-default-buildah")
+    assert buildah["cache"] is True and buildah["cacheRepository"] == f"{IMAGE}/buildcache"
+    buildx = value(answers, "cache-default-buildx")
+    assert buildx["cache"] is False and buildx["cacheRepository"] is None
+    assert value(answers, "cache-buildx-asked")["cache"] is True
+    assert not [w for w in value(answers, "cache-buildx-asked")["warnings"] if "cache" in w]
+    assert value(answers, "cache-buildx-asked-no-push")["warnings"] == [
+        "multiArchBuild: push is off, so no registry login: this buildx build uses no registry "
+        "cache (BuildKit fails a build whose cache import is refused)"
+    ]
+    assert not [w for w in value(answers, "cache-default-buildah")["warnings"] if "cache" in w]
+    assert value(answers, "cache-buildah-off")["cache"] is False
+    assert (
+        value(answers, "cache-repository-buildah-default")["cacheRepository"]
+        == "r.example.com/cache/app"
+    )
+    for name in ("cache-repository-buildx-default", "cache-repository-cache-off"):
+        assert answers[name]["error"].startswith(
+            "cacheRepository only applies with the cache on: cache: true (the default with "
+            "builder 'buildah'; with 'buildx' it is off unless asked)"
+        ), name
+
+
+def test_discover_options_take_the_tools_names(answers: dict[str, dict[str, Any]]) -> None:
+    assert value(answers, "discover-options")["discoverOptions"] == {
+        "root": "jobs",
+        "pattern": ["*/Dockerfile.prod", "-odd"],
+        "exclude": ["legacy"],
+        "defaultExcludes": False,
+        "rootName": "top",
+    }
+    assert value(answers, "discover-no-options")["discoverOptions"] == {
+        "root": ".",
+        "pattern": [],
+        "exclude": [],
+        "defaultExcludes": True,
+        "rootName": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("discover-not-discovering", "discover only applies with images: 'discover'"),
+        ("discover-list", "discover only applies with images: 'discover'"),
+        ("discover-not-a-map", "discover must be a map of archfleet discover-images options"),
+        (
+            "discover-unknown",
+            "discover has unknown key(s) excludes; known: root, pattern, exclude, "
+            "defaultExcludes, rootName",
+        ),
+        ("discover-absolute-root", "discover.root '/srv' must be a directory inside the workspace"),
+        ("discover-parent-root", "discover.root '../other' must be a directory inside"),
+        ("discover-empty-exclude", "discover.exclude must be a glob or a non-empty list of globs"),
+        ("discover-exclude-number", "discover.exclude must be a glob or a non-empty list of globs"),
+        ("discover-blank-pattern", "discover.pattern[2] must be a non-empty string"),
+        ("discover-root-name-line-break", "discover.rootName contains a line break"),
+        ("discover-default-excludes-word", "discover.defaultExcludes must be true or false"),
+    ],
+)
+def test_bad_discover_options_are_clear_errors(
+    answers: dict[str, dict[str, Any]], name: str, message: str
+) -> None:
+    assert message in answers[name].get("error", ""), answers[name]
+
+
+def test_discover_env_carries_each_option_as_a_value(answers: dict[str, dict[str, Any]]) -> None:
+    """resources/archfleet/discover-images.sh reads these; globs one a line."""
+    env = value(answers, "discover-env")
+    assert env[:6] == [
+        "AF_OUT=/w",
+        "AF_DISCOVER_ROOT=jobs",
+        "AF_DISCOVER_PATTERNS=*/Dockerfile.prod\n$(id)",
+        "AF_DISCOVER_EXCLUDES=legacy",
+        "AF_DISCOVER_DEFAULT_EXCLUDES=0",
+        "AF_DISCOVER_ROOT_NAME=top",
+    ]
+    assert "AF_ARCHFLEET=/opt/archfleet/bin/archfleet" in env
+    assert value(answers, "discover-env-defaults")[:6] == [
+        "AF_OUT=/w",
+        "AF_DISCOVER_ROOT=.",
+        "AF_DISCOVER_PATTERNS=",
+        "AF_DISCOVER_EXCLUDES=",
+        "AF_DISCOVER_DEFAULT_EXCLUDES=1",
+        "AF_DISCOVER_ROOT_NAME=",
+    ]
 
 
 @pytest.mark.parametrize(

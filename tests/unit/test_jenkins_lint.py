@@ -102,7 +102,14 @@ def test_src_methods_are_noncps(path: Path) -> None:
 
 
 _SH_CALL = re.compile(r"\bsh\s*\(((?:'[^'\n]*'|\"[^\"\n]*\"|[^)'\"\n]|\n\s*)*)\)")
-RESOURCE_SCRIPTS = {"buildScript", "checkScript", "mergeScript", "configScript", "basesScript"}
+RESOURCE_SCRIPTS = {
+    "buildScript",
+    "checkScript",
+    "mergeScript",
+    "configScript",
+    "basesScript",
+    "discoverScript",
+}
 
 
 def sh_calls(source: str) -> list[str]:

@@ -9,8 +9,9 @@ set +x  # Jenkins runs a script without a shebang as `sh -xe`: no trace (it woul
 #   AF_OUT work dir OUTSIDE the workspace (pwd(tmp: true)/archfleet-<arch>: never in the build
 #          context)   AF_LOCAL_REF (buildah: local name)  AF_PUSH 1|0  AF_INSECURE 1|0
 #   $AF_OUT/build-args: one NAME=VALUE per line
-#   AF_CACHE_FROM (space-separated) AF_CACHE_TO: the registry cache refs (cache: true), as
-#          src/archfleet/Config.groovy cacheEnv names them; unset: no cache options
+#   AF_CACHE_FROM (space-separated) AF_CACHE_TO: the registry cache refs (cache), as
+#          src/archfleet/Config.groovy cacheEnv names them; both unset: no cache options;
+#          AF_CACHE_FROM alone (push off, so no login): read the cache, write none
 # Output: $AF_OUT/digest (buildah) or $AF_OUT/metadata.json (buildx).
 #
 # AF_ACTION=smoke runs the smoke instead (smokeCommand; ci-templates/src/smoke.sh does the same
@@ -68,15 +69,44 @@ make_secrets_dir() {
 }
 
 # A private auth file (containers-auth.json) holding the registry login, made once: buildah
-# build (the cache refs) and skopeo copy (the push) read it.
+# build (the cache refs) and skopeo copy (the push) read it. Given with --authfile it is the
+# ONLY file containers/image reads (pkg/docker/config getAuthFilePaths: a user-specified path
+# drops the default ones), so `buildah build` would lose the agent's own logins for private
+# base images: it starts as a copy of the first auth file the agent's buildah would read
+# (REGISTRY_AUTH_FILE, the runtime dir's, the config dir's, docker's config.json), as the
+# GitLab component seeds its job-private file (ci-templates/src/auth.sh), and the push login
+# is added to it for the image's registry only.
 authfile=""
+agent_authfile() {
+    # containers/image getPathToAuth: $XDG_RUNTIME_DIR/containers/auth.json, else
+    # /run/containers/UID/auth.json.
+    if [ -n "${XDG_RUNTIME_DIR:-}" ]; then
+        runtime_auth="$XDG_RUNTIME_DIR/containers/auth.json"
+    else
+        runtime_auth="/run/containers/$(id -u)/auth.json"
+    fi
+    for candidate in "${REGISTRY_AUTH_FILE:-}" "$runtime_auth" \
+        "${XDG_CONFIG_HOME:-${HOME:-/nonexistent}/.config}/containers/auth.json" \
+        "${DOCKER_CONFIG:-${HOME:-/nonexistent}/.docker}/config.json"; do
+        if [ -n "$candidate" ] && [ -f "$candidate" ] && [ -r "$candidate" ]; then
+            printf '%s\n' "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
 registry_authfile() {
     if [ -n "$authfile" ]; then
         return 0
     fi
     make_secrets_dir
     authfile="$secrets_dir/auth.json"
-    printf '{}\n' > "$authfile"
+    if seed=$(agent_authfile) && ! grep -q -e '"credsStore"' -e '"credHelpers"' "$seed"; then
+        cp "$seed" "$authfile"
+    else
+        # None, or one with a credential helper (the push login would land in the helper).
+        printf '{}\n' > "$authfile"
+    fi
     printf '%s\n' "$REGISTRY_PASSWORD" | skopeo login --authfile "$authfile" \
         --tls-verify="$tls_verify" --username "$REGISTRY_USER" --password-stdin \
         "$AF_REGISTRY" >/dev/null
@@ -84,15 +114,27 @@ registry_authfile() {
 
 # A private docker client config holding the registry login, so the credentials do not outlive
 # this script on the agent; the agent's buildx builders and CLI plugins stay visible through links.
+# It starts as a copy of the agent's config.json (its logins for private base images, as the
+# GitLab component's ci-templates/src/auth.sh seeds its own), unless that names a credential
+# store or helper: `docker login` would then put the push login into the agent's store.
 docker_login_private() {
     make_secrets_dir
     config="$secrets_dir/docker-config"
     mkdir "$config"
+    origin="${DOCKER_CONFIG:-$HOME/.docker}"
     for shared in buildx cli-plugins; do
-        if [ -e "${DOCKER_CONFIG:-$HOME/.docker}/$shared" ]; then
-            ln -s "${DOCKER_CONFIG:-$HOME/.docker}/$shared" "$config/$shared"
+        if [ -e "$origin/$shared" ]; then
+            ln -s "$origin/$shared" "$config/$shared"
         fi
     done
+    if [ -f "$origin/config.json" ] && [ -r "$origin/config.json" ]; then
+        if grep -q -e '"credsStore"' -e '"credHelpers"' "$origin/config.json"; then
+            echo "archfleet: $origin/config.json uses a credential store: not copied (the push login" \
+                "would land in it); its logins do not apply to this build"
+        else
+            cp "$origin/config.json" "$config/config.json"
+        fi
+    fi
     export DOCKER_CONFIG="$config"
     printf '%s\n' "$REGISTRY_PASSWORD" | docker login --username "$REGISTRY_USER" \
         --password-stdin "$AF_REGISTRY" >/dev/null
@@ -135,17 +177,22 @@ if [ "${AF_ACTION:-build}" = smoke ]; then
     exit "$status"
 fi
 
-# The registry cache options (cache: true): --cache-from for each ref, --cache-to once.
+# The registry cache options (cache): --cache-from for each ref, --cache-to once. Without
+# AF_CACHE_TO (a build that pushes nothing has no login) the cache is only read: a failed read
+# costs a rebuild, a write without a login would fail the build.
 cache_from=${AF_CACHE_FROM:-}
 cache_to=${AF_CACHE_TO:-}
+if [ -n "$cache_from" ] && [ -z "$cache_to" ]; then
+    echo "archfleet: registry cache read only (push is off: no registry login, nothing written to the cache)"
+fi
 
 echo "archfleet: building $AF_PLATFORM on $(uname -m) with $AF_BUILDER (push: $AF_PUSH)"
 
 case "$AF_BUILDER" in
 buildah)
-    if [ -n "$cache_to" ]; then
-        # --layers: buildah caches (and so exports) nothing without it. --tls-verify and the
-        # login reach the cache refs too (a plain-HTTP lab registry, a private repository).
+    if [ -n "$cache_from$cache_to" ]; then
+        # --layers: buildah caches (and so imports or exports) nothing without it. --tls-verify
+        # and the login reach the cache refs too (a plain-HTTP lab registry, a private repository).
         set -- "$@" --layers --tls-verify="$tls_verify"
         if have_credentials; then
             registry_authfile
@@ -154,7 +201,9 @@ buildah)
         for ref in $cache_from; do
             set -- "$@" --cache-from "$ref"
         done
-        set -- "$@" --cache-to "$cache_to"
+        if [ -n "$cache_to" ]; then
+            set -- "$@" --cache-to "$cache_to"
+        fi
     fi
     buildah build --platform "$AF_PLATFORM" --file "$AF_DOCKERFILE" "$@" \
         --tag "$AF_LOCAL_REF" "$AF_CONTEXT"
@@ -185,12 +234,12 @@ buildx)
     if have_credentials; then
         docker_login_private
     fi
+    # The docker driver exports no registry cache: with a cache to write, the agent's builder
+    # must be another (docker-container), as the GitLab component creates one.
+    for ref in $cache_from; do
+        set -- "$@" --cache-from "$ref"
+    done
     if [ -n "$cache_to" ]; then
-        # The docker driver exports no registry cache: the agent's builder must be another
-        # (docker-container), as the GitLab component creates one.
-        for ref in $cache_from; do
-            set -- "$@" --cache-from "$ref"
-        done
         set -- "$@" --cache-to "$cache_to"
     fi
     if [ "$AF_PUSH" = 1 ]; then

@@ -25,12 +25,16 @@ class Config implements Serializable {
         [name: 'images', type: "List of Map [name:, context:, dockerfile:], or 'discover'",
          default: 'none (one image: image, context, dockerfile)',
          example: "[[name: 'job-a', context: 'jobs/job-a'], [name: 'job-b', context: 'jobs/job-b', dockerfile: 'jobs/job-b/Containerfile']]"],
+        [name: 'discover', type: 'Map [root:, pattern:, exclude:, defaultExcludes:, rootName:]',
+         default: "[:] (archfleet discover-images' defaults)",
+         example: "[root: 'jobs', exclude: ['legacy', 'jobs/*/test']]"],
         [name: 'agentLabel', type: 'String pattern or Map', default: "'{arch}'",
          example: "'linux && {arch}'"],
         [name: 'mergeLabel', type: 'String', default: 'the first platform\'s label',
          example: "'linux && amd64'"],
         [name: 'builder', type: "'buildah' or 'buildx'", default: "'buildah'", example: "'buildx'"],
-        [name: 'cache', type: 'Boolean', default: 'false', example: 'true'],
+        [name: 'cache', type: 'Boolean', default: "true with builder 'buildah', false with 'buildx'",
+         example: 'false'],
         [name: 'cacheRepository', type: 'String', default: "image + '/buildcache'",
          example: "'registry.example.com/team/app/buildcache'"],
         [name: 'buildArgs', type: 'Map of String to String', default: '[:]',
@@ -87,6 +91,9 @@ class Config implements Serializable {
     private static final int MAX_AGENT_TIMEOUT = 7 * 24 * 60
     /** images: 'discover': the step runs `archfleet discover-images --json` in the preflight. */
     static final String DISCOVER = 'discover'
+    /** discover: keys, as `archfleet discover-images` names its options (toolkit/tasks/discover.py). */
+    static final List<String> DISCOVER_KEYS = Collections.unmodifiableList(
+        ['root', 'pattern', 'exclude', 'defaultExcludes', 'rootName'])
 
     /**
      * args: what the pipeline passed; archesJson: resources/archfleet/arches.json;
@@ -199,11 +206,16 @@ class Config implements Serializable {
             }
             images = discover ? null : imageEntries(args.images, 'images')
         }
-        boolean cache = flag(args, 'cache', false)
+        Map discoverOptions = discoverOptions(args.discover, discover)
+        // On by default where it can work, as the component's cache input: buildah writes a
+        // registry cache itself; buildx's default docker driver cannot export one, so there it
+        // stays off unless asked (with a docker-container builder on the agents).
+        boolean cache = flag(args, 'cache', builder == 'buildah')
         String cacheRepository = null
         if (args.cacheRepository != null) {
             if (!cache) {
-                throw new LibraryError('cacheRepository only applies with cache: true')
+                throw new LibraryError("cacheRepository only applies with the cache on: cache: true (the " +
+                    "default with builder 'buildah'; with 'buildx' it is off unless asked)")
             }
             cacheRepository = parseImage(string(args, 'cacheRepository', null)).repository
         }
@@ -223,6 +235,10 @@ class Config implements Serializable {
             throw new LibraryError("push must be true or false, not '${push}'")
         }
         boolean pushing = push != null ? push : (tag != null || primary)
+        if (cache && builder == 'buildx' && !pushing) {
+            warnings << ('multiArchBuild: push is off, so no registry login: this buildx build uses no ' +
+                'registry cache (BuildKit fails a build whose cache import is refused)').toString()
+        }
         String credentialsId = args.credentialsId == null ? null : string(args, 'credentialsId', null)
         String archfleet = args.archfleet == null ? null : string(args, 'archfleet', null)
         Map tool = toolImage(args)
@@ -269,6 +285,7 @@ class Config implements Serializable {
             name          : null,
             images        : images,
             discover      : discover,
+            discoverOptions: discoverOptions,
             cache         : cache,
             cacheRepository: cache ? (cacheRepository ?: "${image.repository}/buildcache".toString()) : null,
             cacheRepositoryGiven: cacheRepository != null,
@@ -355,6 +372,99 @@ class Config implements Serializable {
     }
 
     /**
+     * discover: the options of `archfleet discover-images` (toolkit/tasks/discover.py: --root,
+     * --pattern and --exclude (each repeatable), --no-default-excludes, --root-name), by the same
+     * names: root and rootName strings, pattern and exclude a string or a list of strings,
+     * defaultExcludes true or false. Only with images: 'discover'. Paths stay inside the
+     * workspace: root is relative and has no '..'.
+     */
+    @NonCPS
+    static Map discoverOptions(Object value, boolean discover) {
+        Map options = [root: '.', pattern: [], exclude: [], defaultExcludes: true, rootName: null]
+        if (value == null) {
+            return options
+        }
+        if (!discover) {
+            throw new LibraryError("discover only applies with images: 'discover', e.g. images: 'discover', " +
+                "discover: ${exampleOf('discover')}")
+        }
+        if (!(value instanceof Map)) {
+            throw new LibraryError("discover must be a map of archfleet discover-images options, e.g. " +
+                "discover: ${exampleOf('discover')}")
+        }
+        Map given = (Map) value
+        List<String> unknown = []
+        for (Object key : given.keySet()) {
+            if (!(key.toString() in DISCOVER_KEYS)) {
+                unknown << key.toString()
+            }
+        }
+        if (unknown) {
+            throw new LibraryError("discover has unknown key(s) ${unknown.join(', ')}; known: ${DISCOVER_KEYS.join(', ')}")
+        }
+        if (given.root != null) {
+            String root = pathText(given.root, 'discover.root')
+            boolean outside = root.startsWith('/')
+            for (String part : root.split('/')) {
+                outside = outside || part == '..'
+            }
+            if (outside) {
+                throw new LibraryError("discover.root '${root}' must be a directory inside the workspace, " +
+                    "relative and without '..', e.g. root: 'jobs'")
+            }
+            options.root = root
+        }
+        for (String key : ['pattern', 'exclude']) {
+            Object globs = given[key]
+            if (globs == null) {
+                continue
+            }
+            List items = globs instanceof CharSequence ? [globs] : (globs instanceof List ? (List) globs : null)
+            if (items == null || !items) {
+                throw new LibraryError("discover.${key} must be a glob or a non-empty list of globs, e.g. " +
+                    "${key}: ['legacy', 'jobs/*/test']")
+            }
+            List<String> texts = []
+            int position = 0
+            for (Object item : items) {
+                position++
+                texts << pathText(item, "discover.${key}[${position}]".toString())
+            }
+            options[key] = texts
+        }
+        if (given.defaultExcludes != null) {
+            if (!(given.defaultExcludes instanceof Boolean)) {
+                throw new LibraryError("discover.defaultExcludes must be true or false, not '${given.defaultExcludes}'")
+            }
+            options.defaultExcludes = given.defaultExcludes
+        }
+        if (given.rootName != null) {
+            options.rootName = pathText(given.rootName, 'discover.rootName')
+        }
+        return options
+    }
+
+    /**
+     * withEnv entries for resources/archfleet/discover-images.sh: the discover: options as
+     * values of the environment (pattern and exclude one a line), never on the script's
+     * command line; the script turns them into `--root=VALUE` arguments.
+     */
+    @NonCPS
+    static List<String> discoverEnv(Map cfg, String work) {
+        Map options = (Map) cfg.discoverOptions ?: discoverOptions(null, true)
+        List<String> env = [
+            "AF_OUT=${work}",
+            "AF_DISCOVER_ROOT=${options.root}",
+            "AF_DISCOVER_PATTERNS=${((List) options.pattern).join('\n')}",
+            "AF_DISCOVER_EXCLUDES=${((List) options.exclude).join('\n')}",
+            "AF_DISCOVER_DEFAULT_EXCLUDES=${options.defaultExcludes ? 1 : 0}",
+            "AF_DISCOVER_ROOT_NAME=${options.rootName ?: ''}",
+        ].collect { Object entry -> entry.toString() }
+        env.addAll(Tool.commandEnv(cfg))
+        return env
+    }
+
+    /**
      * The configuration of one image of `images` (an entry from imageEntries): the step's
      * configuration with the image's repository (image + '/' + name, as the GitLab child
      * pipeline of `archfleet discover-images --gitlab-child-pipeline` names it), context,
@@ -386,8 +496,15 @@ class Config implements Serializable {
      * registry cache ref holds one build's cache, so arches sharing one would overwrite each
      * other's); buildx names it REPO:ARCH, buildah REPO/ARCH (buildah's --cache-from/--cache-to
      * take a repository). A protected build reads and writes that ref; any other build reads it
-     * and its own `unprotected-ARCH` ref, and writes only its own. Returns withEnv entries
-     * AF_CACHE_FROM (space-separated) and AF_CACHE_TO; none when cache is off.
+     * and its own `unprotected-ARCH` ref, and writes only its own. A build that pushes nothing
+     * (push off: a change request or branch without push: true) has no registry login (no
+     * credential is bound), so it must not depend on one. buildah: it only reads, AF_CACHE_FROM
+     * without AF_CACHE_TO; a failed read costs a rebuild, never the build (buildah's
+     * imagebuildah/stage_executor.go ignores a failed pullCache, while a failed pushCache fails
+     * the build, hence no write). buildx: no cache at all, since BuildKit fails the build on a
+     * refused cache import ("failed to configure registry cache importer: ... authorization
+     * failed", moby/buildkit#3179). Returns withEnv entries AF_CACHE_FROM (space-separated) and
+     * AF_CACHE_TO; none when cache is off.
      */
     @NonCPS
     static List<String> cacheEnv(Map cfg, Map arch) {
@@ -395,6 +512,9 @@ class Config implements Serializable {
             return []
         }
         boolean buildx = cfg.builder == 'buildx'
+        if (buildx && !cfg.push) {
+            return []
+        }
         String separator = buildx ? ':' : '/'
         String suffix = buildx && cfg.insecure ? ',registry.insecure=true' : ''
         String own = "${cfg.cacheRepository}${separator}${arch.tag}".toString()
@@ -408,10 +528,11 @@ class Config implements Serializable {
         for (String ref : from) {
             options << (buildx ? "type=registry,ref=${ref}${suffix}".toString() : ref)
         }
-        return [
-            "AF_CACHE_FROM=${options.join(' ')}".toString(),
-            "AF_CACHE_TO=${buildx ? "type=registry,ref=${to},mode=max${suffix}" : to}".toString(),
-        ]
+        List<String> env = ["AF_CACHE_FROM=${options.join(' ')}".toString()]
+        if (cfg.push) {
+            env << "AF_CACHE_TO=${buildx ? "type=registry,ref=${to},mode=max${suffix}" : to}".toString()
+        }
+        return env
     }
 
     /**
