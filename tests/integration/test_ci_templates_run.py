@@ -614,6 +614,10 @@ def test_archfleet_install_of_a_pinned_wheel(tmp_path: Path, archfleet_wheel: Pa
     with serve_https({f"/wheels/{archfleet_wheel.name}": data}, tmp_path) as server:
         url = server.url(f"/wheels/{archfleet_wheel.name}")
         env = {
+            # Not the checkout's toolkit: with PYTHONPATH on a source tree (a copy under test),
+            # pip in the job's virtualenv sees its archfleet.egg-info as archfleet installed,
+            # installs nothing, and the job runs another archfleet (empty means unset).
+            "PYTHONPATH": "",
             # Offline: the lock's wheels from the cache; the archfleet wheel from the URL.
             "PIP_NO_INDEX": "1",
             "PIP_FIND_LINKS": str(house),

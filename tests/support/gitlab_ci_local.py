@@ -6,6 +6,9 @@ them. `list_jobs` evaluates rules like GitLab (`--list-json`, jobs that rules ex
 jobs with the shell executor. gitlab-ci-local ignores `tags:`, so tests read them from the
 preview. Overriding predefined variables (CI_PIPELINE_SOURCE…) is on purpose here, so its
 warning about that is switched off for the names a test passes.
+
+The jobs' shell must not read the developer's startup files: `job_environment` explains why
+and how.
 """
 
 from __future__ import annotations
@@ -66,6 +69,28 @@ def make_project(root: Path, files: Mapping[str, str]) -> Path:
     return root
 
 
+def job_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment gitlab-ci-local (and so every shell-executor job) gets: ours plus `env`,
+    with no way for the caller's shell startup files into the job.
+
+    gitlab-ci-local 4.70.1 runs a shell job as `execa("bash", {shell: "bash"})`, i.e.
+    `bash -c bash`, and writes the job script to its stdin (src/job.ts, execScripts). Node's
+    stdio pipes are socketpairs, and bash takes a socket on stdin of a `-c` shell for "started
+    by rshd/sshd" and then sources ~/.bashrc when its SHLVL, after its own increment, is below 2
+    (bash shell.c, run_startup_files; isnetconn). So a pytest started without SHLVL (or with
+    SHLVL=0) gives every job the developer's ~/.bashrc, and here that puts pyenv's shims in front
+    of the PATH a test set up (the SHIM `archfleet`, a recording `python3`). SHLVL=1 (what any
+    shell that starts pytest exports) keeps bash out of that rule; BASH_ENV, which every
+    non-interactive bash sources, is dropped unless a test passes it on purpose.
+    """
+    merged = {key: value for key, value in os.environ.items() if key != "BASH_ENV"}
+    merged.update({"FORCE_COLOR": "0", "NO_COLOR": "1", **(env or {})})
+    level = merged.get("SHLVL", "")
+    if not level.isdigit() or int(level) < 1:
+        merged["SHLVL"] = "1"
+    return merged
+
+
 def run(
     project: Path,
     *args: str,
@@ -84,7 +109,7 @@ def run(
         done = subprocess.run(
             command,
             cwd=project,
-            env={**os.environ, "FORCE_COLOR": "0", "NO_COLOR": "1", **(env or {})},
+            env=job_environment(env),
             stdout=out,
             stderr=err,
             timeout=timeout,
