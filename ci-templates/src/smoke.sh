@@ -23,9 +23,22 @@ archfleet_smoke() {
       [ -n "${ARCHFLEET_VARIANT:-}" ] && set -- "$@" --variant "$ARCHFLEET_VARIANT"
       archfleet_ctr=$(buildah "$@" "docker://$ARCHFLEET_TARGET") \
         || archfleet_fail "buildah could not pull $ARCHFLEET_TARGET as $ARCHFLEET_PLATFORM"
-      archfleet_out=$(buildah run "$archfleet_ctr" -- sh -c "$ARCHFLEET_SMOKE_COMMAND") \
-        || { buildah rm "$archfleet_ctr" >/dev/null 2>&1; archfleet_fail "'$ARCHFLEET_SMOKE_COMMAND' failed in $ARCHFLEET_TARGET as $ARCHFLEET_PLATFORM"; }
+      # The command writes its output itself, on a bind mount: buildah run's chroot isolation
+      # relays stdout through a goroutine that its chroot runtime does not wait for
+      # (chroot/run_common.go runUsingChrootMain), so `$(buildah run ...)` loses it now and then
+      # (jenkins/resources/archfleet/build.sh does the same). 0777: an image's non-root USER.
+      archfleet_dir=$(mktemp -d "${TMPDIR:-/tmp}/archfleet-smoke.XXXXXX")
+      mkdir -m 0777 "$archfleet_dir/run"
+      archfleet_status=0
+      buildah run --volume "$archfleet_dir/run:/.archfleet-smoke" "$archfleet_ctr" -- \
+        sh -c 'sh -c "$1" > /.archfleet-smoke/stdout 2> /.archfleet-smoke/stderr' \
+        archfleet-smoke "$ARCHFLEET_SMOKE_COMMAND" || archfleet_status=$?
       buildah rm "$archfleet_ctr" >/dev/null 2>&1 || true
+      [ -f "$archfleet_dir/run/stderr" ] && cat "$archfleet_dir/run/stderr" >&2
+      archfleet_out=$(cat "$archfleet_dir/run/stdout" 2>/dev/null || true)
+      rm -rf "$archfleet_dir"
+      [ "$archfleet_status" = 0 ] \
+        || archfleet_fail "'$ARCHFLEET_SMOKE_COMMAND' failed in $ARCHFLEET_TARGET as $ARCHFLEET_PLATFORM"
       ;;
     *) archfleet_fail "builder must be buildx or buildah, not '${ARCHFLEET_BUILDER:-}'" ;;
   esac

@@ -143,7 +143,7 @@ docker_login_private() {
 if [ "${AF_ACTION:-build}" = smoke ]; then
     # After the merge, on this platform's own agent: pull the merged index BY DIGEST as this
     # platform and run the command in it (the step then checks a machine name it prints).
-    rm -f "$out/smoke.out"
+    rm -rf "$out/smoke.out" "$out/smoke-run"
     echo "archfleet: smoke run of $AF_SMOKE_REF as $AF_PLATFORM on $(uname -m) with $AF_BUILDER"
     case "$AF_BUILDER" in
     buildah)
@@ -156,9 +156,28 @@ if [ "${AF_ACTION:-build}" = smoke ]; then
             set -- "$@" --authfile "$authfile"
         fi
         container=$(buildah "$@" "docker://$AF_SMOKE_REF")
+        # Not `buildah run ... > smoke.out`: with chroot isolation (BUILDAH_ISOLATION=chroot, as
+        # buildah's own images set it) the command's output reaches buildah's stdout through a
+        # relay goroutine of buildah-chroot-runtime, which exits as soon as the command has
+        # exited without waiting for that relay (chroot/run_common.go runUsingChrootMain, 1.28
+        # to today): now and then the output is lost, exit code 0. The command writes its
+        # output itself, to files on a bind mount; 0777 so an image's non-root USER can too
+        # (the parent directory is 0700, so no other user of the agent reaches it).
+        mkdir -m 0777 "$out/smoke-run"
         status=0
-        buildah run "$container" -- sh -c "$AF_SMOKE_COMMAND" > "$out/smoke.out" || status=$?
+        buildah run --volume "$out/smoke-run:/.archfleet-smoke" "$container" -- \
+            sh -c 'sh -c "$1" > /.archfleet-smoke/stdout 2> /.archfleet-smoke/stderr' \
+            archfleet-smoke "$AF_SMOKE_COMMAND" || status=$?
         buildah rm "$container" >/dev/null 2>&1 || true
+        if [ -f "$out/smoke-run/stderr" ]; then
+            cat "$out/smoke-run/stderr" >&2
+        fi
+        if [ -f "$out/smoke-run/stdout" ]; then
+            cp "$out/smoke-run/stdout" "$out/smoke.out"
+        else
+            : > "$out/smoke.out"
+        fi
+        rm -rf "$out/smoke-run"
         ;;
     buildx)
         if have_credentials; then
