@@ -26,17 +26,19 @@ archfleet_smoke() {
       # The command writes its output itself, on a bind mount: buildah run's chroot isolation
       # relays stdout through a goroutine that its chroot runtime does not wait for
       # (chroot/run_common.go runUsingChrootMain), so `$(buildah run ...)` loses it now and then
-      # (jenkins/resources/archfleet/build.sh does the same). 0777: an image's non-root USER.
-      archfleet_dir=$(mktemp -d "${TMPDIR:-/tmp}/archfleet-smoke.XXXXXX")
-      mkdir -m 0777 "$archfleet_dir/run"
+      # (jenkins/resources/archfleet/build.sh does the same). In the job's private directory
+      # (0700; removed by its trap and by after_script, also when the job is cancelled), the
+      # mounted one 0777: an image's non-root USER writes there too.
+      archfleet_job_dir
+      archfleet_dir="$ARCHFLEET_JOB_DIR/smoke"
+      mkdir -m 0777 "$archfleet_dir"
       archfleet_status=0
-      buildah run --volume "$archfleet_dir/run:/.archfleet-smoke" "$archfleet_ctr" -- \
+      buildah run --volume "$archfleet_dir:/.archfleet-smoke" "$archfleet_ctr" -- \
         sh -c 'sh -c "$1" > /.archfleet-smoke/stdout 2> /.archfleet-smoke/stderr' \
         archfleet-smoke "$ARCHFLEET_SMOKE_COMMAND" || archfleet_status=$?
       buildah rm "$archfleet_ctr" >/dev/null 2>&1 || true
-      [ -f "$archfleet_dir/run/stderr" ] && cat "$archfleet_dir/run/stderr" >&2
-      archfleet_out=$(cat "$archfleet_dir/run/stdout" 2>/dev/null || true)
-      rm -rf "$archfleet_dir"
+      [ -f "$archfleet_dir/stderr" ] && cat "$archfleet_dir/stderr" >&2
+      archfleet_out=$(cat "$archfleet_dir/stdout" 2>/dev/null || true)
       [ "$archfleet_status" = 0 ] \
         || archfleet_fail "'$ARCHFLEET_SMOKE_COMMAND' failed in $ARCHFLEET_TARGET as $ARCHFLEET_PLATFORM"
       ;;
